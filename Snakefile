@@ -1,0 +1,19 @@
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/samples.smk"
+include: "workflow/rules/manifest.smk"
+include: "workflow/rules/segment.smk"
+include: "workflow/rules/summary.smk"
+
+
+rule all:
+    input:
+        "results/summary/metrics.parquet",
+        "results/summary/methods.parquet",

@@ -1,0 +1,127 @@
+"""Validating and resolving the workflow config, before any job runs.
+
+The JSON schema (``workflow/schemas/config.schema.yaml``) is the one place where keys,
+types and defaults are written down. This module checks a config against it with error
+messages that name the key (``config key 'methods.otsu.method': 'otsuu' is not one of
+[...]``), fills in defaults, and runs the checks a schema cannot express.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from segpipe.errors import ConfigError
+from segpipe.methods import get_method
+
+
+def load_schema(path):
+    """Read the config schema (YAML)."""
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def _key_of(error):
+    parts = [str(p) for p in error.absolute_path]
+    if error.validator == "additionalProperties" and error.instance:
+        allowed = set(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - allowed)
+        if extra:
+            parts.append(extra[0])
+            return ".".join(parts), f"unknown key; allowed here: {sorted(allowed)}"
+    return ".".join(parts) or "(top level)", error.message
+
+
+def validate_config(config, schema):
+    """Raise ConfigError for the most relevant schema violation in ``config``.
+
+    Parameters
+    ----------
+    config : dict
+    schema : dict
+        The loaded JSON schema.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key (dotted path) and what is wrong with it.
+    """
+    validator = Draft202012Validator(schema)
+    error = best_match(validator.iter_errors(config))
+    if error is not None:
+        key, problem = _key_of(error)
+        raise ConfigError(key, problem)
+
+
+def method_defaults(schema, kind):
+    """Defaults of one method kind's settings, read from the schema's ``$defs``."""
+    props = schema["$defs"][kind]["properties"]
+    return {k: copy.deepcopy(v["default"]) for k, v in props.items() if "default" in v}
+
+
+def replace_methods_from(config, configfiles):
+    """Make a ``--configfile``'s ``methods`` replace the default ones instead of merging.
+
+    Snakemake merges config files key by key, so a user who lists two methods would get
+    those two plus every default method. The last given file that has ``methods`` wins.
+    """
+    for path in configfiles or ():
+        with open(path) as fh:
+            user = yaml.safe_load(fh) or {}
+        if isinstance(user, dict) and "methods" in user:
+            config["methods"] = copy.deepcopy(user["methods"])
+    return config
+
+
+def resolve_config(config, schema, *, configfiles=(), generated_input_dir=None):
+    """Validate ``config`` and return a new dict with every default filled in.
+
+    Parameters
+    ----------
+    config : dict
+        As Snakemake loaded it (defaults file merged with user files and --config).
+    schema : dict
+    configfiles : sequence of path
+        The files given with ``--configfile``; their ``methods`` replace the defaults'.
+    generated_input_dir : str, optional
+        An ``input_dir`` that a rule of the workflow writes (the sample images): it need
+        not exist yet.
+
+    Raises
+    ------
+    ConfigError
+    """
+    config = replace_methods_from(copy.deepcopy(config), configfiles)
+    validate_config(config, schema)
+    for key, spec in schema["properties"].items():
+        if key not in config and "default" in spec:
+            config[key] = copy.deepcopy(spec["default"])
+    methods = {}
+    for name, settings in config["methods"].items():
+        full = {**method_defaults(schema, settings["kind"]), **settings}
+        spec = get_method(full["kind"])
+        if spec.check is not None:
+            spec.check(name, full)
+        methods[name] = full
+    config["methods"] = methods
+    if config["input_dir"] != generated_input_dir:
+        check_input_dir(config["input_dir"])
+    return config
+
+
+def check_input_dir(input_dir):
+    """Fail early if ``input_dir`` is missing, not a folder, or holds no files."""
+    path = Path(input_dir)
+    if not path.exists():
+        raise ConfigError("input_dir", f"folder {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise ConfigError("input_dir", f"{str(path)!r} is not a folder")
+    from segpipe.manifest import iter_files
+
+    if next(iter_files(path), None) is None:
+        raise ConfigError("input_dir", f"folder {str(path)!r} holds no files")
+

@@ -1,0 +1,27 @@
+"""Exceptions that segpipe raises on purpose, so callers can tell them from bugs."""
+
+
+class ImageReadError(Exception):
+    """An input file could not be decoded into an image.
+
+    The message names the file and the cause; the batch loop records it in the
+    image's row and moves on.
+    """
+
+    def __init__(self, path, cause):
+        self.path = str(path)
+        self.cause = cause
+        super().__init__(f"{self.path}: {cause}")
+
+
+class ConfigError(ValueError):
+    """The workflow configuration is wrong; the message names the key."""
+
+    def __init__(self, key, problem):
+        self.key = key
+        self.problem = problem
+        super().__init__(f"config key '{key}': {problem}")
+
+
+class InputDirError(ValueError):
+    """The input folder is missing or holds no files."""

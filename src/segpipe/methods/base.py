@@ -1,0 +1,51 @@
+"""What every segmentation method returns, and how methods are registered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class Segmentation:
+    """One image's segmentation.
+
+    Attributes
+    ----------
+    labels : (M, N) ndarray of uint8 or uint16
+        0 is background; other values are the method's labels.
+    thresholds : tuple of float
+        Intensity thresholds the method used, on the 0..1 scale (empty if none).
+    edge_map : (M, N) ndarray of uint16, optional
+        Edge strength for the edge methods, scaled so that 65535 is the kernel's
+        largest possible response.
+    """
+
+    labels: np.ndarray
+    thresholds: tuple = ()
+    edge_map: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registry entry: one ``kind`` of the config.
+
+    Attributes
+    ----------
+    kind : str
+        The config's ``kind`` value.
+    segment : callable
+        ``segment(image, **settings) -> Segmentation`` on one decoded image.
+    colour : {"grey", "rgb"}
+        How the image is decoded for this method (see :mod:`segpipe.imageio`).
+    check : callable, optional
+        ``check(settings)`` raises ``ConfigError`` for settings the JSON schema cannot
+        express (for example an unsorted threshold list); called before any job runs.
+    """
+
+    kind: str
+    segment: Callable[..., Segmentation]
+    colour: str = "grey"
+    check: Callable[[dict], None] | None = field(default=None)

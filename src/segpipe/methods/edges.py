@@ -1,0 +1,113 @@
+"""Edge-based segmentation: 3x3 Sobel and Laplace kernels, and the regions edges enclose."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from skimage.filters import threshold_otsu
+
+from segpipe.imageio import intensity_max, label_dtype
+from segpipe.methods.base import Segmentation
+
+# The kernels exactly as the design fixes them. They are applied as a true convolution
+# (kernel flipped), which is what scipy.ndimage.convolve computes.
+KERNELS = {
+    "sobel_h": np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], dtype=np.float32),
+    "sobel_v": np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float32),
+    "laplace": np.array([[1, 1, 1], [1, -8, 1], [1, 1, 1]], dtype=np.float32),
+}
+OPERATORS = ("sobel_h", "sobel_v", "sobel", "laplace")
+
+# Largest possible edge strength on a 0..1 image, used to scale the stored edge map.
+_MAX_STRENGTH = {"sobel_h": 4.0, "sobel_v": 4.0, "sobel": float(np.hypot(4.0, 4.0)), "laplace": 8.0}
+
+
+def convolve3x3(grey, kernel):
+    """Convolve a float image with a 3x3 kernel, borders reflected.
+
+    Same result as ``scipy.ndimage.convolve(grey, kernel, mode="reflect")`` (OpenCV's
+    BORDER_REFLECT is scipy's "reflect"), about 5x faster.
+
+    >>> out = convolve3x3(np.eye(3, dtype=np.float32), KERNELS["laplace"])
+    >>> float(out[1, 1])
+    -6.0
+    """
+    flipped = np.ascontiguousarray(kernel[::-1, ::-1])
+    return cv2.filter2D(grey, cv2.CV_32F, flipped, borderType=cv2.BORDER_REFLECT)
+
+
+def edge_strength(grey, operator):
+    """Edge strength of a grey image scaled to 0..1: the absolute kernel response.
+
+    Parameters
+    ----------
+    grey : (M, N) ndarray of uint8 or uint16
+    operator : {"sobel_h", "sobel_v", "sobel", "laplace"}
+        ``sobel`` is the magnitude of the horizontal and vertical responses.
+
+    Returns
+    -------
+    strength : (M, N) ndarray of float32, non-negative, in units of the 0..1 intensity scale
+    """
+    if operator not in OPERATORS:
+        raise ValueError(f"operator must be one of {OPERATORS}, got {operator!r}")
+    image = grey.astype(np.float32) * np.float32(1.0 / intensity_max(grey.dtype))
+    if operator == "sobel":
+        return cv2.magnitude(
+            convolve3x3(image, KERNELS["sobel_h"]), convolve3x3(image, KERNELS["sobel_v"])
+        )
+    return np.abs(convolve3x3(image, KERNELS[operator]))
+
+
+def segment_edges(grey, *, operator="sobel", threshold="otsu", min_region_size=16):
+    """Edge mask from a kernel, then the regions the edges enclose.
+
+    Parameters
+    ----------
+    grey : (M, N) ndarray of uint8 or uint16
+    operator : {"sobel_h", "sobel_v", "sobel", "laplace"}
+    threshold : "otsu" or float
+        Edge pixels have strength above this (0..1 intensity units), or above Otsu's
+        threshold of the strength image.
+    min_region_size : int
+        Enclosed regions with fewer pixels are set to 0 with the edges: speckle between
+        noisy edges would otherwise give thousands of one-pixel regions.
+
+    Returns
+    -------
+    Segmentation
+        ``labels``: regions 1..N (4-connected, so a one-pixel-wide diagonal edge still
+        separates them), numbered in raster order, 0 on edges and small regions.
+        ``edge_map``: uint16 strength, 65535 = the kernel's largest possible response.
+        ``thresholds``: the edge threshold used.
+
+    Examples
+    --------
+    >>> grey = np.zeros((8, 8), dtype=np.uint8); grey[:, 4:] = 255
+    >>> seg = segment_edges(grey, operator="sobel_v", min_region_size=1)
+    >>> int(seg.labels.max()), bool((seg.labels[:, 3:5] == 0).all())
+    (2, True)
+    """
+    strength = edge_strength(grey, operator)
+    if threshold == "otsu":
+        t = float(threshold_otsu(strength)) if strength.max() > strength.min() else np.inf
+    else:
+        t = float(threshold)
+    edges = strength > t
+    n, regions = cv2.connectedComponents((~edges).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    if min_region_size > 1 and n > 1:
+        sizes = np.bincount(regions.ravel(), minlength=n)
+        keep = sizes >= min_region_size
+        keep[0] = False
+        # Renumber the kept regions 1..K in their raster order; dropped ones become 0.
+        lut = np.zeros(n, dtype=np.int64)
+        lut[keep] = np.arange(1, int(keep.sum()) + 1)
+        regions = lut[regions]
+        n = int(keep.sum()) + 1
+    labels = regions.astype(label_dtype(n - 1))
+    scaled = np.clip(strength * (65535.0 / _MAX_STRENGTH[operator]), 0, 65535)
+    return Segmentation(
+        labels=labels,
+        thresholds=(t,) if np.isfinite(t) else (),
+        edge_map=(scaled + 0.5).astype(np.uint16),
+    )

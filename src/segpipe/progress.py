@@ -1,0 +1,51 @@
+"""Progress lines for a job's log: images done, images per second, time left."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+
+class Progress:
+    """Log progress at most every ``every_s`` seconds, then a closing total.
+
+    >>> import logging; p = Progress(4, logging.getLogger("doc"), label="demo")
+    >>> p.update(2); p.done
+    2
+    """
+
+    def __init__(self, total, logger, *, label="", every_s=10.0, clock=time.monotonic):
+        self.total = total
+        self.logger = logger
+        self.label = label
+        self.every_s = every_s
+        self.clock = clock
+        self.start = clock()
+        self.last = self.start
+        self.done = 0
+        self.errors = 0
+
+    def update(self, n=1, *, errors=0):
+        self.done += n
+        self.errors += errors
+        now = self.clock()
+        if now - self.last >= self.every_s:
+            self.last = now
+            self.logger.info(self.line(now))
+
+    def line(self, now=None):
+        elapsed = (now if now is not None else self.clock()) - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.done) / rate if rate > 0 else float("nan")
+        return (
+            f"{self.label}: {self.done}/{self.total} images ({self.errors} errors), "
+            f"{rate:.1f} images/s, about {left:.0f} s left"
+        )
+
+    def close(self):
+        elapsed = self.clock() - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        self.logger.info(
+            f"{self.label}: finished {self.done}/{self.total} images ({self.errors} errors) "
+            f"in {elapsed:.1f} s, {rate:.1f} images/s"
+        )

@@ -1,0 +1,85 @@
+"""The Parquet schema of the per-image rows, defined once for every writer and reader."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from segpipe import __version__
+from segpipe.imageio import write_bytes_atomic
+
+METRICS_SCHEMA = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("method", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("shard", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("mask_path", pa.string()),
+        pa.field("edge_path", pa.string()),
+        pa.field("height", pa.int32()),
+        pa.field("width", pa.int32()),
+        pa.field("n_labels", pa.int32()),
+        pa.field("n_objects", pa.int32()),
+        pa.field("foreground_fraction", pa.float64()),
+        pa.field("thresholds", pa.list_(pa.float64())),
+        pa.field("decode_s", pa.float64()),
+        pa.field("segment_s", pa.float64()),
+        pa.field("write_s", pa.float64()),
+        pa.field("metrics_s", pa.float64()),
+        pa.field("runtime_s", pa.float64()),
+        pa.field("params", pa.string(), nullable=False),
+        pa.field("segpipe_version", pa.string(), nullable=False),
+    ],
+    metadata={
+        "description": "segpipe: one row per (image, method)",
+        "columns": json.dumps(
+            {
+                "image_id": "path relative to input_dir, POSIX separators, with extension",
+                "status": "'ok' or 'error'",
+                "mask_path": "label PNG, relative to the working directory",
+                "edge_path": "edge strength PNG (edge methods only)",
+                "n_labels": "distinct non-zero labels in the mask",
+                "n_objects": "8-connected components of the foreground (label > 0)",
+                "foreground_fraction": "share of pixels with label > 0",
+                "thresholds": "thresholds used, on the 0..1 intensity scale",
+                "runtime_s": "decode + segment + write + metrics",
+                "params": "the method's settings as JSON",
+            }
+        ),
+    },
+)
+
+
+def params_json(settings):
+    """A method's settings as the canonical JSON of the ``params`` column."""
+    return json.dumps(settings, sort_keys=True, separators=(",", ":"))
+
+
+def empty_row(*, image_id, method, kind, shard, params):
+    """A row with every column present; the caller fills in what it measured."""
+    row = dict.fromkeys(METRICS_SCHEMA.names)
+    row.update(
+        image_id=image_id,
+        method=method,
+        kind=kind,
+        shard=shard,
+        params=params,
+        segpipe_version=__version__,
+    )
+    return row
+
+
+def rows_to_table(rows):
+    """Rows (dicts) to a table with exactly :data:`METRICS_SCHEMA`."""
+    return pa.Table.from_pylist(rows, schema=METRICS_SCHEMA)
+
+
+def write_table_atomic(table, path):
+    """Write a Parquet file so that it appears whole or not at all."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    write_bytes_atomic(path, sink.getvalue().to_pybytes())

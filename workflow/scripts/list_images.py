@@ -1,0 +1,10 @@
+from segpipe.logs import log_to_file
+from segpipe.manifest import update_manifest
+
+log_to_file(snakemake.log[0])
+update_manifest(
+    snakemake.params.input_dir,
+    shard_dir=snakemake.params.shard_dir,
+    shard_size=snakemake.params.shard_size,
+    manifest_out=snakemake.output[0],
+)

@@ -1,0 +1,14 @@
+from segpipe.logs import log_to_file
+from segpipe.shard import run_shard
+
+log_to_file(snakemake.log[0])
+run_shard(
+    snakemake.input.shard,
+    snakemake.output[0],
+    input_dir=snakemake.params.input_dir,
+    method=snakemake.wildcards.method,
+    settings=dict(snakemake.params.settings),
+    masks_dir=snakemake.params.masks_dir,
+    edges_dir=snakemake.params.edges_dir,
+    threads=snakemake.threads,
+)
