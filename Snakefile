@@ -1,9 +1,12 @@
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# Anchored at the Snakefile so that `snakemake -d elsewhere` finds the defaults too.
+configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -100,7 +100,7 @@ def _diagnose(path, data):
         return "not an image, or an image format that cannot be decoded"
     except (OSError, SyntaxError, ValueError) as err:
         text = str(err)
-        if "truncated" in text or "broken data stream" in text:
+        if any(word in text.lower() for word in ("truncated", "broken data stream", "premature")):
             return f"truncated or corrupt image data ({text})"
         return f"corrupt image ({text})"
     return "the decoder could not read this image (corrupt or unsupported variant)"

@@ -7,8 +7,9 @@ from pathlib import Path
 # plain clone, in the project's .venv or in a conda environment from envs/.
 _SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, _SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (_SRC, os.environ.get("PYTHONPATH")) if p
+# Set by the workflow itself, not asked of the user, so no envvars: directive.
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
 from segpipe.config import load_schema, resolve_config

@@ -6,14 +6,14 @@ checkpoint list_images:
         get_input_dir_dependency,
     output:
         MANIFEST,
+    log:
+        "logs/list_images.log",
+    conda:
+        "../../envs/classical.yaml"
     params:
         input_dir=config["input_dir"],
         shard_size=config["shard_size"],
         shard_dir=SHARD_DIR,
         fingerprint=get_input_fingerprint,
-    log:
-        "logs/list_images.log",
-    conda:
-        "../../envs/classical.yaml"
     script:
         "../scripts/list_images.py"

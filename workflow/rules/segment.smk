@@ -2,20 +2,20 @@
 # done; the table is written last, atomically, and marks the job complete.
 rule segment_shard:
     input:
-        shard=SHARD_DIR + "/{shard}.json",
+        shard="results/manifest/shards/{shard}.json",
     output:
         "results/metrics/{method}/{shard}.parquet",
+    log:
+        "logs/segment_shard/{method}/{shard}.log",
+    benchmark:
+        "logs/segment_shard/{method}/{shard}.benchmark.tsv"
+    conda:
+        "../../envs/classical.yaml"
+    threads: 1
     params:
         input_dir=config["input_dir"],
         settings=get_method_settings,
         masks_dir="results/masks",
         edges_dir="results/edges",
-    log:
-        "logs/segment_shard/{method}/{shard}.log",
-    benchmark:
-        "logs/segment_shard/{method}/{shard}.benchmark.tsv"
-    threads: 1
-    conda:
-        "../../envs/classical.yaml"
     script:
         "../scripts/segment_shard.py"

@@ -1,0 +1,723 @@
+"""Benchmark the classical methods of segpipe and the workflow that runs them.
+
+Measures, on generated 1024x1024 colour photographs:
+
+1. per-image seconds of every method in ``config/config.yaml``, split into decode,
+   segment, write and metrics, on JPEG and on PNG files;
+2. the k-means inertia of segpipe's subsampled fit against a full scikit-learn fit;
+3. the wall time of ``snakemake --cores N`` on a folder of images against a plain
+   ``multiprocessing.Pool(N)`` loop making the same library calls.
+
+and writes the results as a Markdown section of ``docs/benchmarks.md`` (between the
+``<!-- classical:start -->`` and ``<!-- classical:end -->`` markers; the rest of the file
+is kept).
+
+Run from anywhere; paths default to the repository this file belongs to::
+
+    .venv/bin/python benchmarks/bench_classical.py              # full run, ~10 min
+    .venv/bin/python benchmarks/bench_classical.py --quick      # smoke test, < 1 min
+
+Scratch files (images, outputs, the Snakemake working directory) go under
+``benchmarks/_work/``, which git ignores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import multiprocessing
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+from threadpoolctl import threadpool_limits
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from segpipe import __version__ as segpipe_version
+from segpipe.config import load_schema, resolve_config
+from segpipe.imageio import read_image, write_png
+from segpipe.label_stats import label_stats
+from segpipe.methods import get_method
+from segpipe.shard import mask_path_for, segment_images
+
+START_MARKER = "<!-- classical:start -->"
+END_MARKER = "<!-- classical:end -->"
+SIZE = 1024
+FORMATS = ("jpg", "png")
+STAGE_COLUMNS = ("decode_s", "segment_s", "write_s", "metrics_s", "runtime_s")
+
+# Full run and --quick; an option given on the command line wins over both.
+FULL = {"n_images": 1000, "per_format": 30, "inertia_images": 5, "out": "docs/benchmarks.md"}
+QUICK = {
+    "n_images": 40,
+    "per_format": 5,
+    "inertia_images": 2,
+    # A smoke test must not overwrite the published numbers.
+    "out": "benchmarks/_work/benchmarks-quick.md",
+}
+
+# Targets of the design; each is checked and reported as pass/fail.
+OTSU_E2E_TARGET_S = 0.020
+KMEANS_SEGMENT_TARGET_S = 0.150
+KMEANS_INERTIA_TARGET = 0.01
+WORKFLOW_RATIO_TARGET = 1.25
+
+# skimage.data images that ship with scikit-image (no download). Grey ones are stored
+# as colour files, as monochrome photographs often are.
+SOURCE_IMAGES = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "retina",
+    "stereo_motorcycle",
+    "camera",
+    "coins",
+)
+
+
+def parse_args(argv=None):
+    """Command-line options; unset ones take the full-run or ``--quick`` defaults."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke test: 40 images, 5 per format, 2 inertia images, output to {QUICK['out']}",
+    )
+    parser.add_argument(
+        "--n-images",
+        type=int,
+        help=f"images for the workflow comparison, half JPEG, half PNG "
+        f"(default {FULL['n_images']})",
+    )
+    parser.add_argument(
+        "--per-format",
+        type=int,
+        help=f"images per format for the stage timings (default {FULL['per_format']})",
+    )
+    parser.add_argument(
+        "--inertia-images",
+        type=int,
+        help=f"images for the k-means inertia check (default {FULL['inertia_images']})",
+    )
+    parser.add_argument(
+        "--shard-size", type=int, help="images per Snakemake segment job (default: the config's)"
+    )
+    parser.add_argument(
+        "--cores", type=int, default=2, help="Snakemake --cores and loop processes (default 2)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the test images")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=ROOT / "benchmarks/_work",
+        help="scratch folder, emptied parts of it are rewritten",
+    )
+    parser.add_argument("--out", type=Path, help=f"Markdown file to update (default {FULL['out']})")
+    args = parser.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, ROOT / value if key == "out" else value)
+    if args.n_images < 2 or args.per_format > args.n_images // 2:
+        parser.error("--per-format must be at most half of --n-images")
+    if args.inertia_images > args.n_images:
+        parser.error("--inertia-images must be at most --n-images")
+    return args
+
+
+# --- machine ----------------------------------------------------------------------------
+
+
+def machine_info():
+    """CPU, cores, memory, load and library versions, for the report header."""
+    import pyarrow
+    import skimage
+    import sklearn
+    import snakemake
+
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gib": mem_kb / 2**20,
+        "os": f"{platform.system()} {platform.release()}",
+        "loadavg_start": loadavg(),
+        "versions": {
+            "python": platform.python_version(),
+            "segpipe": segpipe_version,
+            "numpy": np.__version__,
+            "opencv": cv2.__version__,
+            "scikit-image": skimage.__version__,
+            "scikit-learn": sklearn.__version__,
+            "snakemake": snakemake.__version__,
+            "pyarrow": pyarrow.__version__,
+        },
+    }
+
+
+def loadavg():
+    """The 1, 5 and 15 minute load averages, as /proc/loadavg gives them."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _limit_threads():
+    """One thread per process for OpenCV, OpenMP and BLAS.
+
+    A Snakemake job of this workflow gets ``threads: 1``: run_shard sets OpenCV to one
+    thread and Snakemake sets OMP_NUM_THREADS=1 (scikit-learn's k-means uses OpenMP).
+    Every timing here is taken under the same limits so the numbers are per core.
+    """
+    cv2.setNumThreads(1)
+    threadpool_limits(1)
+
+
+# --- test images ------------------------------------------------------------------------
+
+_sources = []
+
+
+def _load_sources():
+    """Load the source photographs (BGR uint8) once per worker process."""
+    import skimage.data
+
+    for name in SOURCE_IMAGES:
+        image = getattr(skimage.data, name)()
+        if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity)
+            image = image[0]
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        else:
+            image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        _sources.append(image)
+
+
+def _write_photo(task):
+    """Write test image ``index`` as ``path``; the content depends on seed and index only.
+
+    A random square crop of a source photograph, maybe mirrored, scaled to 1024x1024,
+    with an exposure change and mild sensor noise. The sources are at most 1411 px wide,
+    so most crops are enlarged; without the noise they would be smoother than a real
+    1-megapixel photograph and compress (and decode) unrealistically well as PNG.
+    """
+    index, seed, path = task
+    _limit_threads()
+    rng = np.random.default_rng([seed, index])
+    src = _sources[rng.integers(len(_sources))]
+    h, w = src.shape[:2]
+    side = int(min(h, w) * rng.uniform(0.6, 1.0))
+    y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+    crop = src[y : y + side, x : x + side]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    photo = cv2.resize(crop, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    photo = photo * rng.uniform(0.85, 1.15) + rng.normal(0.0, 2.0, photo.shape)
+    photo = np.clip(photo + 0.5, 0, 255).astype(np.uint8)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 90] if path.endswith(".jpg") else []
+    if not cv2.imwrite(path, photo, params):
+        raise OSError(f"could not write {path}")
+
+
+def make_test_images(folder, n_images, seed, processes):
+    """Write ``n_images`` photographs into an emptied ``folder``, alternating JPEG and PNG.
+
+    Returns
+    -------
+    dict of str to list of str
+        Image ids (file names) per format, in index order.
+    """
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    ids = [f"photo_{i:05d}.{FORMATS[i % 2]}" for i in range(n_images)]
+    tasks = [(i, seed, str(folder / image_id)) for i, image_id in enumerate(ids)]
+    with _pool(processes, _load_sources) as pool:
+        pool.map(_write_photo, tasks, chunksize=8)
+    return {fmt: [i for i in ids if i.endswith(fmt)] for fmt in FORMATS}
+
+
+def _pool(processes, initializer):
+    # "spawn": fresh interpreters like Snakemake's jobs, and safe after this process has
+    # used OpenMP (forking after libgomp has started threads can hang the children).
+    return multiprocessing.get_context("spawn").Pool(processes, initializer=initializer)
+
+
+# --- config -----------------------------------------------------------------------------
+
+
+def load_config(input_dir, shard_size):
+    """The repository's config with ``input_dir`` (and ``shard_size``) replaced.
+
+    Returns
+    -------
+    raw : dict
+        To be written as the workflow's ``--configfile``.
+    resolved : dict
+        With every default filled in, as the workflow resolves it.
+    """
+    with open(ROOT / "config/config.yaml") as fh:
+        raw = yaml.safe_load(fh)
+    raw["input_dir"] = str(input_dir)
+    if shard_size is not None:
+        raw["shard_size"] = shard_size
+    schema = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
+    return raw, resolve_config(copy.deepcopy(raw), schema)
+
+
+def kmeans_method(methods, k=5):
+    """Name and settings of the config's k-means method with ``k`` clusters."""
+    for name, settings in methods.items():
+        if settings["kind"] == "kmeans" and settings["k"] == k:
+            return name, settings
+    raise SystemExit(f"config/config.yaml has no kmeans method with k={k}")
+
+
+# --- 1. stages --------------------------------------------------------------------------
+
+
+def measure_stages(input_dir, ids_by_format, methods, scratch):
+    """Per-image stage seconds of every method on every format, in this process.
+
+    Each (method, format) first segments one image untimed, so imports and first-call
+    set-up (scikit-learn is imported lazily) do not land in the first image's numbers.
+
+    Returns
+    -------
+    dict of (str, str) to dict of str to list of float
+        ``(method, format)`` to the columns of :data:`STAGE_COLUMNS`.
+    """
+    results = {}
+    for method, settings in methods.items():
+        for fmt, ids in ids_by_format.items():
+            kwargs = {
+                "input_dir": input_dir,
+                "method": method,
+                "settings": settings,
+                "shard": "bench",
+                "masks_dir": str(scratch / "masks"),
+                "edges_dir": str(scratch / "edges"),
+            }
+            segment_images(ids[:1], **kwargs)
+            table = segment_images(ids, **kwargs).to_pydict()
+            errors = [e for s, e in zip(table["status"], table["error"]) if s != "ok"]
+            if errors:
+                raise RuntimeError(f"{method} failed on {len(errors)} images: {errors[0]}")
+            results[method, fmt] = {c: table[c] for c in STAGE_COLUMNS}
+            print(f"  {method:12s} {fmt}: median {_ms(statistics.median(table['runtime_s']))} ms")
+    return results
+
+
+# --- 2. k-means inertia -----------------------------------------------------------------
+
+
+def inertia(pixels, labels, k):
+    """Sum of squared distances of ``pixels`` to the mean colour of their label.
+
+    The means are taken over all pixels, so a fit on a subsample and a fit on all pixels
+    are judged by the same yardstick.
+    """
+    labels = labels.ravel()
+    counts = np.bincount(labels, minlength=k)
+    sums = np.stack([np.bincount(labels, weights=pixels[:, c], minlength=k) for c in range(3)])
+    means = sums.T / np.maximum(counts, 1)[:, None]
+    return float(((pixels - means[labels]) ** 2).sum())
+
+
+def measure_inertia(input_dir, image_ids, settings):
+    """segpipe's k-means against ``KMeans(n_init=3, random_state=0)`` on all pixels.
+
+    Returns
+    -------
+    list of dict
+        Per image: ``image_id``, ``segpipe``, ``full`` (inertias) and ``rel_diff``
+        (segpipe / full - 1; negative means segpipe's clustering is tighter).
+    """
+    from sklearn.cluster import KMeans
+
+    spec = get_method("kmeans")
+    kwargs = {k: v for k, v in settings.items() if k != "kind"}
+    k = settings["k"]
+    rows = []
+    for image_id in image_ids:
+        rgb = read_image(Path(input_dir) / image_id, mode="rgb")
+        pixels = rgb.reshape(-1, 3).astype(np.float32) / np.float32(255)
+        ours = inertia(pixels.astype(np.float64), spec.segment(rgb, **kwargs).labels, k)
+        full_labels = KMeans(n_clusters=k, n_init=3, random_state=0).fit(pixels).labels_
+        full = inertia(pixels.astype(np.float64), full_labels, k)
+        rows.append(
+            {"image_id": image_id, "segpipe": ours, "full": full, "rel_diff": ours / full - 1}
+        )
+        print(
+            f"  {image_id}: segpipe {ours:.2f}, full fit {full:.2f}, "
+            f"{100 * rows[-1]['rel_diff']:+.2f}%"
+        )
+    return rows
+
+
+# --- 3. workflow against a loop ---------------------------------------------------------
+
+
+def run_workflow(config, work_dir, cores):
+    """Run the whole workflow from an empty working directory; return its numbers.
+
+    Returns
+    -------
+    dict
+        ``wall_s``; ``jobs`` (steps Snakemake reports done); ``segment_jobs``;
+        ``job_s`` (sum of the segment jobs' wall times from their benchmark files);
+        ``image_s`` (sum of per-image runtime_s in the merged metrics); ``rows`` and
+        ``errors`` of the merged metrics; ``log`` (path of Snakemake's output).
+    """
+    import pandas as pd
+
+    run_dir = work_dir / "workflow"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    # Outside the run directory, so that the directory really starts empty.
+    config_file = work_dir / "workflow-config.yaml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    log_file = work_dir / "snakemake.log"
+    cmd = [
+        str(Path(sys.executable).parent / "snakemake"),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(run_dir),
+        "--cores",
+        str(cores),
+        "--configfile",
+        str(config_file),
+    ]
+    with open(log_file, "w") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, check=False, stdout=log, stderr=subprocess.STDOUT)
+        wall = time.perf_counter() - t0
+    output = log_file.read_text()
+    if proc.returncode != 0:
+        raise RuntimeError(f"snakemake failed ({proc.returncode}); see {log_file}")
+    done = re.findall(r"(\d+) of (\d+) steps \(100%\) done", output)
+    benchmarks = list((run_dir / "logs/segment_shard").glob("*/*.benchmark.tsv"))
+    metrics = pd.read_parquet(run_dir / "results/summary/metrics.parquet")
+    return {
+        "wall_s": wall,
+        "jobs": int(done[-1][1]) if done else None,
+        "segment_jobs": len(benchmarks),
+        "job_s": sum(float(pd.read_csv(p, sep="\t")["s"].iloc[0]) for p in benchmarks),
+        "image_s": float(metrics["runtime_s"].sum()),
+        "rows": len(metrics),
+        "errors": int((metrics["status"] != "ok").sum()),
+        "log": log_file,
+        "command": shlex.join(cmd),
+    }
+
+
+_loop_methods = {}
+_loop_paths = {}
+
+
+def _init_loop_worker(methods, input_dir, out_dir):
+    _limit_threads()
+    _loop_methods.update(methods)
+    _loop_paths.update(input_dir=Path(input_dir), out_dir=out_dir)
+
+
+def _loop_task(task):
+    """Segment one (image, method): the library calls a segment job makes for it."""
+    image_id, method = task
+    settings = _loop_methods[method]
+    spec = get_method(settings["kind"])
+    kwargs = {k: v for k, v in settings.items() if k != "kind"}
+    out_dir = _loop_paths["out_dir"]
+    image = read_image(_loop_paths["input_dir"] / image_id, mode=spec.colour)
+    seg = spec.segment(image, **kwargs)
+    write_png(mask_path_for(f"{out_dir}/masks", method, image_id), seg.labels)
+    if seg.edge_map is not None:
+        write_png(mask_path_for(f"{out_dir}/edges", method, image_id), seg.edge_map)
+    label_stats(seg.labels)
+
+
+def run_loop(input_dir, image_ids, methods, work_dir, processes):
+    """Time a ``Pool(processes)`` over every (image, method) into an emptied folder.
+
+    Returns
+    -------
+    dict
+        ``wall_s`` (pool start to pool exit) and ``tasks``.
+    """
+    out_dir = work_dir / "loop"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tasks = [(image_id, method) for image_id in image_ids for method in methods]
+    t0 = time.perf_counter()
+    pool = multiprocessing.get_context("spawn").Pool(
+        processes,
+        initializer=_init_loop_worker,
+        initargs=(methods, str(input_dir), str(out_dir)),
+    )
+    with pool:
+        # Small chunks keep both processes busy to the end (k-means tasks are the long ones).
+        for _ in pool.imap_unordered(_loop_task, tasks, chunksize=4):
+            pass
+    return {"wall_s": time.perf_counter() - t0, "tasks": len(tasks)}
+
+
+# --- report -----------------------------------------------------------------------------
+
+
+def _ms(seconds):
+    return f"{1000 * seconds:.1f}"
+
+
+def _med_mean(values):
+    return f"{_ms(statistics.median(values))} / {_ms(statistics.fmean(values))}"
+
+
+def check_targets(r):
+    """The design's targets against the results ``r``: (what, limit, measured, passed)."""
+    kmeans_name, _ = kmeans_method(r["methods"])
+    otsu = r["stages"]["otsu", "jpg"]
+    otsu_e2e = statistics.median(
+        map(sum, zip(otsu["decode_s"], otsu["segment_s"], otsu["write_s"]))
+    )
+    kmeans_seg = [t for fmt in FORMATS for t in r["stages"][kmeans_name, fmt]["segment_s"]]
+    worst_inertia = max(row["rel_diff"] for row in r["inertia"])
+    ratio = r["workflow"]["wall_s"] / r["loop"]["wall_s"]
+    cores = r["args"].cores
+    return [
+        (
+            "Otsu end to end (decode + segment + write), 1024x1024 JPEG, median",
+            f"<= {_ms(OTSU_E2E_TARGET_S)} ms",
+            f"{_ms(otsu_e2e)} ms",
+            otsu_e2e <= OTSU_E2E_TARGET_S,
+        ),
+        (
+            (
+                f"k-means k=5 (`{kmeans_name}`) segment time, 1 megapixel, median of "
+                f"{len(kmeans_seg)} (JPEG and PNG)"
+            ),
+            f"<= {_ms(KMEANS_SEGMENT_TARGET_S)} ms",
+            f"{_ms(statistics.median(kmeans_seg))} ms",
+            statistics.median(kmeans_seg) <= KMEANS_SEGMENT_TARGET_S,
+        ),
+        (
+            f"k-means k=5 inertia vs. full scikit-learn fit, worst of {len(r['inertia'])} images",
+            f"<= +{100 * KMEANS_INERTIA_TARGET:.0f}%",
+            f"{100 * worst_inertia:+.2f}%",
+            worst_inertia <= KMEANS_INERTIA_TARGET,
+        ),
+        (
+            (
+                f"`snakemake --cores {cores}` wall time / Pool({cores}) loop, "
+                f"{r['args'].n_images} images"
+            ),
+            f"<= {WORKFLOW_RATIO_TARGET:.2f}x",
+            f"{ratio:.2f}x",
+            ratio <= WORKFLOW_RATIO_TARGET,
+        ),
+    ]
+
+
+def render(r):
+    """The Markdown section for the results ``r`` (see :func:`main`), markers included."""
+    args, info, wf, loop = r["args"], r["info"], r["workflow"], r["loop"]
+    command = shlex.join(
+        [os.path.relpath(sys.executable, ROOT), os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]
+    )
+    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+    # One core busy with something else shows as a load of about 1 before we start.
+    busy = float(info["loadavg_start"].split()[0]) >= 0.5
+    lines = [
+        START_MARKER,
+        "## Classical methods",
+        "",
+        "Written by `benchmarks/bench_classical.py`; rerun it rather than editing by hand.",
+        "",
+        f"- Command: `{command}` (from the repository root)",
+        f"- Date: {r['date']}",
+        (
+            f"- Machine: {info['cpu']}, {info['cores']} cores, {info['ram_gib']:.1f} GiB RAM, "
+            f"{info['os']}"
+        ),
+        f"- Load average (1/5/15 min) at start: {info['loadavg_start']}; at end: "
+        f"{r['loadavg_end']}"
+        + (". Other work was running on the machine at the start." if busy else ""),
+        f"- Versions: {versions}",
+        (
+            f"- Images: {args.n_images} generated 1024x1024 colour photographs (random square "
+            "crops of scikit-image's bundled photographs, mirrored at random, scaled, with an "
+            "exposure change and noise of sigma 2 grey levels), alternately JPEG (quality 90, "
+            f"mean {r['file_kb']['jpg']:.0f} kB) and PNG (OpenCV's default compression, mean "
+            f"{r['file_kb']['png']:.0f} kB), written with cv2.imwrite. They had just been written, "
+            "so every run read them from the page cache, not the disk."
+        ),
+        (
+            "- Threads: one per process everywhere (OpenCV, OpenMP, BLAS), as in a "
+            "`threads: 1` segment job."
+        ),
+        "",
+        "### Targets",
+        "",
+        "| target | limit | measured | result |",
+        "|---|---:|---:|---|",
+        *(
+            f"| {what} | {limit} | {value} | {'**pass**' if ok else '**FAIL**'} |"
+            for what, limit, value, ok in check_targets(r)
+        ),
+        "",
+        "### Per-image time by stage",
+        "",
+        (
+            f"`segpipe.shard.segment_images` in one process, {args.per_format} images per format "
+            "after one untimed warm-up image; settings from `config/config.yaml` with the "
+            "schema's defaults. Milliseconds per image, median / mean; *total* is `runtime_s`, "
+            "all four stages."
+        ),
+        "",
+        "| method | format | decode | segment | write | metrics | total |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {method} | {fmt.upper()} | "
+            + " | ".join(_med_mean(cols[c]) for c in STAGE_COLUMNS)
+            + " |"
+            for (method, fmt), cols in r["stages"].items()
+        ),
+        "",
+        "### k-means inertia",
+        "",
+        (
+            "Sum over all pixels (RGB scaled to 0..1, as the method does) of the squared "
+            "distance to the mean colour of the pixel's cluster: segpipe's labels (centres fitted "
+            "on a subsample, then every pixel assigned) against those of "
+            "`sklearn.cluster.KMeans(n_clusters=5, n_init=3, random_state=0).fit(all_pixels)`."
+        ),
+        "",
+        "| image | segpipe | full fit | difference |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {row['image_id']} | {row['segpipe']:.2f} | {row['full']:.2f} | "
+            f"{100 * row['rel_diff']:+.2f}% |"
+            for row in r["inertia"]
+        ),
+        "",
+        "### Whole workflow against a plain loop",
+        "",
+        (
+            f"{args.n_images} images (half JPEG, half PNG), the {len(r['methods'])} methods of "
+            f"`config/config.yaml`, shard size {r['shard_size']}."
+        ),
+        "",
+        (
+            f"- Snakemake: `snakemake -s Snakefile -d <empty folder> --cores {args.cores} "
+            f"--configfile <config with input_dir set>`: {wf['jobs']} jobs "
+            f"({wf['segment_jobs']} segment jobs), {wf['rows']} metric rows, "
+            f"{wf['errors']} errors."
+        ),
+        (
+            f"- Loop: `multiprocessing.Pool({args.cores})` of spawned processes over the "
+            f"{loop['tasks']} (image, method) pairs, each doing `read_image`, the method's "
+            "segment function, `write_png` (the mask, and the edge map for edge methods) and "
+            "`label_stats`, into a separate folder; no tables."
+        ),
+        "",
+        "| run | wall time (s) |",
+        "|---|---:|",
+        f"| snakemake --cores {args.cores} | {wf['wall_s']:.1f} |",
+        f"| Pool({args.cores}) loop | {loop['wall_s']:.1f} |",
+        f"| ratio | {wf['wall_s'] / loop['wall_s']:.2f}x |",
+        "",
+        (
+            f"The {wf['segment_jobs']} segment jobs took {wf['job_s']:.1f} s together "
+            f"(Snakemake's benchmark files), {wf['image_s']:.1f} s of it per-image work "
+            f"(`runtime_s`): {(wf['job_s'] - wf['image_s']) / max(wf['segment_jobs'], 1):.1f} s "
+            "per job outside the image loop (interpreter start, imports, table write)."
+        ),
+        END_MARKER,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path, section):
+    """Replace the marked section of ``path``, or append it; keep the rest of the file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start, end = text.find(START_MARKER), text.find(END_MARKER)
+    if start != -1 and end > start:
+        text = text[:start] + section + text[end + len(END_MARKER) :].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    r = {"args": args, "info": machine_info()}
+    r["date"] = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    print(f"load average at start: {r['info']['loadavg_start']}")
+    work_dir = args.work_dir.resolve()
+    image_dir = work_dir / "images"
+
+    t0 = time.perf_counter()
+    ids_by_format = make_test_images(image_dir, args.n_images, args.seed, args.cores)
+    print(f"wrote {args.n_images} images in {time.perf_counter() - t0:.1f} s")
+    r["file_kb"] = {
+        fmt: statistics.fmean((image_dir / i).stat().st_size for i in ids) / 1e3
+        for fmt, ids in ids_by_format.items()
+    }
+    raw_config, config = load_config(image_dir, args.shard_size)
+    r["methods"], r["shard_size"] = config["methods"], config["shard_size"]
+
+    print("stage timings")
+    cv2.setNumThreads(1)
+    stage_dir = work_dir / "stages"
+    shutil.rmtree(stage_dir, ignore_errors=True)
+    subset = {fmt: ids[: args.per_format] for fmt, ids in ids_by_format.items()}
+    with threadpool_limits(1):
+        r["stages"] = measure_stages(str(image_dir), subset, r["methods"], stage_dir)
+
+    # The reference fits are not timed, so they may use every core.
+    print("k-means inertia")
+    all_ids = sorted(i for ids in ids_by_format.values() for i in ids)
+    r["inertia"] = measure_inertia(
+        image_dir, all_ids[: args.inertia_images], kmeans_method(r["methods"])[1]
+    )
+
+    print(f"snakemake --cores {args.cores} on {args.n_images} images")
+    r["workflow"] = run_workflow(raw_config, work_dir, args.cores)
+    print(f"  {r['workflow']['wall_s']:.1f} s, {r['workflow']['jobs']} jobs")
+    print(f"Pool({args.cores}) loop on {args.n_images} images")
+    r["loop"] = run_loop(image_dir, all_ids, r["methods"], work_dir, args.cores)
+    print(f"  {r['loop']['wall_s']:.1f} s")
+
+    r["loadavg_end"] = loadavg()
+    section = render(r)
+    write_section(args.out, section)
+    print(section)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

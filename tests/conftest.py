@@ -1,0 +1,73 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def blobs_image(seed, shape=(48, 64), colour=False):
+    """A small image with a few bright discs on a dark, slightly noisy background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    image = rng.normal(40, 5, shape)
+    for _ in range(3):
+        cy, cx = rng.integers(8, shape[0] - 8), rng.integers(8, shape[1] - 8)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < rng.integers(16, 50)] = rng.normal(200, 5)
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    if colour:
+        image = np.dstack([image, image // 2, 255 - image])
+    return image
+
+
+def encode(image, suffix):
+    """Bytes of ``image`` (RGB or grey) encoded in the format of ``suffix``."""
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(suffix, image)
+    assert ok
+    return data.tobytes()
+
+
+def make_image_folder(root):
+    """About 8 tiny images: nested folders, one name three times, a JPEG, colour PNGs,
+    a 16-bit PNG, a TIFF, and a truncated PNG. Returns the relative paths."""
+    files = {
+        "a.png": encode(blobs_image(1), ".png"),
+        "b.jpg": encode(blobs_image(2, colour=True), ".jpg"),
+        "plate1/a.png": encode(blobs_image(3), ".png"),
+        "plate1/well 2/c.png": encode(blobs_image(4, colour=True), ".png"),
+        "plate2/a.png": encode(blobs_image(5), ".png"),
+        "plate2/d16.png": encode(blobs_image(6).astype(np.uint16) * 257, ".png"),
+        "plate2/e.tif": encode(blobs_image(7), ".tif"),
+        "broken.png": encode(blobs_image(8), ".png")[:60],
+    }
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return sorted(files)
+
+
+def write_config(path, **config):
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_snakemake(workdir, *args, check=True):
+    """Run the project's workflow in ``workdir``; return the finished process."""
+    cmd = [
+        sys.executable, "-m", "snakemake",
+        "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+        "--cores", "2", "--rerun-incomplete", *map(str, args),
+    ]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc

@@ -1,0 +1,101 @@
+import inspect
+
+import pytest
+
+from conftest import ROOT
+from segpipe.config import load_schema, method_defaults, resolve_config
+from segpipe.errors import ConfigError
+from segpipe.methods import REGISTRY
+
+SCHEMA = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
+
+
+def resolve(config, **kw):
+    return resolve_config(config, SCHEMA, **kw)
+
+
+@pytest.fixture
+def base(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.png").write_bytes(b"x")
+    return {"input_dir": str(tmp_path / "in"), "methods": {"otsu": {"kind": "threshold"}}}
+
+
+def test_defaults_are_filled(base):
+    config = resolve(base)
+    assert config["shard_size"] == 250
+    assert config["ground_truth_dir"] is None
+    assert config["methods"]["otsu"] == {"kind": "threshold", "method": "otsu", "foreground": "bright"}
+
+
+def test_the_default_config_is_valid():
+    import yaml
+
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    resolved = resolve(config, generated_input_dir=config["input_dir"])
+    assert {s["kind"] for s in resolved["methods"].values()} == set(REGISTRY)
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRY))
+def test_schema_defaults_match_the_functions(kind):
+    """The schema is where defaults are documented; the functions must agree with it."""
+    signature = inspect.signature(REGISTRY[kind].segment)
+    for key, default in method_defaults(SCHEMA, kind).items():
+        assert signature.parameters[key].default == default, key
+    settings = set(SCHEMA["$defs"][kind]["properties"]) - {"kind"}
+    assert settings == set(list(signature.parameters)[1:])
+
+
+@pytest.mark.parametrize(
+    "change, key, words",
+    [
+        ({"shard_size": 0}, "shard_size", "less than the minimum"),
+        ({"shard_size": "ten"}, "shard_size", "not of type 'integer'"),
+        ({"shard_sise": 3}, "shard_sise", "unknown key"),
+        ({"methods": {}}, "methods", "should be non-empty"),
+        ({"methods": {"a/b": {"kind": "threshold"}}}, "methods", "does not match"),
+        ({"methods": {"m": {"kind": "watershed"}}}, "methods.m.kind", "is not one of"),
+        ({"methods": {"m": {"method": "otsu"}}}, "methods.m", "'kind' is a required property"),
+        ({"methods": {"m": {"kind": "threshold", "method": "otsuu"}}}, "methods.m.method", "'otsuu' is not one of"),
+        ({"methods": {"m": {"kind": "threshold", "thresh": 1}}}, "methods.m.thresh", "unknown key"),
+        ({"methods": {"m": {"kind": "threshold", "method": "value"}}}, "methods.m.value", "needs a 'value'"),
+        ({"methods": {"m": {"kind": "threshold", "value": 0.3}}}, "methods.m.value", "only used with method 'value'"),
+        ({"methods": {"m": {"kind": "threshold", "method": "value", "value": 2}}}, "methods.m.value", "greater than the maximum"),
+        ({"methods": {"m": {"kind": "multi_threshold"}}}, "methods.m", "exactly one of"),
+        ({"methods": {"m": {"kind": "multi_threshold", "thresholds": [0.5, 0.2]}}}, "methods.m.thresholds", "must rise strictly"),
+        ({"methods": {"m": {"kind": "edges", "operator": "prewitt"}}}, "methods.m.operator", "is not one of"),
+        ({"methods": {"m": {"kind": "kmeans", "k": 1}}}, "methods.m.k", "less than the minimum"),
+        ({"methods": {"m": {"kind": "kmeans", "k": 2.5}}}, "methods.m.k", "not of type 'integer'"),
+    ],
+)
+def test_mistakes_name_the_key(base, change, key, words):
+    with pytest.raises(ConfigError, match=words) as info:
+        resolve({**base, **change})
+    assert info.value.key == key
+    assert f"'{key}'" in str(info.value)
+
+
+def test_input_dir_missing_or_empty(tmp_path, base):
+    with pytest.raises(ConfigError, match="does not exist") as info:
+        resolve({**base, "input_dir": str(tmp_path / "nope")})
+    assert info.value.key == "input_dir"
+    (tmp_path / "empty" / ".hidden").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="holds no files"):
+        resolve({**base, "input_dir": str(tmp_path / "empty")})
+
+
+def test_generated_input_dir_need_not_exist(base):
+    config = resolve({**base, "input_dir": "resources/x"}, generated_input_dir="resources/x")
+    assert config["input_dir"] == "resources/x"
+
+
+def test_configfile_methods_replace_the_defaults(tmp_path, base):
+    merged = {**base, "methods": {**base["methods"], "km": {"kind": "kmeans"}}}
+    user = tmp_path / "user.yaml"
+    user.write_text("methods:\n  only:\n    kind: edges\n")
+    config = resolve(merged, configfiles=[user])
+    assert list(config["methods"]) == ["only"]
+    # a user file without methods keeps the ones configured
+    other = tmp_path / "other.yaml"
+    other.write_text("shard_size: 5\n")
+    assert set(resolve(merged, configfiles=[other])["methods"]) == {"otsu", "km"}

@@ -1,0 +1,92 @@
+import os
+
+import pytest
+
+from segpipe.manifest import (
+    assign_shards,
+    folder_fingerprint,
+    list_images,
+    read_shards,
+    write_shards,
+)
+
+
+def ids(n, prefix="img"):
+    return [f"{prefix}{i:04d}.png" for i in range(n)]
+
+
+def test_first_assignment_fills_shards_in_order():
+    shards = assign_shards(ids(7), {}, 3)
+    assert list(shards) == ["000000", "000001", "000002"]
+    assert [len(v) for v in shards.values()] == [3, 3, 1]
+    assert sum(shards.values(), []) == ids(7)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 17, 40])
+def test_adding_k_images_changes_at_most_k_shards(k):
+    shard_size = 10
+    before = assign_shards(ids(95), {}, shard_size)
+    # new names sort before, between and after the old ones
+    added = [f"aaa{i}.png" for i in range(k // 2)] + [f"zzz{i}.png" for i in range(k - k // 2)]
+    after = assign_shards(ids(95) + added, before, shard_size)
+    changed = {name for name in after if before.get(name) != after[name]}
+    assert len(changed) <= k
+    assert len(changed) <= 1 + -(-k // shard_size)
+    assert sorted(sum(after.values(), [])) == sorted(ids(95) + added)
+    assert all(len(v) <= shard_size for v in after.values())
+
+
+def test_removed_images_only_touch_their_shard_and_empty_shards_go():
+    before = assign_shards(ids(9), {}, 3)
+    gone = set(before["000001"]) | {before["000002"][0]}
+    after = assign_shards([i for i in ids(9) if i not in gone], before, 3)
+    assert "000001" not in after
+    assert after["000000"] == before["000000"]
+    assert after["000002"] == before["000002"][1:]
+    # a later addition does not reuse the name of the emptied shard
+    again = assign_shards(sum(after.values(), []) + ["new.png"] * 0 + ["z1.png", "z2.png"], after, 3)
+    assert "000001" not in again
+
+
+def test_write_shards_rewrites_only_changed_files(tmp_path):
+    shard_dir = tmp_path / "shards"
+    first = assign_shards(ids(6), {}, 3)
+    assert write_shards(shard_dir, first) == ["000000", "000001"]
+    old = {p.name: p.stat().st_mtime_ns for p in shard_dir.iterdir()}
+    for p in shard_dir.iterdir():
+        os.utime(p, ns=(1, 1))
+    second = assign_shards(ids(6) + ["x.png"], read_shards(shard_dir), 3)
+    assert write_shards(shard_dir, second) == ["000002"]
+    assert (shard_dir / "000000.json").stat().st_mtime_ns == 1
+    assert read_shards(shard_dir) == second
+    assert old
+
+
+def test_odd_file_names_survive_the_shard_files(tmp_path):
+    names = ["a b.png", "ü/é.png", "quote\".png", "new\nline.png"]
+    write_shards(tmp_path, assign_shards(names, {}, 10))
+    assert sorted(sum(read_shards(tmp_path).values(), [])) == sorted(names)
+
+
+def test_list_images_is_recursive_sorted_posix_and_skips_hidden(tmp_path):
+    for rel in ["b.png", "a/c.jpg", "a/b/d.tif", ".hidden.png", ".git/x.png", "notes.txt"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    assert list_images(tmp_path) == ["a/b/d.tif", "a/c.jpg", "b.png", "notes.txt"]
+
+
+def test_fingerprint_sees_added_and_removed_files_in_subfolders(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "x.png").write_bytes(b"x")
+    first = folder_fingerprint(tmp_path)
+    assert folder_fingerprint(tmp_path) == first
+    # pretend time passed, as on a real file system between two runs
+    for folder in (tmp_path, tmp_path / "a", tmp_path / "a" / "b"):
+        os.utime(folder, ns=(10**18, 10**18))
+    stable = folder_fingerprint(tmp_path)
+    (tmp_path / "a" / "b" / "y.png").write_bytes(b"y")
+    added = folder_fingerprint(tmp_path)
+    assert added != stable
+    (tmp_path / "a" / "b" / "x.png").unlink()
+    assert folder_fingerprint(tmp_path) != added
+    assert folder_fingerprint(tmp_path / "missing") == "missing"

@@ -1,0 +1,203 @@
+"""End-to-end runs of the Snakemake workflow on tiny generated image folders."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, blobs_image, encode, make_image_folder, run_snakemake, write_config
+from segpipe.imageio import read_image, read_label_image
+from segpipe.methods import REGISTRY
+
+pytestmark = pytest.mark.e2e
+
+METHODS = {
+    "otsu": {"kind": "threshold"},
+    "dark": {"kind": "threshold", "method": "value", "value": 0.5, "foreground": "dark"},
+    "bands": {"kind": "multi_threshold", "classes": 3},
+    "lap": {"kind": "edges", "operator": "laplace"},
+    "km": {"kind": "kmeans", "k": 3},
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One workflow run over the fixture folder, shared by the checks below."""
+    tmp = tmp_path_factory.mktemp("run")
+    images = tmp / "images"
+    make_image_folder(images)
+    cfg = write_config(tmp / "user.yaml", input_dir=str(images), shard_size=3, methods=METHODS)
+    work = tmp / "work"
+    work.mkdir()
+    proc = run_snakemake(work, "--configfile", cfg)
+    metrics = pd.read_parquet(work / "results/summary/metrics.parquet")
+    methods = pd.read_parquet(work / "results/summary/methods.parquet")
+    return {"work": work, "images": images, "metrics": metrics, "methods": methods, "proc": proc}
+
+
+def test_a_row_for_every_image_and_method(finished_run):
+    m = finished_run["metrics"]
+    images = sorted(
+        p.relative_to(finished_run["images"]).as_posix()
+        for p in finished_run["images"].rglob("*")
+        if p.is_file()
+    )
+    # The --configfile's methods replaced the six default ones instead of joining them.
+    assert set(m["method"]) == set(METHODS)
+    assert len(m) == len(images) * len(METHODS)
+    for method in METHODS:
+        assert sorted(m.loc[m["method"] == method, "image_id"]) == images
+    assert set(m["kind"]) == {s["kind"] for s in METHODS.values()}
+    assert (m["segpipe_version"] == "0.1.0").all()
+
+
+def test_corrupt_file_gets_error_rows_and_the_rest_is_processed(finished_run):
+    m = finished_run["metrics"]
+    bad = m[m["image_id"] == "broken.png"]
+    assert (bad["status"] == "error").all() and len(bad) == len(METHODS)
+    for message in bad["error"]:
+        assert "broken.png" in message and "truncated" in message
+    assert bad["mask_path"].isna().all() and bad["n_labels"].isna().all()
+    good = m[m["image_id"] != "broken.png"]
+    assert (good["status"] == "ok").all() and good["error"].isna().all()
+
+
+def test_masks_are_where_rows_say_and_match_direct_calls(finished_run):
+    work, m = finished_run["work"], finished_run["metrics"]
+    ok = m[m["status"] == "ok"]
+    assert ok["mask_path"].is_unique  # three a.png files, three different masks
+    for row in ok.itertuples():
+        labels = read_label_image(work / row.mask_path)
+        assert labels.shape == (row.height, row.width)
+        settings = {k: v for k, v in json.loads(row.params).items() if k != "kind"}
+        spec = REGISTRY[row.kind]
+        image = read_image(finished_run["images"] / row.image_id, mode=spec.colour)
+        expected = spec.segment(image, **settings)
+        np.testing.assert_array_equal(labels, expected.labels)
+        assert row.n_labels == np.count_nonzero(np.bincount(labels.ravel())[1:])
+        assert row.foreground_fraction == pytest.approx((labels > 0).mean())
+        assert row.runtime_s >= row.segment_s > 0
+        if row.kind == "edges":
+            assert (work / row.edge_path).exists()
+        else:
+            assert pd.isna(row.edge_path)
+
+
+def test_sixteen_bit_and_dark_foreground_rows(finished_run):
+    m = finished_run["metrics"].set_index(["method", "image_id"])
+    assert m.loc[("otsu", "plate2/d16.png"), "n_labels"] == 1
+    # value 0.5, dark: foreground is the background of these bright-blob images
+    assert m.loc[("dark", "a.png"), "foreground_fraction"] > 0.5
+    assert m.loc[("dark", "a.png"), "thresholds"].tolist() == [0.5]
+
+
+def test_methods_summary(finished_run):
+    s = finished_run["methods"].set_index("method")
+    assert sorted(s.index) == sorted(METHODS)
+    assert (s["n_images"] == 8).all() and (s["n_ok"] == 7).all() and (s["n_error"] == 1).all()
+    m = finished_run["metrics"]
+    ok = m[(m["method"] == "km") & (m["status"] == "ok")]
+    assert s.loc["km", "runtime_s_mean"] == pytest.approx(ok["runtime_s"].mean())
+    assert s.loc["km", "n_labels_mean"] == pytest.approx(ok["n_labels"].mean())
+
+
+def test_logs_show_progress_and_benchmarks_exist(finished_run):
+    work = finished_run["work"]
+    logs = sorted((work / "logs/segment_shard/otsu").glob("*.log"))
+    assert len(logs) == 3  # 8 images in shards of 3
+    text = logs[0].read_text()
+    assert "images/s" in text and "finished 3/3 images" in text
+    assert "error" in (work / "logs/segment_shard/km").joinpath("000000.log").read_text().lower()
+    assert len(list((work / "logs/segment_shard/otsu").glob("*.benchmark.tsv"))) == 3
+
+
+def test_second_run_does_nothing(finished_run):
+    proc = run_snakemake(finished_run["work"], "--configfile",
+                         finished_run["work"].parent / "user.yaml", "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def metrics_mtimes(work):
+    return {p.relative_to(work).as_posix(): p.stat().st_mtime_ns
+            for p in (work / "results/metrics").rglob("*.parquet")}
+
+
+def test_adding_images_reruns_only_the_shards_they_fall_in(tmp_path):
+    images = tmp_path / "images"
+    for i in range(7):
+        (images / f"sub{i % 2}").mkdir(parents=True, exist_ok=True)
+        (images / f"sub{i % 2}" / f"img{i}.png").write_bytes(encode(blobs_image(i), ".png"))
+    methods = {"otsu": {"kind": "threshold"}, "edge": {"kind": "edges"}}
+    cfg = write_config(tmp_path / "c.yaml", input_dir=str(images), shard_size=3, methods=methods)
+    work = tmp_path / "work"
+    work.mkdir()
+    run_snakemake(work, "--configfile", cfg)
+    before = metrics_mtimes(work)
+    assert len(before) == 3 * 2
+    # one new image, in a nested folder whose name sorts first
+    (images / "a_first").mkdir()
+    (images / "a_first" / "new.png").write_bytes(encode(blobs_image(99), ".png"))
+    proc = run_snakemake(work, "--configfile", cfg)
+    after = metrics_mtimes(work)
+    rerun = {p for p in after if before.get(p) != after[p]}
+    assert rerun == {"results/metrics/otsu/000002.parquet", "results/metrics/edge/000002.parquet"}
+    rows = pd.read_parquet(work / "results/summary/metrics.parquet")
+    assert len(rows) == 8 * 2 and "a_first/new.png" in set(rows["image_id"])
+    # and a removed image disappears from the summary, again re-running one shard
+    (images / "sub0" / "img0.png").unlink()
+    run_snakemake(work, "--configfile", cfg)
+    rows = pd.read_parquet(work / "results/summary/metrics.parquet")
+    assert "sub0/img0.png" not in set(rows["image_id"]) and len(rows) == 7 * 2
+    assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("make_folder", ["missing", "empty"])
+def test_bad_input_dir_fails_before_any_job(tmp_path, make_folder):
+    folder = tmp_path / "in"
+    if make_folder == "empty":
+        folder.mkdir()
+    cfg = write_config(tmp_path / "c.yaml", input_dir=str(folder),
+                       methods={"otsu": {"kind": "threshold"}})
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = run_snakemake(work, "--configfile", cfg, check=False)
+    assert proc.returncode != 0
+    assert "config key 'input_dir'" in proc.stderr
+    assert not (work / "results").exists() and not (work / "logs").exists()
+
+
+def test_config_mistake_fails_before_any_job(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.png").write_bytes(encode(blobs_image(0), ".png"))
+    cfg = write_config(tmp_path / "c.yaml", input_dir=str(tmp_path / "in"),
+                       methods={"km": {"kind": "kmeans", "k": "five"}})
+    proc = run_snakemake(tmp_path, "--configfile", cfg, check=False)
+    assert proc.returncode != 0
+    assert "config key 'methods.km.k'" in proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_default_run_writes_samples_and_segments_them(tmp_path):
+    """`make run` with no user data: sample images, every default method, offline."""
+    run_snakemake(tmp_path)
+    folder = tmp_path / "resources/sample_images"
+    samples = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    assert len(samples) >= 8
+    assert {n.rsplit(".", 1)[1] for n in samples} == {"png", "jpg"}
+    m = pd.read_parquet(tmp_path / "results/summary/metrics.parquet")
+    assert (m["status"] == "ok").all()
+    assert len(m) == len(samples) * m["method"].nunique()
+
+
+def test_workflow_lints_clean():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    snakefmt = shutil.which("snakefmt") or str(ROOT / ".venv/bin/snakefmt")
+    proc = subprocess.run([snakefmt, "--check", "Snakefile", "workflow/rules"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
