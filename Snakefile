@@ -12,6 +12,7 @@ configfile: os.path.join(workflow.basedir, "config/config.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/samples.smk"
 include: "workflow/rules/manifest.smk"
+include: "workflow/rules/weights.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/summary.smk"
 
@@ -20,3 +21,14 @@ rule all:
     input:
         "results/summary/metrics.parquet",
         "results/summary/methods.parquet",
+        "results/summary/instances.parquet",
+        expand("results/summary/{method}.coco.json", method=BATCHED),
+
+
+onsuccess:
+    if report_missing_weights():
+        raise WorkflowError("Mask R-CNN weights are missing (see above).")
+
+
+onerror:
+    report_missing_weights()

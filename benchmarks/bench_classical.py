@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import statistics
@@ -68,6 +69,10 @@ QUICK = {
     # A smoke test must not overwrite the published numbers.
     "out": "benchmarks/_work/benchmarks-quick.md",
 }
+
+# The method kinds this benchmark is about; others in the config (a neural network that
+# wants weights and a GPU) are left out and named in the report.
+CLASSICAL_KINDS = frozenset({"threshold", "multi_threshold", "edges", "kmeans"})
 
 # Targets of the design; each is checked and reported as pass/fail.
 OTSU_E2E_TARGET_S = 0.020
@@ -133,10 +138,10 @@ def parse_args(argv=None):
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, ROOT / value if key == "out" else value)
-    if args.n_images < 2 or args.per_format > args.n_images // 2:
-        parser.error("--per-format must be at most half of --n-images")
-    if args.inertia_images > args.n_images:
-        parser.error("--inertia-images must be at most --n-images")
+    if not 1 <= args.per_format <= args.n_images // 2:
+        parser.error("--per-format must be between 1 and half of --n-images")
+    if not 1 <= args.inertia_images <= args.n_images:
+        parser.error("--inertia-images must be between 1 and --n-images")
     return args
 
 
@@ -179,9 +184,76 @@ def machine_info():
     }
 
 
+def git_revision():
+    """The commit the benchmark ran on, and whether the working tree differed from it."""
+
+    def git(*cmd):
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *cmd], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    dirty = git(
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        "src",
+        "workflow",
+        "Snakefile",
+        "config",
+    )
+    return f"commit {commit}" + (
+        " with uncommitted changes to the package or workflow" if dirty else ""
+    )
+
+
 def loadavg():
     """The 1, 5 and 15 minute load averages, as /proc/loadavg gives them."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+class CpuMeter:
+    """Wall time, our CPU time and other processes' CPU time over a ``with`` block.
+
+    The machine may be shared. Our CPU time (this process and its waited-for children,
+    Snakemake's jobs included) subtracted from the machine's busy time in /proc/stat
+    says how much else ran meanwhile; steal time says how much the hypervisor took.
+
+    Attributes
+    ----------
+    wall_s, own_s, others_s, steal_s : float
+        Set when the block ends.
+    """
+
+    def __enter__(self):
+        self._start = (time.perf_counter(), _own_cpu_s(), *_machine_cpu_s())
+        return self
+
+    def __exit__(self, *exc_info):
+        wall, own, busy, steal = (
+            b - a
+            for a, b in zip(self._start, (time.perf_counter(), _own_cpu_s(), *_machine_cpu_s()))
+        )
+        self.wall_s, self.own_s, self.steal_s = wall, own, steal
+        self.others_s = max(busy - own, 0.0)
+        return False
+
+
+def _own_cpu_s():
+    return sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    )
+
+
+def _machine_cpu_s():
+    """Busy and steal seconds of all CPUs since boot, from the first line of /proc/stat."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
 def _limit_threads():
@@ -200,10 +272,11 @@ def _limit_threads():
 _sources = []
 
 
-def _load_sources():
+def _init_image_worker():
     """Load the source photographs (BGR uint8) once per worker process."""
     import skimage.data
 
+    _limit_threads()
     for name in SOURCE_IMAGES:
         image = getattr(skimage.data, name)()
         if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity)
@@ -224,7 +297,6 @@ def _write_photo(task):
     1-megapixel photograph and compress (and decode) unrealistically well as PNG.
     """
     index, seed, path = task
-    _limit_threads()
     rng = np.random.default_rng([seed, index])
     src = _sources[rng.integers(len(_sources))]
     h, w = src.shape[:2]
@@ -253,45 +325,56 @@ def make_test_images(folder, n_images, seed, processes):
     folder.mkdir(parents=True)
     ids = [f"photo_{i:05d}.{FORMATS[i % 2]}" for i in range(n_images)]
     tasks = [(i, seed, str(folder / image_id)) for i, image_id in enumerate(ids)]
-    with _pool(processes, _load_sources) as pool:
+    with _pool(processes, _init_image_worker) as pool:
         pool.map(_write_photo, tasks, chunksize=8)
     return {fmt: [i for i in ids if i.endswith(fmt)] for fmt in FORMATS}
 
 
-def _pool(processes, initializer):
+def _pool(processes, initializer, initargs=()):
     # "spawn": fresh interpreters like Snakemake's jobs, and safe after this process has
     # used OpenMP (forking after libgomp has started threads can hang the children).
-    return multiprocessing.get_context("spawn").Pool(processes, initializer=initializer)
+    return multiprocessing.get_context("spawn").Pool(processes, initializer, initargs)
 
 
 # --- config -----------------------------------------------------------------------------
 
 
 def load_config(input_dir, shard_size):
-    """The repository's config with ``input_dir`` (and ``shard_size``) replaced.
+    """The repository's config: its classical methods, ``input_dir`` (and ``shard_size``) set.
 
     Returns
     -------
     raw : dict
-        To be written as the workflow's ``--configfile``.
+        To be written as the workflow's ``--configfile`` (whose ``methods`` replace the
+        default ones, so the workflow runs the classical methods only).
     resolved : dict
         With every default filled in, as the workflow resolves it.
+    skipped : list of str
+        Names of the config's other methods, left out.
     """
     with open(ROOT / "config/config.yaml") as fh:
         raw = yaml.safe_load(fh)
+    skipped = [m for m, s in raw["methods"].items() if s["kind"] not in CLASSICAL_KINDS]
+    raw["methods"] = {m: s for m, s in raw["methods"].items() if m not in skipped}
     raw["input_dir"] = str(input_dir)
     if shard_size is not None:
         raw["shard_size"] = shard_size
     schema = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
-    return raw, resolve_config(copy.deepcopy(raw), schema)
+    return raw, resolve_config(copy.deepcopy(raw), schema), skipped
 
 
-def kmeans_method(methods, k=5):
-    """Name and settings of the config's k-means method with ``k`` clusters."""
+def find_method(methods, **wanted):
+    """Name and settings of the first method whose settings include ``wanted``.
+
+    The targets are about a kind of method (Otsu, k-means with k=5), not a config name.
+
+    >>> find_method({"a": {"kind": "kmeans", "k": 3}, "b": {"kind": "kmeans", "k": 5}}, k=5)
+    ('b', {'kind': 'kmeans', 'k': 5})
+    """
     for name, settings in methods.items():
-        if settings["kind"] == "kmeans" and settings["k"] == k:
+        if all(settings.get(key) == value for key, value in wanted.items()):
             return name, settings
-    raise SystemExit(f"config/config.yaml has no kmeans method with k={k}")
+    raise SystemExit(f"config/config.yaml has no method with {wanted}")
 
 
 # --- 1. stages --------------------------------------------------------------------------
@@ -385,10 +468,10 @@ def run_workflow(config, work_dir, cores):
     Returns
     -------
     dict
-        ``wall_s``; ``jobs`` (steps Snakemake reports done); ``segment_jobs``;
-        ``job_s`` (sum of the segment jobs' wall times from their benchmark files);
-        ``image_s`` (sum of per-image runtime_s in the merged metrics); ``rows`` and
-        ``errors`` of the merged metrics; ``log`` (path of Snakemake's output).
+        ``meter`` (a :class:`CpuMeter`); ``wall_s``; ``jobs`` (steps Snakemake reports
+        done); ``segment_jobs``; ``job_s`` (sum of the segment jobs' wall times from their
+        benchmark files); ``image_s`` (sum of per-image runtime_s in the merged metrics);
+        ``rows`` and ``errors`` of the merged metrics.
     """
     import pandas as pd
 
@@ -410,26 +493,25 @@ def run_workflow(config, work_dir, cores):
         "--configfile",
         str(config_file),
     ]
-    with open(log_file, "w") as log:
-        t0 = time.perf_counter()
+    with open(log_file, "w") as log, CpuMeter() as meter:
         proc = subprocess.run(cmd, check=False, stdout=log, stderr=subprocess.STDOUT)
-        wall = time.perf_counter() - t0
     output = log_file.read_text()
     if proc.returncode != 0:
         raise RuntimeError(f"snakemake failed ({proc.returncode}); see {log_file}")
     done = re.findall(r"(\d+) of (\d+) steps \(100%\) done", output)
+    if not done:
+        raise RuntimeError(f"no '... steps (100%) done' line in {log_file}")
     benchmarks = list((run_dir / "logs/segment_shard").glob("*/*.benchmark.tsv"))
     metrics = pd.read_parquet(run_dir / "results/summary/metrics.parquet")
     return {
-        "wall_s": wall,
-        "jobs": int(done[-1][1]) if done else None,
+        "meter": meter,
+        "wall_s": meter.wall_s,
+        "jobs": int(done[-1][1]),
         "segment_jobs": len(benchmarks),
         "job_s": sum(float(pd.read_csv(p, sep="\t")["s"].iloc[0]) for p in benchmarks),
         "image_s": float(metrics["runtime_s"].sum()),
         "rows": len(metrics),
         "errors": int((metrics["status"] != "ok").sum()),
-        "log": log_file,
-        "command": shlex.join(cmd),
     }
 
 
@@ -438,6 +520,7 @@ _loop_paths = {}
 
 
 def _init_loop_worker(methods, input_dir, out_dir):
+    """Give a loop worker the settings and folders once, not with every task."""
     _limit_threads()
     _loop_methods.update(methods)
     _loop_paths.update(input_dir=Path(input_dir), out_dir=out_dir)
@@ -464,22 +547,21 @@ def run_loop(input_dir, image_ids, methods, work_dir, processes):
     Returns
     -------
     dict
-        ``wall_s`` (pool start to pool exit) and ``tasks``.
+        ``meter`` (a :class:`CpuMeter`), ``wall_s`` (pool start to the workers' exit) and
+        ``tasks``.
     """
     out_dir = work_dir / "loop"
     shutil.rmtree(out_dir, ignore_errors=True)
     tasks = [(image_id, method) for image_id in image_ids for method in methods]
-    t0 = time.perf_counter()
-    pool = multiprocessing.get_context("spawn").Pool(
-        processes,
-        initializer=_init_loop_worker,
-        initargs=(methods, str(input_dir), str(out_dir)),
-    )
-    with pool:
+    with CpuMeter() as meter:
+        pool = _pool(processes, _init_loop_worker, (methods, str(input_dir), str(out_dir)))
         # Small chunks keep both processes busy to the end (k-means tasks are the long ones).
         for _ in pool.imap_unordered(_loop_task, tasks, chunksize=4):
             pass
-    return {"wall_s": time.perf_counter() - t0, "tasks": len(tasks)}
+        # Joined, not terminated: the workers' CPU time is counted once they are reaped.
+        pool.close()
+        pool.join()
+    return {"meter": meter, "wall_s": meter.wall_s, "tasks": len(tasks)}
 
 
 # --- report -----------------------------------------------------------------------------
@@ -495,8 +577,9 @@ def _med_mean(values):
 
 def check_targets(r):
     """The design's targets against the results ``r``: (what, limit, measured, passed)."""
-    kmeans_name, _ = kmeans_method(r["methods"])
-    otsu = r["stages"]["otsu", "jpg"]
+    otsu_name, _ = find_method(r["methods"], kind="threshold", method="otsu")
+    kmeans_name, _ = find_method(r["methods"], kind="kmeans", k=5)
+    otsu = r["stages"][otsu_name, "jpg"]
     otsu_e2e = statistics.median(
         map(sum, zip(otsu["decode_s"], otsu["segment_s"], otsu["write_s"]))
     )
@@ -506,7 +589,7 @@ def check_targets(r):
     cores = r["args"].cores
     return [
         (
-            "Otsu end to end (decode + segment + write), 1024x1024 JPEG, median",
+            f"Otsu (`{otsu_name}`) end to end (decode + segment + write), 1024x1024 JPEG, median",
             f"<= {_ms(OTSU_E2E_TARGET_S)} ms",
             f"{_ms(otsu_e2e)} ms",
             otsu_e2e <= OTSU_E2E_TARGET_S,
@@ -545,8 +628,13 @@ def render(r):
         [os.path.relpath(sys.executable, ROOT), os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]
     )
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-    # One core busy with something else shows as a load of about 1 before we start.
-    busy = float(info["loadavg_start"].split()[0]) >= 0.5
+    phases = [
+        ("stage timings (1 process)", r["stages_meter"]),
+        (f"snakemake --cores {args.cores}", wf["meter"]),
+        (f"Pool({args.cores}) loop", loop["meter"]),
+    ]
+    # A tenth of a core on average is more than this idle machine's own background.
+    shared = any(m.others_s / m.wall_s > 0.1 for _, m in phases)
     lines = [
         START_MARKER,
         "## Classical methods",
@@ -561,7 +649,12 @@ def render(r):
         ),
         f"- Load average (1/5/15 min) at start: {info['loadavg_start']}; at end: "
         f"{r['loadavg_end']}"
-        + (". Other work was running on the machine at the start." if busy else ""),
+        + (
+            ". Other processes were running during the measurements (see *Machine use* "
+            "below), so these timings are pessimistic."
+            if shared
+            else "."
+        ),
         f"- Versions: {versions}",
         (
             f"- Images: {args.n_images} generated 1024x1024 colour photographs (random square "
@@ -574,6 +667,11 @@ def render(r):
         (
             "- Threads: one per process everywhere (OpenCV, OpenMP, BLAS), as in a "
             "`threads: 1` segment job."
+        ),
+        f"- Code: {r['revision']}",
+        (
+            f"- Methods: the classical methods of `config/config.yaml` ({', '.join(r['methods'])})"
+            + (f"; left out: {', '.join(r['skipped'])}." if r["skipped"] else ".")
         ),
         "",
         "### Targets",
@@ -623,8 +721,8 @@ def render(r):
         "### Whole workflow against a plain loop",
         "",
         (
-            f"{args.n_images} images (half JPEG, half PNG), the {len(r['methods'])} methods of "
-            f"`config/config.yaml`, shard size {r['shard_size']}."
+            f"{args.n_images} images (half JPEG, half PNG), the {len(r['methods'])} methods "
+            f"above, shard size {r['shard_size']}."
         ),
         "",
         (
@@ -652,6 +750,22 @@ def render(r):
             f"(`runtime_s`): {(wf['job_s'] - wf['image_s']) / max(wf['segment_jobs'], 1):.1f} s "
             "per job outside the image loop (interpreter start, imports, table write)."
         ),
+        "",
+        "### Machine use during the timed runs",
+        "",
+        (
+            "*Our CPU*: this script and its children (Snakemake's jobs included). *Others*: "
+            "the rest of the machine's busy time in /proc/stat over the same interval, as "
+            "mean cores. *Steal*: time the hypervisor gave to other virtual machines."
+        ),
+        "",
+        "| phase | wall (s) | our CPU (s) | others (mean cores) | steal (s) |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {name} | {m.wall_s:.1f} | {m.own_s:.1f} | {m.others_s / m.wall_s:.2f} | "
+            f"{m.steal_s:.1f} |"
+            for name, m in phases
+        ),
         END_MARKER,
     ]
     return "\n".join(lines) + "\n"
@@ -675,6 +789,7 @@ def write_section(path, section):
 def main(argv=None):
     args = parse_args(argv)
     r = {"args": args, "info": machine_info()}
+    r["revision"] = git_revision()
     r["date"] = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     print(f"load average at start: {r['info']['loadavg_start']}")
     work_dir = args.work_dir.resolve()
@@ -687,7 +802,7 @@ def main(argv=None):
         fmt: statistics.fmean((image_dir / i).stat().st_size for i in ids) / 1e3
         for fmt, ids in ids_by_format.items()
     }
-    raw_config, config = load_config(image_dir, args.shard_size)
+    raw_config, config, r["skipped"] = load_config(image_dir, args.shard_size)
     r["methods"], r["shard_size"] = config["methods"], config["shard_size"]
 
     print("stage timings")
@@ -695,14 +810,14 @@ def main(argv=None):
     stage_dir = work_dir / "stages"
     shutil.rmtree(stage_dir, ignore_errors=True)
     subset = {fmt: ids[: args.per_format] for fmt, ids in ids_by_format.items()}
-    with threadpool_limits(1):
+    with threadpool_limits(1), CpuMeter() as r["stages_meter"]:
         r["stages"] = measure_stages(str(image_dir), subset, r["methods"], stage_dir)
 
     # The reference fits are not timed, so they may use every core.
     print("k-means inertia")
     all_ids = sorted(i for ids in ids_by_format.values() for i in ids)
     r["inertia"] = measure_inertia(
-        image_dir, all_ids[: args.inertia_images], kmeans_method(r["methods"])[1]
+        image_dir, all_ids[: args.inertia_images], find_method(r["methods"], kind="kmeans", k=5)[1]
     )
 
     print(f"snakemake --cores {args.cores} on {args.n_images} images")

@@ -26,6 +26,9 @@ METRICS_SCHEMA = pa.schema(
         pa.field("n_objects", pa.int32()),
         pa.field("foreground_fraction", pa.float64()),
         pa.field("thresholds", pa.list_(pa.float64())),
+        pa.field("n_instances", pa.int32()),
+        pa.field("mean_score", pa.float64()),
+        pa.field("class_counts", pa.string()),
         pa.field("decode_s", pa.float64()),
         pa.field("segment_s", pa.float64()),
         pa.field("write_s", pa.float64()),
@@ -46,8 +49,38 @@ METRICS_SCHEMA = pa.schema(
                 "n_objects": "8-connected components of the foreground (label > 0)",
                 "foreground_fraction": "share of pixels with label > 0",
                 "thresholds": "thresholds used, on the 0..1 intensity scale",
+                "n_instances": "Mask R-CNN: detections kept",
+                "mean_score": "Mask R-CNN: mean score of the detections",
+                "class_counts": "Mask R-CNN: JSON object, class name to count",
                 "runtime_s": "decode + segment + write + metrics",
                 "params": "the method's settings as JSON",
+            }
+        ),
+    },
+)
+
+RLE_TYPE = pa.struct([pa.field("size", pa.list_(pa.int32())), pa.field("counts", pa.string())])
+
+INSTANCES_SCHEMA = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("method", pa.string(), nullable=False),
+        pa.field("instance_id", pa.int32(), nullable=False),
+        pa.field("class_id", pa.int32(), nullable=False),
+        pa.field("class_name", pa.string(), nullable=False),
+        pa.field("score", pa.float64(), nullable=False),
+        pa.field("bbox", pa.list_(pa.float64(), 4), nullable=False),
+        pa.field("area", pa.int64(), nullable=False),
+        pa.field("rle", RLE_TYPE, nullable=False),
+    ],
+    metadata={
+        "description": "segpipe: one row per Mask R-CNN instance",
+        "columns": json.dumps(
+            {
+                "instance_id": "the instance's label in the mask (1..N by falling score)",
+                "bbox": "x0, y0, x1, y1 in pixels",
+                "area": "pixels of the instance's full mask",
+                "rle": "the full mask as COCO compressed RLE (size = [height, width])",
             }
         ),
     },

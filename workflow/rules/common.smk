@@ -1,4 +1,5 @@
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -14,6 +15,13 @@ os.environ.update(
 
 from segpipe.config import load_schema, resolve_config
 from segpipe.manifest import folder_fingerprint, read_shards
+from segpipe.maskrcnn.weights import (
+    drop_stale_status,
+    missing_weights_message,
+    read_status,
+    resolve_weights,
+)
+from segpipe.methods import get_method
 
 SAMPLE_DIR = "resources/sample_images"
 MANIFEST = "results/manifest/images.parquet"
@@ -29,10 +37,26 @@ _resolved = resolve_config(
 config.clear()
 config.update(_resolved)
 METHODS = sorted(config["methods"])
+# Batched methods (Mask R-CNN) have their own rule, the one GPU rule.
+BATCHED = [m for m in METHODS if get_method(config["methods"][m]["kind"]).batched]
+CLASSICAL = [m for m in METHODS if m not in BATCHED]
+WEIGHTS = {
+    m: resolve_weights(config["methods"][m]["model"], config["methods"][m]["weights"])
+    for m in BATCHED
+}
+if workflow.is_main_process:
+    for _source in WEIGHTS.values():
+        if _source.kind == "named":
+            drop_stale_status(_source)
+
+
+def one_of(names):
+    """A wildcard regex matching exactly these names (or nothing)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
 wildcard_constraints:
-    method="|".join(METHODS),
+    method=one_of(METHODS),
     shard=r"\d{6}",
 
 
@@ -63,3 +87,44 @@ def get_metrics_files(wildcards):
     return expand(
         "results/metrics/{method}/{shard}.parquet", method=METHODS, shard=get_shards()
     )
+
+
+def get_instance_files(wildcards):
+    return expand(
+        "results/instances/{method}/{shard}.parquet", method=BATCHED, shard=get_shards()
+    )
+
+
+def get_weights_input(wildcards):
+    """Named weights: the fetch rule's record; a checkpoint path: the file itself."""
+    source = WEIGHTS[wildcards.method]
+    if source.kind == "named":
+        return source.status_path
+    return [source.path] if source.kind == "path" else []
+
+
+def get_weights_url(wildcards):
+    for source in WEIGHTS.values():
+        if (
+            source.kind == "named"
+            and source.path == f"resources/weights/{wildcards.file}"
+        ):
+            return source.url
+    raise ValueError(f"no configured method uses weights {wildcards.file}")
+
+
+def get_weights_path(wildcards, output):
+    """The weights file sits beside the fetch rule's record of it."""
+    return output[0].removesuffix(".status.json")
+
+
+def report_missing_weights():
+    """End the run by saying which weights file to put where, if a fetch failed."""
+    messages = set()
+    for source in WEIGHTS.values():
+        status = read_status(source.status_path) if source.kind == "named" else None
+        if status is not None and not status["ok"]:
+            messages.add(missing_weights_message(status))
+    for message in sorted(messages):
+        print(f"\nsegpipe: {message}\n", file=sys.stderr)
+    return bool(messages)

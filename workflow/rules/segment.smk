@@ -9,6 +9,8 @@ rule segment_shard:
         "logs/segment_shard/{method}/{shard}.log",
     benchmark:
         "logs/segment_shard/{method}/{shard}.benchmark.tsv"
+    wildcard_constraints:
+        method=one_of(CLASSICAL),
     conda:
         "../../envs/classical.yaml"
     threads: 1
@@ -19,3 +21,31 @@ rule segment_shard:
         edges_dir="results/edges",
     script:
         "../scripts/segment_shard.py"
+
+
+# The one GPU rule: Mask R-CNN, batched inside the job; DataLoader workers decode.
+rule segment_shard_maskrcnn:
+    input:
+        shard="results/manifest/shards/{shard}.json",
+        weights=get_weights_input,
+    output:
+        metrics="results/metrics/{method}/{shard}.parquet",
+        instances="results/instances/{method}/{shard}.parquet",
+    log:
+        "logs/segment_shard/{method}/{shard}.log",
+    benchmark:
+        "logs/segment_shard/{method}/{shard}.benchmark.tsv"
+    wildcard_constraints:
+        method=one_of(BATCHED),
+    conda:
+        "../../envs/maskrcnn.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+    params:
+        input_dir=config["input_dir"],
+        settings=get_method_settings,
+        masks_dir="results/masks",
+        weights_dir="resources/weights",
+    script:
+        "../scripts/segment_shard_maskrcnn.py"

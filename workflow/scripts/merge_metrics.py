@@ -3,7 +3,10 @@ from segpipe.summary import merge_metrics
 
 log_to_file(snakemake.log[0])
 merge_metrics(
-    snakemake.input,
+    snakemake.input.metrics,
     metrics_out=snakemake.output.metrics,
     methods_out=snakemake.output.methods,
+    instance_paths=snakemake.input.instances,
+    instances_out=snakemake.output.instances,
+    coco_outs=dict(zip(snakemake.params.batched, snakemake.output.coco)),
 )

@@ -6,7 +6,10 @@ Adding a method is one function, one entry here and one block in
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from segpipe.errors import ConfigError
+from segpipe.maskrcnn import segment_maskrcnn
 from segpipe.methods.base import MethodSpec, Segmentation
 from segpipe.methods.edges import segment_edges
 from segpipe.methods.kmeans import segment_kmeans
@@ -31,6 +34,20 @@ def _check_multi_threshold(name, settings):
         raise ConfigError(f"methods.{name}.thresholds", f"must rise strictly, got {cuts}")
 
 
+def _check_maskrcnn(name, settings):
+    from segpipe.maskrcnn.weights import resolve_weights
+
+    key = f"methods.{name}.weights"
+    source = resolve_weights(settings["model"], settings["weights"], key=key)
+    if source.kind == "path" and not Path(source.path).is_file():
+        raise ConfigError(key, f"checkpoint file {source.path!r} does not exist")
+    if settings["min_size"] > settings["max_size"]:
+        raise ConfigError(
+            f"methods.{name}.min_size",
+            f"{settings['min_size']} is larger than max_size {settings['max_size']}",
+        )
+
+
 REGISTRY = {
     spec.kind: spec
     for spec in (
@@ -38,6 +55,7 @@ REGISTRY = {
         MethodSpec("multi_threshold", segment_multi_threshold, "grey", _check_multi_threshold),
         MethodSpec("edges", segment_edges, "grey"),
         MethodSpec("kmeans", segment_kmeans, "rgb"),
+        MethodSpec("maskrcnn", segment_maskrcnn, "rgb", _check_maskrcnn, batched=True),
     )
 }
 

@@ -37,15 +37,20 @@ class MethodSpec:
     kind : str
         The config's ``kind`` value.
     segment : callable
-        ``segment(image, **settings) -> Segmentation`` on one decoded image.
+        ``segment(image, **settings) -> Segmentation`` on one decoded image (or, for a
+        batched method, on a list of images).
     colour : {"grey", "rgb"}
         How the image is decoded for this method (see :mod:`segpipe.imageio`).
     check : callable, optional
-        ``check(settings)`` raises ``ConfigError`` for settings the JSON schema cannot
-        express (for example an unsorted threshold list); called before any job runs.
+        ``check(name, settings)`` raises ``ConfigError`` for settings the JSON schema
+        cannot express (for example an unsorted threshold list); called before any job.
+    batched : bool
+        ``segment`` takes a list of images and the method has its own rule (Mask R-CNN's,
+        the GPU rule) instead of the per-image loop of ``segment_shard``.
     """
 
     kind: str
     segment: Callable[..., Segmentation]
     colour: str = "grey"
-    check: Callable[[dict], None] | None = field(default=None)
+    check: Callable[[str, dict], None] | None = field(default=None)
+    batched: bool = False

@@ -1,0 +1,16 @@
+# Runs on the submitting machine (localrule), which has the network when any machine
+# does; segment jobs then read the weights from resources/weights only. A failed
+# download is recorded, not fatal: the other methods finish and the run says what to do.
+rule fetch_maskrcnn_weights:
+    output:
+        "resources/weights/{file}.status.json",
+    log:
+        "logs/fetch_maskrcnn_weights/{file}.log",
+    localrule: True
+    conda:
+        "../../envs/maskrcnn.yaml"
+    params:
+        url=get_weights_url,
+        path=get_weights_path,
+    script:
+        "../scripts/fetch_maskrcnn_weights.py"

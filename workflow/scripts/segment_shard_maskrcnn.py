@@ -1,0 +1,15 @@
+from segpipe.logs import log_to_file
+from segpipe.maskrcnn.shard import run_maskrcnn_shard
+
+log_to_file(snakemake.log[0])
+run_maskrcnn_shard(
+    snakemake.input.shard,
+    snakemake.output.metrics,
+    snakemake.output.instances,
+    input_dir=snakemake.params.input_dir,
+    method=snakemake.wildcards.method,
+    settings=dict(snakemake.params.settings),
+    masks_dir=snakemake.params.masks_dir,
+    weights_dir=snakemake.params.weights_dir,
+    threads=snakemake.threads,
+)
