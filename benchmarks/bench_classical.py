@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import hashlib
 import multiprocessing
 import os
 import platform
@@ -39,10 +40,16 @@ import sys
 import time
 from pathlib import Path
 
+# One thread per process for OpenMP (scikit-learn's k-means) and BLAS, as in a Snakemake
+# job with `threads: 1` (Snakemake sets these variables for it). They only take effect
+# if set before the libraries load, here for this process, and through the environment
+# for the spawned workers and the snakemake subprocess.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
 import cv2
 import numpy as np
 import yaml
-from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -69,6 +76,9 @@ QUICK = {
     # A smoke test must not overwrite the published numbers.
     "out": "benchmarks/_work/benchmarks-quick.md",
 }
+
+# What the measured code consists of (see code_digest).
+CODE_PATHS = ("src/segpipe", "workflow", "Snakefile", "config/config.yaml")
 
 # The method kinds this benchmark is about; others in the config (a neural network that
 # wants weights and a GPU) are left out and named in the report.
@@ -193,19 +203,23 @@ def git_revision():
         ).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD")
-    dirty = git(
-        "status",
-        "--porcelain",
-        "--untracked-files=no",
-        "--",
-        "src",
-        "workflow",
-        "Snakefile",
-        "config",
-    )
-    return f"commit {commit}" + (
-        " with uncommitted changes to the package or workflow" if dirty else ""
-    )
+    dirty = git("status", "--porcelain", "--", *CODE_PATHS)
+    return f"commit {commit}" + (" with uncommitted changes" if dirty else "")
+
+
+def code_digest():
+    """A hash of the code that is measured, to tell whether it changed during the run.
+
+    The working tree may be edited while a long run goes on; numbers taken partly
+    before and partly after an edit describe no version of the code.
+    """
+    digest = hashlib.sha256()
+    for top in CODE_PATHS:
+        paths = [ROOT / top] if (ROOT / top).is_file() else sorted((ROOT / top).rglob("*"))
+        for path in paths:
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(f"{path.relative_to(ROOT)}\0".encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def loadavg():
@@ -257,14 +271,12 @@ def _machine_cpu_s():
 
 
 def _limit_threads():
-    """One thread per process for OpenCV, OpenMP and BLAS.
+    """One OpenCV thread per process, as run_shard sets for a ``threads: 1`` job.
 
-    A Snakemake job of this workflow gets ``threads: 1``: run_shard sets OpenCV to one
-    thread and Snakemake sets OMP_NUM_THREADS=1 (scikit-learn's k-means uses OpenMP).
-    Every timing here is taken under the same limits so the numbers are per core.
+    With OpenMP and BLAS limited at import (top of this file), every timing here is
+    taken under the same limits as a segment job, so the numbers are per core.
     """
     cv2.setNumThreads(1)
-    threadpool_limits(1)
 
 
 # --- test images ------------------------------------------------------------------------
@@ -668,7 +680,13 @@ def render(r):
             "- Threads: one per process everywhere (OpenCV, OpenMP, BLAS), as in a "
             "`threads: 1` segment job."
         ),
-        f"- Code: {r['revision']}",
+        f"- Code: {r['revision']}; digest of {', '.join(CODE_PATHS)}: {r['digest_start']}"
+        + (
+            f" at the start, {r['digest_end']} at the end. **The code changed during the "
+            "run: these numbers mix two versions of it; rerun.**"
+            if r["digest_end"] != r["digest_start"]
+            else ", unchanged during the run."
+        ),
         (
             f"- Methods: the classical methods of `config/config.yaml` ({', '.join(r['methods'])})"
             + (f"; left out: {', '.join(r['skipped'])}." if r["skipped"] else ".")
@@ -789,7 +807,7 @@ def write_section(path, section):
 def main(argv=None):
     args = parse_args(argv)
     r = {"args": args, "info": machine_info()}
-    r["revision"] = git_revision()
+    r["revision"], r["digest_start"] = git_revision(), code_digest()
     r["date"] = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     print(f"load average at start: {r['info']['loadavg_start']}")
     work_dir = args.work_dir.resolve()
@@ -806,14 +824,13 @@ def main(argv=None):
     r["methods"], r["shard_size"] = config["methods"], config["shard_size"]
 
     print("stage timings")
-    cv2.setNumThreads(1)
+    _limit_threads()
     stage_dir = work_dir / "stages"
     shutil.rmtree(stage_dir, ignore_errors=True)
     subset = {fmt: ids[: args.per_format] for fmt, ids in ids_by_format.items()}
-    with threadpool_limits(1), CpuMeter() as r["stages_meter"]:
+    with CpuMeter() as r["stages_meter"]:
         r["stages"] = measure_stages(str(image_dir), subset, r["methods"], stage_dir)
 
-    # The reference fits are not timed, so they may use every core.
     print("k-means inertia")
     all_ids = sorted(i for ids in ids_by_format.values() for i in ids)
     r["inertia"] = measure_inertia(
@@ -827,7 +844,9 @@ def main(argv=None):
     r["loop"] = run_loop(image_dir, all_ids, r["methods"], work_dir, args.cores)
     print(f"  {r['loop']['wall_s']:.1f} s")
 
-    r["loadavg_end"] = loadavg()
+    r["loadavg_end"], r["digest_end"] = loadavg(), code_digest()
+    if r["digest_end"] != r["digest_start"]:
+        print("WARNING: the code changed during the run; the numbers mix two versions")
     section = render(r)
     write_section(args.out, section)
     print(section)

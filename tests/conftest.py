@@ -59,14 +59,14 @@ def write_config(path, **config):
     return path
 
 
-def run_snakemake(workdir, *args, check=True):
+def run_snakemake(workdir, *args, check=True, env=None):
     """Run the project's workflow in ``workdir``; return the finished process."""
     cmd = [
         sys.executable, "-m", "snakemake",
         "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
         "--cores", "2", "--rerun-incomplete", *map(str, args),
     ]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}")

@@ -7,10 +7,10 @@ import torch
 from segpipe.errors import ConfigError
 from segpipe.maskrcnn.weights import (
     KNOWN_WEIGHTS,
-    drop_stale_status,
     fetch_weights,
     missing_weights_message,
     read_status,
+    refresh_status,
     resolve_weights,
 )
 
@@ -37,6 +37,12 @@ def test_resolve_names_paths_and_none():
     with pytest.raises(ConfigError, match="COCO_V1") as info:
         resolve_weights("maskrcnn_resnet50_fpn", "IMAGENET", key="methods.m.weights")
     assert info.value.key == "methods.m.weights"
+
+
+def test_mirror_url(monkeypatch):
+    monkeypatch.setenv("SEGPIPE_WEIGHTS_URL_BASE", "http://mirror.local/models/")
+    source = resolve_weights("maskrcnn_resnet50_fpn_v2", "COCO_V1")
+    assert source.url == "http://mirror.local/models/maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth"
 
 
 def test_a_file_placed_in_advance_is_used_without_network(tmp_path, monkeypatch):
@@ -84,11 +90,15 @@ def test_failing_download_is_recorded_with_what_to_do(tmp_path):
     assert json.loads((tmp_path / "s.json").read_text())["ok"] is False
 
 
-def test_stale_records_are_dropped(tmp_path):
+def test_records_follow_the_folder(tmp_path):
     source = resolve_weights("maskrcnn_resnet50_fpn", "DEFAULT", weights_dir=str(tmp_path))
     status = {"ok": False, "path": source.path, "url": source.url, "error": "offline"}
     (tmp_path / (source.path.split("/")[-1] + ".status.json")).write_text(json.dumps(status))
-    assert not drop_stale_status(source)  # still missing: the record stands
+    assert not refresh_status(source)  # still missing: the record stands
     (tmp_path / source.path.split("/")[-1]).write_bytes(b"placed by hand")
-    assert drop_stale_status(source)  # now present: record dropped, fetch runs again
+    assert refresh_status(source)  # now present: recorded as found
+    assert read_status(source.status_path)["ok"] is True
+    assert not refresh_status(source)
+    (tmp_path / source.path.split("/")[-1]).unlink()
+    assert refresh_status(source)  # gone again: the record goes, the fetch runs again
     assert read_status(source.status_path) is None

@@ -15,6 +15,9 @@ from segpipe.methods import REGISTRY
 
 pytestmark = pytest.mark.e2e
 
+# Downloads go to a closed local port, so no test depends on (or uses) the network.
+OFFLINE = {"SEGPIPE_WEIGHTS_URL_BASE": "http://127.0.0.1:9/"}
+
 METHODS = {
     "otsu": {"kind": "threshold"},
     "dark": {"kind": "threshold", "method": "value", "value": 0.5, "foreground": "dark"},
@@ -182,15 +185,19 @@ def test_config_mistake_fails_before_any_job(tmp_path):
 
 
 def test_default_run_writes_samples_and_segments_them(tmp_path):
-    """`make run` with no user data: sample images, every default method, offline."""
-    run_snakemake(tmp_path)
+    """`make run` with no user data, offline: samples, every classical method, and the
+    Mask R-CNN entry ending with what to download (its weights cannot be fetched here)."""
+    proc = run_snakemake(tmp_path, check=False, env=OFFLINE)
     folder = tmp_path / "resources/sample_images"
     samples = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     assert len(samples) >= 8
     assert {n.rsplit(".", 1)[1] for n in samples} == {"png", "jpg"}
     m = pd.read_parquet(tmp_path / "results/summary/metrics.parquet")
-    assert (m["status"] == "ok").all()
     assert len(m) == len(samples) * m["method"].nunique()
+    classical = m[m["kind"] != "maskrcnn"]
+    assert (classical["status"] == "ok").all() and classical["kind"].nunique() == 4
+    assert (m.loc[m["kind"] == "maskrcnn", "status"] == "error").all()
+    assert proc.returncode != 0 and "put it at resources/weights/" in proc.stderr
 
 
 def test_workflow_lints_clean():
@@ -201,3 +208,56 @@ def test_workflow_lints_clean():
     proc = subprocess.run([snakefmt, "--check", "Snakefile", "workflow/rules"], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_maskrcnn_beside_the_classical_methods(tmp_path):
+    images = tmp_path / "images"
+    ids = make_image_folder(images)
+    methods = {
+        "otsu": {"kind": "threshold"},
+        "mr": {
+            "kind": "maskrcnn", "model": "maskrcnn_resnet50_fpn", "weights": "none", "seed": 1,
+            "score_threshold": 0.0, "max_detections": 3, "min_size": 64, "max_size": 96,
+            "batch_size": 4, "device": "auto",
+        },
+    }
+    cfg = write_config(tmp_path / "c.yaml", input_dir=str(images), shard_size=5, methods=methods)
+    run_snakemake(tmp_path, "--configfile", cfg)
+    m = pd.read_parquet(tmp_path / "results/summary/metrics.parquet")
+    mr = m[m["method"] == "mr"].set_index("image_id")
+    assert sorted(mr.index) == ids
+    assert mr.loc["broken.png", "status"] == "error"
+    ok = mr[mr["status"] == "ok"]
+    assert len(ok) == 7 and (ok["n_instances"] == 3).all()
+    inst = pd.read_parquet(tmp_path / "results/summary/instances.parquet")
+    assert len(inst) == 7 * 3 and set(inst["method"]) == {"mr"}
+    coco = json.loads((tmp_path / "results/summary/mr.coco.json").read_text())
+    assert len(coco) == len(inst)
+    assert {c["file_name"] for c in coco} == set(ok.index)
+    assert set(coco[0]) >= {"image_id", "category_id", "segmentation", "score"}
+    log = (tmp_path / "logs/segment_shard/mr/000000.log").read_text()
+    assert "runs on the CPU" in log
+    methods_table = pd.read_parquet(tmp_path / "results/summary/methods.parquet").set_index("method")
+    assert methods_table.loc["mr", "n_instances_mean"] == 3
+    assert (m.loc[m["method"] == "otsu", "status"] == "ok").sum() == 7
+
+
+def test_offline_run_without_weights_finishes_the_rest_and_says_what_to_do(tmp_path):
+    images = tmp_path / "images"
+    make_image_folder(images)
+    # an unreachable address stands in for the offline download server
+    methods = {"otsu": {"kind": "threshold"}, "mr": {"kind": "maskrcnn", "weights": "DEFAULT"}}
+    cfg = write_config(tmp_path / "c.yaml", input_dir=str(images), methods=methods)
+    proc = run_snakemake(tmp_path, "--configfile", cfg, check=False, env=OFFLINE)
+    assert proc.returncode != 0
+    expected = "resources/weights/maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth"
+    assert f"put it at {expected}" in proc.stderr
+    assert proc.stderr.count("Traceback") == 0
+    m = pd.read_parquet(tmp_path / "results/summary/metrics.parquet")
+    assert (m.loc[m["method"] == "otsu", "status"] == "ok").sum() == 7
+    assert (m.loc[m["method"] == "mr", "status"] == "error").all()
+    # the user puts the file in place: the next run re-runs the Mask R-CNN jobs only
+    (tmp_path / expected).write_bytes(b"not really weights")
+    proc = run_snakemake(tmp_path, "--configfile", cfg, "-n", env=OFFLINE)
+    assert "segment_shard_maskrcnn" in proc.stdout
+    assert "segment_shard " not in proc.stdout.replace("segment_shard_maskrcnn", "")

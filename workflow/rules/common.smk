@@ -16,9 +16,9 @@ os.environ.update(
 from segpipe.config import load_schema, resolve_config
 from segpipe.manifest import folder_fingerprint, read_shards
 from segpipe.maskrcnn.weights import (
-    drop_stale_status,
     missing_weights_message,
     read_status,
+    refresh_status,
     resolve_weights,
 )
 from segpipe.methods import get_method
@@ -47,7 +47,7 @@ WEIGHTS = {
 if workflow.is_main_process:
     for _source in WEIGHTS.values():
         if _source.kind == "named":
-            drop_stale_status(_source)
+            refresh_status(_source)
 
 
 def one_of(names):

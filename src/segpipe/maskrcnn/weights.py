@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,9 @@ _COCO_V1 = {
     "maskrcnn_resnet50_fpn_v2": "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth",
 }
 KNOWN_WEIGHTS = {model: {"COCO_V1": url, "DEFAULT": url} for model, url in _COCO_V1.items()}
+# Set to a mirror's base URL (ending in "/") where download.pytorch.org is unreachable
+# but an internal server holds the same files.
+URL_BASE_ENV = "SEGPIPE_WEIGHTS_URL_BASE"
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,9 @@ def resolve_weights(model, weights, *, weights_dir=WEIGHTS_DIR, key="weights"):
     known = KNOWN_WEIGHTS[model]
     if weights in known:
         name = Path(urlparse(known[weights]).path).name
-        return WeightsSource("named", path=f"{weights_dir}/{name}", url=known[weights])
+        base = os.environ.get(URL_BASE_ENV)
+        url = f"{base.rstrip('/')}/{name}" if base else known[weights]
+        return WeightsSource("named", path=f"{weights_dir}/{name}", url=url)
     if "/" in weights or Path(weights).suffix in (".pth", ".pt"):
         return WeightsSource("path", path=weights)
     raise ConfigError(
@@ -139,15 +145,26 @@ def read_status(path):
         return None
 
 
-def drop_stale_status(source):
-    """Forget a fetch record that no longer matches the folder.
+def refresh_status(source):
+    """Bring the fetch record in line with the folder, before any job runs.
 
-    When a user puts the file in place after a failed download (or deletes it after a
-    good one), the record is removed so that the fetch rule runs again and the Mask
-    R-CNN shards re-run with the weights.
+    A user who copies the file in after a failed download should not have to delete
+    anything: the record is rewritten as found, and since it is newer than the Mask
+    R-CNN tables, Snakemake re-runs those jobs with the weights. A record of a file that
+    has since gone is removed, so the fetch rule runs again when it is next needed.
+
+    Returns
+    -------
+    bool
+        Whether the record changed.
     """
     status = read_status(source.status_path)
-    if status is not None and status["ok"] != Path(source.path).exists():
+    if status is None or status["ok"] == Path(source.path).exists():
+        return False
+    if status["ok"]:
         Path(source.status_path).unlink()
-        return True
-    return False
+    else:
+        log.info("weights now present at %s", source.path)
+        found = {"ok": True, "path": source.path, "url": source.url, "found": "placed by hand"}
+        write_bytes_atomic(source.status_path, json.dumps(found, indent=1).encode())
+    return True

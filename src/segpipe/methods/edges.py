@@ -8,6 +8,7 @@ from skimage.filters import threshold_otsu
 
 from segpipe.imageio import intensity_max, label_dtype
 from segpipe.methods.base import Segmentation
+from segpipe.methods.threshold import intensity_histogram
 
 # The kernels exactly as the design fixes them. They are applied as a true convolution
 # (kernel flipped), which is what scipy.ndimage.convolve computes.
@@ -68,7 +69,7 @@ def segment_edges(grey, *, operator="sobel", threshold="otsu", min_region_size=1
     operator : {"sobel_h", "sobel_v", "sobel", "laplace"}
     threshold : "otsu" or float
         Edge pixels have strength above this (0..1 intensity units), or above Otsu's
-        threshold of the strength image.
+        threshold of the edge map.
     min_region_size : int
         Enclosed regions with fewer pixels are set to 0 with the edges: speckle between
         noisy edges would otherwise give thousands of one-pixel regions.
@@ -89,25 +90,29 @@ def segment_edges(grey, *, operator="sobel", threshold="otsu", min_region_size=1
     (2, True)
     """
     strength = edge_strength(grey, operator)
+    scale = 65535.0 / _MAX_STRENGTH[operator]
+    # The stored edge map is the 16-bit strength; thresholding that map (Otsu on its
+    # exact integer histogram) is about 10x faster than Otsu on the float image, and the
+    # edges are then exactly "edge map above threshold" for anyone reading the file.
+    edge_map = (np.minimum(strength * np.float32(scale), 65535.0) + 0.5).astype(np.uint16)
     if threshold == "otsu":
-        t = float(threshold_otsu(strength)) if strength.max() > strength.min() else np.inf
+        counts, centers = intensity_histogram(edge_map)
+        t16 = float(threshold_otsu(hist=(counts, centers))) if np.count_nonzero(counts) > 1 else np.inf
     else:
-        t = float(threshold)
-    edges = strength > t
+        t16 = float(threshold) * scale
+    edges = edge_map > t16
     n, regions = cv2.connectedComponents((~edges).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
     if min_region_size > 1 and n > 1:
         sizes = np.bincount(regions.ravel(), minlength=n)
         keep = sizes >= min_region_size
         keep[0] = False
         # Renumber the kept regions 1..K in their raster order; dropped ones become 0.
-        lut = np.zeros(n, dtype=np.int64)
+        lut = np.zeros(n, dtype=np.int32)
         lut[keep] = np.arange(1, int(keep.sum()) + 1)
         regions = lut[regions]
         n = int(keep.sum()) + 1
-    labels = regions.astype(label_dtype(n - 1))
-    scaled = np.clip(strength * (65535.0 / _MAX_STRENGTH[operator]), 0, 65535)
     return Segmentation(
-        labels=labels,
-        thresholds=(t,) if np.isfinite(t) else (),
-        edge_map=(scaled + 0.5).astype(np.uint16),
+        labels=regions.astype(label_dtype(n - 1)),
+        thresholds=(t16 / scale,) if np.isfinite(t16) else (),
+        edge_map=edge_map,
     )
