@@ -99,3 +99,41 @@ def test_configfile_methods_replace_the_defaults(tmp_path, base):
     other = tmp_path / "other.yaml"
     other.write_text("shard_size: 5\n")
     assert set(resolve(merged, configfiles=[other])["methods"]) == {"otsu", "km"}
+
+
+def test_sweeps_expand_into_one_method_per_value(base):
+    config = resolve({**base, "methods": {
+        "km": {"kind": "kmeans", "k": [3, 5, 8]},
+        "band": {"kind": "multi_threshold", "thresholds": [0.2, 0.6]},
+        "bands": {"kind": "multi_threshold", "thresholds": [[0.3], [0.2, 0.7]]},
+        "edge": {"kind": "edges", "operator": ["sobel", "laplace"], "threshold": [0.1, "otsu"]},
+    }})
+    names = set(config["methods"])
+    assert {"km_k3", "km_k5", "km_k8"} <= names and "km" not in names
+    assert config["methods"]["km_k5"] == {"kind": "kmeans", "k": 5, "seed": 0,
+                                          "sample_size": 20000, "n_init": 3}
+    # a list that is the setting's own value is not a sweep; a list of lists is
+    assert config["methods"]["band"]["thresholds"] == [0.2, 0.6]
+    assert config["methods"]["bands_thresholds0p2_0p7"]["thresholds"] == [0.2, 0.7]
+    assert {n for n in names if n.startswith("edge_")} == {
+        "edge_operatorsobel_threshold0p1", "edge_operatorsobel_thresholdotsu",
+        "edge_operatorlaplace_threshold0p1", "edge_operatorlaplace_thresholdotsu",
+    }
+
+
+def test_sweep_values_are_validated_and_names_do_not_collide(base):
+    with pytest.raises(ConfigError, match="less than the minimum") as info:
+        resolve({**base, "methods": {"km": {"kind": "kmeans", "k": [3, 1]}}})
+    assert info.value.key == "methods.km_k1.k"
+    with pytest.raises(ConfigError, match="exists already") as info:
+        resolve({**base, "methods": {"km": {"kind": "kmeans", "k": [3]},
+                                     "km_k3": {"kind": "kmeans"}}})
+    assert info.value.key == "methods.km"
+
+
+def test_ground_truth_dir_must_exist(base, tmp_path):
+    with pytest.raises(ConfigError, match="does not exist") as info:
+        resolve({**base, "ground_truth_dir": str(tmp_path / "nope")})
+    assert info.value.key == "ground_truth_dir"
+    config = resolve({**base, "ground_truth_dir": str(tmp_path)})
+    assert config["ground_truth_kind"] == "instances" and config["primary_metric"] == "iou"

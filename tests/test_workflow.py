@@ -104,7 +104,7 @@ def test_methods_summary(finished_run):
     assert (s["n_images"] == 8).all() and (s["n_ok"] == 7).all() and (s["n_error"] == 1).all()
     m = finished_run["metrics"]
     ok = m[(m["method"] == "km") & (m["status"] == "ok")]
-    assert s.loc["km", "runtime_s_mean"] == pytest.approx(ok["runtime_s"].mean())
+    assert s.loc["km", "seconds_per_image"] == pytest.approx(ok["runtime_s"].mean())
     assert s.loc["km", "n_labels_mean"] == pytest.approx(ok["n_labels"].mean())
 
 

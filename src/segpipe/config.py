@@ -9,6 +9,8 @@ messages that name the key (``config key 'methods.otsu.method': 'otsuu' is not o
 from __future__ import annotations
 
 import copy
+import itertools
+import re
 from pathlib import Path
 
 import yaml
@@ -77,6 +79,60 @@ def replace_methods_from(config, configfiles):
     return config
 
 
+def _is_sweep(value, spec):
+    """A list sweeps a setting, except a list that is the setting's own value
+    (``thresholds: [0.2, 0.6]``); a list of such lists sweeps those."""
+    if not isinstance(value, list) or not value:
+        return False
+    if spec.get("type") == "array":
+        return all(isinstance(v, list) for v in value)
+    return True
+
+
+def _token(value):
+    """A setting's value as part of a method name: ``0.5`` -> ``0p5``, ``-1`` -> ``m1``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "_".join(_token(v) for v in value)
+    text = str(value).replace(".", "p").replace("-", "m")
+    return re.sub(r"[^A-Za-z0-9]+", "_", text)
+
+
+def expand_sweeps(methods, schema):
+    """Expand list-valued settings into one method per value (several lists: their product).
+
+    ``{"km": {"kind": "kmeans", "k": [3, 5]}}`` becomes ``km_k3`` and ``km_k5``, each with
+    its own rows, masks and aggregates. Names are the base name, then ``_<key><value>``
+    for each swept key in the order written.
+
+    Examples
+    --------
+    >>> schema = {"$defs": {"kmeans": {"properties": {"k": {"type": "integer"}}}}}
+    >>> sorted(expand_sweeps({"km": {"kind": "kmeans", "k": [3, 5], "seed": [0, 1]}}, schema))
+    ['km_k3_seed0', 'km_k3_seed1', 'km_k5_seed0', 'km_k5_seed1']
+
+    Raises
+    ------
+    ConfigError
+        If an expanded name is already the name of another method.
+    """
+    out = {}
+    for name, settings in methods.items():
+        kind = settings.get("kind") if isinstance(settings, dict) else None
+        props = schema["$defs"].get(kind, {}).get("properties", {}) if isinstance(kind, str) else {}
+        swept = [k for k, v in (settings or {}).items() if k != "kind" and _is_sweep(v, props.get(k, {}))]
+        if not swept:
+            out[name] = settings
+            continue
+        for combo in itertools.product(*(settings[k] for k in swept)):
+            new_name = name + "".join(f"_{k}{_token(v)}" for k, v in zip(swept, combo))
+            if new_name in methods or new_name in out:
+                raise ConfigError(f"methods.{name}", f"the sweep's method {new_name!r} exists already")
+            out[new_name] = {**settings, **dict(zip(swept, combo))}
+    return out
+
+
 def resolve_config(config, schema, *, configfiles=(), generated_input_dir=None):
     """Validate ``config`` and return a new dict with every default filled in.
 
@@ -96,6 +152,8 @@ def resolve_config(config, schema, *, configfiles=(), generated_input_dir=None):
     ConfigError
     """
     config = replace_methods_from(copy.deepcopy(config), configfiles)
+    if isinstance(config.get("methods"), dict):
+        config["methods"] = expand_sweeps(config["methods"], schema)
     validate_config(config, schema)
     for key, spec in schema["properties"].items():
         if key not in config and "default" in spec:
@@ -110,6 +168,9 @@ def resolve_config(config, schema, *, configfiles=(), generated_input_dir=None):
     config["methods"] = methods
     if config["input_dir"] != generated_input_dir:
         check_input_dir(config["input_dir"])
+    truth = config["ground_truth_dir"]
+    if truth is not None and not Path(truth).exists():
+        raise ConfigError("ground_truth_dir", f"{truth!r} does not exist")
     return config
 
 

@@ -29,7 +29,8 @@ def mask_path_for(masks_dir, method, image_id):
 
 
 def segment_images(
-    image_ids, *, input_dir, method, settings, shard, masks_dir, edges_dir, progress_every_s=10.0
+    image_ids, *, input_dir, method, settings, shard, masks_dir, edges_dir, ground_truth=None,
+    progress_every_s=10.0,
 ):
     """Segment each image with one method; return one metrics row per image.
 
@@ -48,6 +49,8 @@ def segment_images(
     shard : str
     masks_dir, edges_dir : str
         Roots of the mask and edge-map trees.
+    ground_truth : segpipe.ground_truth.GroundTruth, optional
+        Scores each mask against it, in the same row.
 
     Returns
     -------
@@ -65,7 +68,7 @@ def segment_images(
         row = empty_row(image_id=image_id, method=method, kind=spec.kind, shard=shard, params=params)
         path = Path(input_dir) / image_id
         try:
-            _segment_one(row, path, spec, kwargs, masks_dir, edges_dir)
+            _segment_one(row, path, spec, kwargs, masks_dir, edges_dir, ground_truth)
         except ImageReadError as err:
             row.update(status="error", error=str(err))
         except Exception as err:  # one bad image must not cost the other images of the shard
@@ -79,7 +82,7 @@ def segment_images(
     return rows_to_table(rows)
 
 
-def _segment_one(row, path, spec, kwargs, masks_dir, edges_dir):
+def _segment_one(row, path, spec, kwargs, masks_dir, edges_dir, ground_truth):
     t0 = time.perf_counter()
     image = read_image(path, mode=spec.colour)
     t1 = time.perf_counter()
@@ -92,6 +95,8 @@ def _segment_one(row, path, spec, kwargs, masks_dir, edges_dir):
         write_png(row["edge_path"], seg.edge_map)
     t3 = time.perf_counter()
     stats = label_stats(seg.labels)
+    if ground_truth is not None:
+        stats.update(ground_truth.score(row["image_id"], seg.labels, pred_instances=False))
     t4 = time.perf_counter()
     row.update(
         stats,
@@ -108,7 +113,10 @@ def _segment_one(row, path, spec, kwargs, masks_dir, edges_dir):
     )
 
 
-def run_shard(shard_file, output, *, input_dir, method, settings, masks_dir, edges_dir, threads=1):
+def run_shard(
+    shard_file, output, *, input_dir, method, settings, masks_dir, edges_dir, ground_truth=None,
+    threads=1,
+):
     """Segment the images listed in ``shard_file`` and write the metrics table ``output``."""
     import cv2
 
@@ -128,5 +136,6 @@ def run_shard(shard_file, output, *, input_dir, method, settings, masks_dir, edg
         shard=shard,
         masks_dir=masks_dir,
         edges_dir=edges_dir,
+        ground_truth=ground_truth,
     )
     write_table_atomic(table, output)

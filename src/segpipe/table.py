@@ -10,6 +10,16 @@ import pyarrow.parquet as pq
 from segpipe import __version__
 from segpipe.imageio import write_bytes_atomic
 
+# Per-image scores against the ground truth (segpipe.evaluation.image_scores).
+IMAGE_METRICS = (
+    "iou", "dice", "precision", "recall", "boundary_f1", "ari", "vi_split", "vi_merge",
+    "object_f1_50", "object_f1_mean",
+)
+# Scores of a whole method (COCO mask AP), in methods.parquet only.
+METHOD_METRICS = ("coco_ap", "coco_ap50", "coco_ap75")
+# Metrics where a smaller value is better (for the leaderboard's rank).
+LOWER_IS_BETTER = frozenset({"vi_split", "vi_merge"})
+
 METRICS_SCHEMA = pa.schema(
     [
         pa.field("image_id", pa.string(), nullable=False),
@@ -29,6 +39,9 @@ METRICS_SCHEMA = pa.schema(
         pa.field("n_instances", pa.int32()),
         pa.field("mean_score", pa.float64()),
         pa.field("class_counts", pa.string()),
+        pa.field("gt_path", pa.string()),
+        pa.field("gt_note", pa.string()),
+        *(pa.field(name, pa.float64()) for name in IMAGE_METRICS),
         pa.field("decode_s", pa.float64()),
         pa.field("segment_s", pa.float64()),
         pa.field("write_s", pa.float64()),
@@ -53,6 +66,15 @@ METRICS_SCHEMA = pa.schema(
                 "mean_score": "Mask R-CNN: mean score of the detections",
                 "class_counts": "Mask R-CNN: JSON object, class name to count",
                 "runtime_s": "decode + segment + write + metrics",
+                "gt_path": "the ground-truth mask used (null without one)",
+                "gt_note": "why an image has no ground-truth scores",
+                "iou": "foreground IoU against the ground truth (also dice, precision, recall)",
+                "boundary_f1": "F1 of boundary pixels within boundary_tolerance pixels",
+                "ari": "adjusted Rand index of the label maps (labels/instances truth)",
+                "vi_split": "variation of information: H(pred | truth), over-segmentation",
+                "vi_merge": "variation of information: H(truth | pred), under-segmentation",
+                "object_f1_50": "F1 of objects matched at IoU > 0.5",
+                "object_f1_mean": "object F1 averaged over IoU thresholds 0.5..0.95",
                 "params": "the method's settings as JSON",
             }
         ),

@@ -72,6 +72,14 @@ def get_input_fingerprint(wildcards):
     return folder_fingerprint(config["input_dir"])
 
 
+def get_truth_settings(wildcards):
+    """Ground-truth settings; a change re-scores (re-runs) every shard."""
+    return {
+        k: config[k]
+        for k in ("ground_truth_dir", "ground_truth_kind", "boundary_tolerance")
+    }
+
+
 def get_method_settings(wildcards):
     """The method's resolved settings, kind included; a change re-runs its shards."""
     return config["methods"][wildcards.method]
@@ -93,6 +101,37 @@ def get_instance_files(wildcards):
     return expand(
         "results/instances/{method}/{shard}.parquet", method=BATCHED, shard=get_shards()
     )
+
+
+def get_method_metrics_files(wildcards):
+    return expand(
+        "results/metrics/{method}/{shard}.parquet",
+        method=wildcards.method,
+        shard=get_shards(),
+    )
+
+
+def get_method_instance_files(wildcards):
+    if wildcards.method not in BATCHED:
+        return []
+    return expand(
+        "results/instances/{method}/{shard}.parquet",
+        method=wildcards.method,
+        shard=get_shards(),
+    )
+
+
+def get_merge_inputs(wildcards):
+    """Shard tables, Mask R-CNN instances and, with ground truth, whole-method scores."""
+    inputs = {
+        "metrics": get_metrics_files(wildcards),
+        "instances": get_instance_files(wildcards),
+    }
+    if config["ground_truth_dir"] is not None:
+        inputs["scores"] = expand(
+            "results/evaluation/{method}.coco_ap.json", method=METHODS
+        )
+    return inputs
 
 
 def get_weights_input(wildcards):

@@ -17,6 +17,7 @@ rule segment_shard:
     params:
         input_dir=config["input_dir"],
         settings=get_method_settings,
+        truth=get_truth_settings,
         masks_dir="results/masks",
         edges_dir="results/edges",
     script:
@@ -45,6 +46,7 @@ rule segment_shard_maskrcnn:
     params:
         input_dir=config["input_dir"],
         settings=get_method_settings,
+        truth=get_truth_settings,
         masks_dir="results/masks",
         weights_dir="resources/weights",
     script:

@@ -1,7 +1,24 @@
+rule score_coco_ap:
+    input:
+        metrics=get_method_metrics_files,
+        instances=get_method_instance_files,
+    output:
+        "results/evaluation/{method}.coco_ap.json",
+    log:
+        "logs/score_coco_ap/{method}.log",
+    benchmark:
+        "logs/score_coco_ap/{method}.benchmark.tsv"
+    conda:
+        "../../envs/maskrcnn.yaml"
+    params:
+        truth=get_truth_settings,
+    script:
+        "../scripts/score_coco_ap.py"
+
+
 rule merge_metrics:
     input:
-        metrics=get_metrics_files,
-        instances=get_instance_files,
+        unpack(get_merge_inputs),
     output:
         metrics="results/summary/metrics.parquet",
         methods="results/summary/methods.parquet",
@@ -13,5 +30,7 @@ rule merge_metrics:
         "../../envs/classical.yaml"
     params:
         batched=BATCHED,
+        scored=METHODS if config["ground_truth_dir"] is not None else [],
+        primary_metric=config["primary_metric"],
     script:
         "../scripts/merge_metrics.py"

@@ -9,4 +9,6 @@ merge_metrics(
     instance_paths=snakemake.input.instances,
     instances_out=snakemake.output.instances,
     coco_outs=dict(zip(snakemake.params.batched, snakemake.output.coco)),
+    method_score_paths=dict(zip(snakemake.params.scored, snakemake.input.get("scores", []))),
+    primary_metric=snakemake.params.primary_metric,
 )

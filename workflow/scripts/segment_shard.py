@@ -1,3 +1,4 @@
+from segpipe.ground_truth import load_ground_truth
 from segpipe.logs import log_to_file
 from segpipe.shard import run_shard
 
@@ -10,5 +11,6 @@ run_shard(
     settings=dict(snakemake.params.settings),
     masks_dir=snakemake.params.masks_dir,
     edges_dir=snakemake.params.edges_dir,
+    ground_truth=load_ground_truth(snakemake.params.truth),
     threads=snakemake.threads,
 )

@@ -1,3 +1,4 @@
+from segpipe.ground_truth import load_ground_truth
 from segpipe.logs import log_to_file
 from segpipe.maskrcnn.shard import run_maskrcnn_shard
 
@@ -11,5 +12,6 @@ run_maskrcnn_shard(
     settings=dict(snakemake.params.settings),
     masks_dir=snakemake.params.masks_dir,
     weights_dir=snakemake.params.weights_dir,
+    ground_truth=load_ground_truth(snakemake.params.truth),
     threads=snakemake.threads,
 )

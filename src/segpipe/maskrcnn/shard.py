@@ -92,7 +92,7 @@ def instance_rows(instances, *, image_id, method, class_names):
 
 def run_maskrcnn_shard(
     shard_file, metrics_out, instances_out, *, input_dir, method, settings, masks_dir,
-    weights_dir="resources/weights", threads=1,
+    weights_dir="resources/weights", ground_truth=None, threads=1,
 ):
     """Segment the shard's images with Mask R-CNN; write metrics and instance tables.
 
@@ -117,12 +117,13 @@ def run_maskrcnn_shard(
             row.update(status="error", error=message)
     else:
         instances_table = _segment(rows, image_ids, input_dir, method, settings, masks_dir,
-                                   weights_dir, threads, shard)
+                                   weights_dir, threads, shard, ground_truth)
     write_table_atomic(rows_to_table(list(rows.values())), metrics_out)
     write_table_atomic(pa.Table.from_pylist(instances_table, schema=INSTANCES_SCHEMA), instances_out)
 
 
-def _segment(rows, image_ids, input_dir, method, settings, masks_dir, weights_dir, threads, shard):
+def _segment(rows, image_ids, input_dir, method, settings, masks_dir, weights_dir, threads, shard,
+             ground_truth):
     device = resolve_device(settings["device"])
     torch.set_num_threads(max(1, threads))
     model_kwargs = {k: v for k, v in settings.items() if k not in _RUN_ONLY}
@@ -170,8 +171,10 @@ def _segment(rows, image_ids, input_dir, method, settings, masks_dir, weights_di
                                                 class_names=names))
             t2 = time.perf_counter()
             counts = Counter(names[int(c)] for c in result.class_ids)
+            row.update(label_stats(labels))
+            if ground_truth is not None:
+                row.update(ground_truth.score(row["image_id"], labels, pred_instances=True))
             row.update(
-                label_stats(labels),
                 status="ok",
                 height=int(tensor.shape[1]),
                 width=int(tensor.shape[2]),

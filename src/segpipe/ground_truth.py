@@ -1,0 +1,144 @@
+"""Finding and reading an image's ground-truth mask: a folder of masks or a COCO JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from segpipe.errors import ImageReadError
+from segpipe.imageio import IMAGE_SUFFIXES, read_label_image
+
+# Looked for in this order; a mask is rarely stored lossy, so PNG and TIFF come first.
+_SUFFIX_ORDER = sorted(IMAGE_SUFFIXES, key=lambda s: (s not in (".png", ".tif", ".tiff"), s))
+
+
+class GroundTruth:
+    """The ground truth of a run.
+
+    Parameters
+    ----------
+    source : str or path
+        A folder of masks (``<source>/<image's folder>/<image's stem>.<any image
+        extension>``) or a COCO instances JSON file (matched by ``file_name``).
+    kind : {"binary", "labels", "instances"}
+        How mask values are read; a COCO file is always ``instances``.
+    """
+
+    def __init__(self, source, *, kind, tolerance=2):
+        self.source = Path(source)
+        self.is_coco = self.source.is_file()
+        self.kind = "instances" if self.is_coco else kind
+        self.tolerance = tolerance
+        self._coco = None
+
+    def score(self, image_id, labels, *, pred_instances):
+        """Metric columns of one image's row: the scores, or null scores and a note.
+
+        Parameters
+        ----------
+        image_id : str
+        labels : (M, N) ndarray
+            The method's label image.
+        pred_instances : bool
+            The labels are instances (Mask R-CNN) rather than classes or regions, whose
+            objects are the connected components of the foreground.
+        """
+        from segpipe.evaluation import image_scores
+
+        truth, where, note = self.read(image_id, labels.shape)
+        if truth is None:
+            return {"gt_path": where, "gt_note": note}
+        scores = image_scores(labels, truth, truth_kind=self.kind, pred_instances=pred_instances,
+                              tolerance=self.tolerance)
+        return {"gt_path": where, **scores}
+
+    def read(self, image_id, shape):
+        """The ground-truth labels of ``image_id``, or a note saying why there are none.
+
+        Parameters
+        ----------
+        image_id : str
+            The image's path relative to ``input_dir`` (POSIX).
+        shape : tuple of int
+            The image's (height, width); a mask of another size is not used.
+
+        Returns
+        -------
+        labels : (M, N) ndarray of int or None
+        where : str or None
+            The mask file (or ``file.json#file_name``) used.
+        note : str or None
+            Why there is no usable mask (then ``labels`` is None).
+        """
+        try:
+            labels, where = self._read_coco(image_id) if self.is_coco else self._read_file(image_id)
+        except (ImageReadError, ValueError) as err:
+            return None, None, f"ground truth unusable: {err}"
+        if labels is None:
+            return None, None, where
+        if labels.shape != tuple(shape):
+            return None, where, (
+                f"ground truth {where} is {labels.shape[1]}x{labels.shape[0]} but the image is "
+                f"{shape[1]}x{shape[0]}"
+            )
+        return labels, where, None
+
+    def _read_file(self, image_id):
+        rel = PurePosixPath(image_id)
+        folder = self.source / rel.parent
+        for suffix in _SUFFIX_ORDER:
+            for candidate in (folder / (rel.stem + suffix), folder / (rel.stem + suffix.upper())):
+                if candidate.is_file():
+                    return _as_label_map(read_label_image(candidate), candidate), str(candidate)
+        return None, f"no ground-truth mask (looked for {folder / rel.stem}.*)"
+
+    def _read_coco(self, image_id):
+        index = self._index()
+        entry = index["by_name"].get(image_id) or index["by_base"].get(PurePosixPath(image_id).name)
+        if entry is None:
+            return None, f"no image with file_name {image_id!r} in {self.source}"
+        image, anns = entry
+        labels = np.zeros((image["height"], image["width"]), dtype=np.int32)
+        # Later annotations are painted over earlier ones where they overlap.
+        for number, ann in enumerate(anns, start=1):
+            labels[self._coco.annToMask(ann) > 0] = number
+        return labels, f"{self.source}#{image['file_name']}"
+
+    def _index(self):
+        if self._coco is None:
+            from pycocotools.coco import COCO
+
+            with contextlib.redirect_stdout(io.StringIO()):
+                self._coco = COCO(str(self.source))
+            by_name, base_count = {}, {}
+            for image in self._coco.dataset.get("images", []):
+                anns = self._coco.loadAnns(self._coco.getAnnIds(imgIds=image["id"], iscrowd=None))
+                by_name[image["file_name"]] = (image, anns)
+                base = PurePosixPath(image["file_name"]).name
+                base_count[base] = base_count.get(base, []) + [(image, anns)]
+            # A bare file name matches only when it is unambiguous.
+            by_base = {k: v[0] for k, v in base_count.items() if len(v) == 1}
+            self._by = {"by_name": by_name, "by_base": by_base}
+        return self._by
+
+
+def _as_label_map(mask, path):
+    """A 2-D integer label map from a mask file; grey saved as RGB is accepted."""
+    if mask.ndim == 3:
+        if not (mask[..., :1] == mask[..., : min(3, mask.shape[2])]).all():
+            raise ValueError(f"{path}: colour mask; need one channel of labels")
+        mask = mask[..., 0]
+    if not np.issubdtype(mask.dtype, np.integer):
+        raise ValueError(f"{path}: mask of type {mask.dtype}; need integer labels")
+    return mask
+
+
+def load_ground_truth(config):
+    """The run's :class:`GroundTruth`, or None when ``ground_truth_dir`` is not set."""
+    if config.get("ground_truth_dir") is None:
+        return None
+    return GroundTruth(config["ground_truth_dir"], kind=config["ground_truth_kind"],
+                       tolerance=config["boundary_tolerance"])
