@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -261,3 +262,61 @@ def test_offline_run_without_weights_finishes_the_rest_and_says_what_to_do(tmp_p
     proc = run_snakemake(tmp_path, "--configfile", cfg, "-n", env=OFFLINE)
     assert "segment_shard_maskrcnn" in proc.stdout
     assert "segment_shard " not in proc.stdout.replace("segment_shard_maskrcnn", "")
+
+
+def test_ground_truth_scores_notes_and_coco_json(tmp_path):
+    from pycocotools import mask as mask_utils
+
+    from segpipe.imageio import write_png
+    from segpipe.methods.threshold import segment_threshold
+
+    images = tmp_path / "images"
+    make_image_folder(images)
+    truth = tmp_path / "truth"
+    # Ground truth = Otsu's own objects for two images (so otsu scores 1.0 there), one
+    # mask of the wrong size, and none for the rest.
+    perfect = ["a.png", "plate1/a.png"]
+    coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "blob"}]}
+    for number, image_id in enumerate(perfect, start=1):
+        fg = segment_threshold(read_image(images / image_id), method="otsu").labels
+        _, objects = cv2.connectedComponents(fg, connectivity=8)
+        write_png(truth / image_id, objects.astype(np.uint16))
+        coco["images"].append({"id": number, "file_name": image_id,
+                               "height": fg.shape[0], "width": fg.shape[1]})
+        for obj in range(1, objects.max() + 1):
+            rle = mask_utils.encode(np.asfortranarray((objects == obj).astype(np.uint8)))
+            coco["annotations"].append({
+                "id": len(coco["annotations"]) + 1, "image_id": number, "category_id": 1,
+                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
+                "area": float(mask_utils.area(rle)), "bbox": list(mask_utils.toBbox(rle)),
+                "iscrowd": 0,
+            })
+    write_png(truth / "b.png", np.zeros((5, 5), np.uint8))
+    methods = {"otsu": {"kind": "threshold"}, "band": {"kind": "multi_threshold", "classes": [2, 3]}}
+    for source, name in ((truth, "folder"), (tmp_path / "truth.json", "coco")):
+        (tmp_path / "truth.json").write_text(json.dumps(coco))
+        work = tmp_path / name
+        work.mkdir()
+        cfg = write_config(tmp_path / f"{name}.yaml", input_dir=str(images), ground_truth_dir=str(source),
+                           ground_truth_kind="instances", methods=methods, primary_metric="object_f1_50")
+        run_snakemake(work, "--configfile", cfg)
+        m = pd.read_parquet(work / "results/summary/metrics.parquet").set_index(["method", "image_id"])
+        for image_id in perfect:
+            row = m.loc[("otsu", image_id)]
+            for metric in ("iou", "dice", "precision", "recall", "boundary_f1",
+                           "object_f1_50", "object_f1_mean"):
+                assert row[metric] == pytest.approx(1.0), (name, metric)
+            # one foreground label against one id per object: no false split, some merge
+            assert row["vi_split"] == pytest.approx(0, abs=1e-9) and row["vi_merge"] > 0
+            assert 0.5 < row["ari"] < 1 and pd.isna(row["gt_note"])
+        assert pd.isna(m.loc[("otsu", "plate2/a.png"), "iou"])
+        assert "no " in m.loc[("otsu", "plate2/a.png"), "gt_note"]
+        if name == "folder":
+            assert "is 5x5 but the image is 64x48" in m.loc[("otsu", "b.jpg"), "gt_note"]
+        board = pd.read_parquet(work / "results/summary/methods.parquet").set_index("method")
+        assert set(board.index) == {"otsu", "band_classes2", "band_classes3"}
+        assert board.loc["otsu", "iou_n"] == 2 and board.loc["otsu", "coco_ap"] == pytest.approx(1.0)
+        # ranked by object_f1_50: otsu is perfect, and two-class multi-Otsu finds the same
+        # threshold, so they share rank 1; three classes come last
+        assert list(board["rank"]) == [1, 1, 3] and board.index[-1] == "band_classes3"
+        assert board.loc["band_classes2", "object_f1_50_mean"] == pytest.approx(1.0)

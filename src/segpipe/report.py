@@ -19,15 +19,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
+from matplotlib.cbook import boxplot_stats
+from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import TextToPath
+from matplotlib.ticker import FuncFormatter
 from skimage.segmentation import find_boundaries
 
 from segpipe.errors import ImageReadError
 from segpipe.imageio import intensity_max, read_image, read_label_image, write_bytes_atomic
-
-# The ground-truth metrics, in the order the figures and the table show them.
-GT_METRICS = ("iou", "dice", "precision", "recall", "boundary_f1", "ari",
-              "vi_split", "vi_merge", "object_f1_50", "object_f1_mean")
+from segpipe.table import IMAGE_METRICS, METHOD_METRICS
+from segpipe.table import LOWER_IS_BETTER as LOWER_IS_BETTER_METRICS
 
 # Shown when the run has no ground truth: every run has these.
 FALLBACK_COLUMNS = ("runtime_s", "n_labels", "foreground_fraction")
@@ -43,15 +47,17 @@ LABELS = {
     "vi_merge": "VI merge",
     "object_f1_50": "Object F1 @ IoU 0.5",
     "object_f1_mean": "Object F1 (mean)",
-    "runtime_s": "Runtime per image (s)",
+    "coco_ap": "COCO mask AP",
+    "coco_ap50": "COCO mask AP50",
+    "coco_ap75": "COCO mask AP75",
+    "runtime_s": "Runtime per image, s",
     "n_labels": "Labels per image",
     "foreground_fraction": "Foreground fraction",
 }
 
-# Variation of information counts bits lost or invented: less is better. Columns in
-# neither set (label counts, foreground) have no better direction.
-LOWER_IS_BETTER = frozenset({"vi_split", "vi_merge", "runtime_s"})
-HIGHER_IS_BETTER = frozenset(GT_METRICS) - LOWER_IS_BETTER
+# Columns in neither set (label counts, foreground) have no better direction.
+LOWER_IS_BETTER = LOWER_IS_BETTER_METRICS | {"runtime_s"}
+HIGHER_IS_BETTER = frozenset(IMAGE_METRICS + METHOD_METRICS) - LOWER_IS_BETTER
 
 # Metrics on a 0..1 scale share that axis range, so panels compare at a glance.
 UNIT_RANGE = frozenset({"iou", "dice", "precision", "recall", "boundary_f1",
@@ -59,6 +65,7 @@ UNIT_RANGE = frozenset({"iou", "dice", "precision", "recall", "boundary_f1",
 
 DPI = 100
 BOX_COLOUR = "#c6d8ee"
+EDGE_COLOUR = "#5b6f86"
 POINT_COLOUR = "#1f3b5c"
 MEDIAN_COLOUR = "#d95f02"
 OUTLINE_RGB = (1.0, 0.85, 0.0)
@@ -88,9 +95,21 @@ def has_values(table, column):
 
 
 def _save(fig, path):
+    """Write ``fig`` as a PNG at :data:`DPI`, atomically; return it."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     write_bytes_atomic(path, buffer.getvalue())
+    return fig
+
+
+def method_column(metric):
+    """The column of the per-method table that holds ``metric``: its mean, or itself
+    for a whole-method score (COCO AP).
+
+    >>> method_column("iou"), method_column("coco_ap")
+    ('iou_mean', 'coco_ap')
+    """
+    return metric if metric in METHOD_METRICS else f"{metric}_mean"
 
 
 def _sort_best_first(values, column):
@@ -109,8 +128,13 @@ def plot_metric_distributions(metrics, out_png, *, metrics_to_plot=None):
     out_png : str or os.PathLike
         Where to write the figure.
     metrics_to_plot : sequence of str, optional
-        Columns to draw, default :data:`GT_METRICS`. Columns without any value are left
-        out; if none is left, :data:`FALLBACK_COLUMNS` are drawn instead.
+        Columns to draw, default :data:`segpipe.table.IMAGE_METRICS`. Columns without
+        any value are left out; if none is left, :data:`FALLBACK_COLUMNS` are drawn.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure written, to inspect; pyplot does not hold it, so dropping it frees it.
 
     Notes
     -----
@@ -119,25 +143,32 @@ def plot_metric_distributions(metrics, out_png, *, metrics_to_plot=None):
     is drawn as a point, jittered vertically, so no outlier is hidden.
     """
     ok = metrics[metrics["status"] == "ok"]
-    wanted = GT_METRICS if metrics_to_plot is None else tuple(metrics_to_plot)
+    wanted = IMAGE_METRICS if metrics_to_plot is None else tuple(metrics_to_plot)
     columns = [c for c in wanted if has_values(ok, c)]
     fallback = not columns
     if fallback:
         columns = [c for c in FALLBACK_COLUMNS if has_values(ok, c)]
     methods = sorted(metrics["method"].unique())
     if not columns:
-        _save(_message_figure("No successful segmentations: nothing to plot."), out_png)
-        return
+        return _save(_message_figure("No successful segmentations: nothing to plot."), out_png)
     medians = ok.groupby("method")[columns[0]].median().reindex(methods)
     order = list(_sort_best_first(medians, columns[0]).index)
 
-    ncols = min(len(columns), 4)
+    ncols = min(len(columns), 5 if len(columns) > 8 else 4)
     nrows = -(-len(columns) // ncols)
-    row_height = 0.9 + 0.26 * len(order)
-    name_width = 0.2 + 0.075 * max(len(m) for m in order)
-    fig = Figure(figsize=(name_width + 3.3 * ncols, 0.5 + row_height * nrows),
-                 layout="constrained")
-    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
+    # The layout is worked out here in inches rather than by constrained layout, which
+    # measured every tick label of every panel and took half the time of a large figure.
+    panel_w, panel_h, gap_w, gap_h = 3.0, max(1.0, 0.3 + 0.22 * len(order)), 0.25, 0.75
+    names_w = 0.3 + _text_width_in(order, size=9)
+    top, bottom = 0.55, 0.45
+    width = names_w + ncols * panel_w + (ncols - 1) * gap_w + 0.2
+    height = top + nrows * panel_h + (nrows - 1) * gap_h + bottom
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False, gridspec_kw={
+        "left": names_w / width, "right": 1 - 0.2 / width,
+        "top": 1 - top / height, "bottom": bottom / height,
+        "wspace": gap_w / panel_w, "hspace": gap_h / panel_h,
+    }).ravel()
     # Best at the top: the first method gets the highest position.
     positions = np.arange(len(order), 0, -1)
     rng = np.random.default_rng(0)  # a fixed jitter: the same data draws the same figure
@@ -150,10 +181,7 @@ def plot_metric_distributions(metrics, out_png, *, metrics_to_plot=None):
                 if values.size:
                     data.append(values)
                     places.append(y)
-        ax.boxplot(data, positions=places, orientation="horizontal", widths=0.6,
-                   showfliers=False, patch_artist=True,
-                   boxprops={"facecolor": BOX_COLOUR, "edgecolor": "#5b6f86"},
-                   medianprops={"color": MEDIAN_COLOUR, "linewidth": 2})
+        _draw_boxes(ax, data, places)
         xs = np.concatenate(data)
         ys = np.repeat(places, [len(d) for d in data]) + rng.uniform(-0.2, 0.2, xs.size)
         alpha = 0.6 if xs.size / len(data) < 50 else 0.25
@@ -164,83 +192,146 @@ def plot_metric_distributions(metrics, out_png, *, metrics_to_plot=None):
         if column in UNIT_RANGE and xs.min() >= 0 and xs.max() <= 1:
             ax.set_xlim(-0.03, 1.03)
         if column == "runtime_s" and xs.min() > 0:
-            ax.set_xscale("log")
+            _log_x(ax)
     for ax in axes[len(columns):]:
         ax.remove()
     axes[0].set_yticks(positions, order, fontsize=9)
     axes[0].set_ylim(0.4, len(order) + 0.6)
     n_images = ok["image_id"].nunique()
-    if fallback:
-        title = f"No ground truth: runtime and label statistics ({n_images} images)"
+    first = LABELS.get(columns[0], columns[0]).split(",")[0]
+    if columns[0] not in HIGHER_IS_BETTER | LOWER_IS_BETTER:
+        first = f"{first.lower()} (largest at the top)"
+    elif fallback:
+        first = f"{first.lower()} (best at the top)"
     else:
-        title = (f"Per-image scores, {n_images} images; methods ordered by median "
-                 f"{LABELS.get(columns[0], columns[0])}")
-    fig.suptitle(title, fontsize=11)
-    _save(fig, out_png)
+        first = f"{first} (best at the top)"
+    what = ("No ground truth: runtime and label statistics" if fallback
+            else "Per-image scores")
+    title = f"{what}, {n_images} images; methods ordered by median {first}"
+    fig.suptitle(title, fontsize=11, y=1 - 0.12 / height, va="top")
+    return _save(fig, out_png)
+
+
+_TEXT_TO_PATH = TextToPath()
+
+
+def _text_width_in(texts, *, size):
+    """The width in inches of the widest of ``texts`` in the default font at ``size`` pt."""
+    font = FontProperties(size=size)
+    widths = [_TEXT_TO_PATH.get_text_width_height_descent(t, font, ismath=False)[0]
+              for t in texts]
+    return max(widths) / 72
+
+
+def _draw_boxes(ax, data, places, half=0.3):
+    """Horizontal box plots (whiskers at 1.5 IQR, no fliers) as three collections.
+
+    ``Axes.boxplot`` makes six artists per box: with tens of methods in ten panels,
+    laying those out and drawing them took most of the figure's time.
+    """
+    stats = boxplot_stats(data)
+    boxes, whiskers, medians = [], [], []
+    for s, y in zip(stats, places):
+        low, high = y - half, y + half
+        boxes.append([(s["q1"], low), (s["q3"], low), (s["q3"], high), (s["q1"], high)])
+        whiskers += [[(s["whislo"], y), (s["q1"], y)], [(s["q3"], y), (s["whishi"], y)],
+                     [(s["whislo"], y - half / 2), (s["whislo"], y + half / 2)],
+                     [(s["whishi"], y - half / 2), (s["whishi"], y + half / 2)]]
+        medians.append([(s["med"], low), (s["med"], high)])
+    ax.add_collection(PolyCollection(boxes, facecolors=BOX_COLOUR, edgecolors=EDGE_COLOUR,
+                                     linewidths=0.8, zorder=1))
+    ax.add_collection(LineCollection(whiskers, colors=EDGE_COLOUR, linewidths=0.8, zorder=1))
+    # Above the points, which would otherwise hide the median of a dense method.
+    ax.add_collection(LineCollection(medians, colors=MEDIAN_COLOUR, linewidths=2, zorder=4))
+
+
+def _log_x(ax):
+    """A log x axis with plain tick labels (0.02, not 2x10^-2), not crowded."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+
+    def minor(x, _):
+        # Read at draw time, when the limits are final. Under two decades there may be
+        # one major tick or none, so some minor ticks are labelled, fewer as it widens.
+        low, high = ax.get_xlim()
+        decades = np.log10(high / low)
+        leading = round(x / 10 ** np.floor(np.log10(x)))
+        wanted = (2, 3, 5) if decades < 1 else (2, 5) if decades < 2 else ()
+        return f"{x:g}" if leading in wanted else ""
+
+    ax.xaxis.set_minor_formatter(FuncFormatter(minor))
 
 
 def _message_figure(text):
+    """A small figure that says ``text``: the report shows why a figure has no data."""
     fig = Figure(figsize=(6, 1.5))
     fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=11)
     return fig
 
 
 def plot_quality_runtime(methods, out_png, *, metric="iou"):
-    """Each method's mean ``metric`` against its seconds per image (log scale).
+    """Each method's score on ``metric`` against its seconds per image (log scale).
 
     Parameters
     ----------
     methods : pandas.DataFrame
         The per-method table, with ``method``, ``kind``, ``n_error``,
-        ``seconds_per_image`` and ``<metric>_mean``.
+        ``seconds_per_image`` and the metric's column (see :func:`method_column`).
     out_png : str or os.PathLike
         Where to write the figure.
     metric : str
-        The ground-truth metric on the y axis.
+        The ground-truth metric on the y axis: a per-image metric (its mean is plotted)
+        or a whole-method COCO AP.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure written, to inspect; pyplot does not hold it, so dropping it frees it.
 
     Notes
     -----
-    Without values of ``<metric>_mean`` the figure is a bar chart of seconds per image,
+    Without values of the metric the figure is a bar chart of seconds per image,
     fastest first, and its title says there is no ground truth.
     """
-    column = f"{metric}_mean"
+    column = method_column(metric)
     if not has_values(methods, column):
-        _save(_runtime_bars(methods, metric), out_png)
-        return
+        return _save(_runtime_bars(methods, metric), out_png)
     shown = methods[methods[column].notna() & (methods["seconds_per_image"] > 0)]
     left_out = sorted(set(methods["method"]) - set(shown["method"]))
+    score = LABELS.get(metric, metric) if column == metric else f"mean {LABELS.get(metric, metric)}"
     fig = Figure(figsize=(7.5, 5), layout="constrained")
     ax = fig.subplots()
     kinds = sorted(shown["kind"].unique())
-    colours = {kind: f"C{i % 10}" for i, kind in enumerate(kinds)}
-    for kind in kinds:
+    for i, kind in enumerate(kinds):
         mine = shown[shown["kind"] == kind]
-        ax.scatter(mine["seconds_per_image"], mine[column], s=45, color=colours[kind],
+        ax.scatter(mine["seconds_per_image"], mine[column], s=45, color=f"C{i % 10}",
                    label=kind, edgecolors="white", linewidths=0.8, zorder=3)
-    for row in shown.itertuples():
-        ax.annotate(_with_errors(row.method, row.n_error),
-                    (row.seconds_per_image, getattr(row, column)),
-                    xytext=(5, 4), textcoords="offset points", fontsize=8)
-    ax.set_xscale("log")
+    for name, errors, x, y in zip(shown["method"], shown["n_error"],
+                                  shown["seconds_per_image"], shown[column]):
+        ax.annotate(_with_errors(name, errors), (x, y), xytext=(5, 4),
+                    textcoords="offset points", fontsize=8)
+    _log_x(ax)
     ax.set_xlabel("Seconds per image (log scale, left is faster)")
-    ax.set_ylabel(f"Mean {label_of(metric)}")
+    ax.set_ylabel(score[0].upper() + score[1:] + (
+        " (lower is better)" if metric in LOWER_IS_BETTER else " (higher is better)"))
     ax.grid(color="#e3e3e3", linewidth=0.8, which="both")
     ax.set_axisbelow(True)
     if kinds:
         ax.legend(title="kind", fontsize=8, title_fontsize=8, loc="best")
     # Labels sit up and right of their point: leave room for them inside the axes.
     ax.margins(x=0.15, y=0.1)
-    ax.set_title(f"Quality against speed: mean {LABELS.get(metric, metric)} per method",
-                 fontsize=11)
+    ax.set_title(f"Quality against speed: {score} per method", fontsize=11)
     if left_out:
         fig.text(0.01, 0.005, f"Not shown (no {LABELS.get(metric, metric)} or runtime): "
                  + ", ".join(left_out), fontsize=8, color="#555555")
-    _save(fig, out_png)
+    return _save(fig, out_png)
 
 
 def _with_errors(method, n_error):
     """A method's name, with its error count when it has errors."""
-    return f"{method} ({int(n_error)} errors)" if n_error and n_error > 0 else method
+    if not n_error > 0:
+        return method
+    return f"{method} ({int(n_error)} error{'s' if n_error > 1 else ''})"
 
 
 def _runtime_bars(methods, metric):
@@ -253,7 +344,7 @@ def _runtime_bars(methods, metric):
     positions = np.arange(len(rows), 0, -1)
     timed = np.isfinite(seconds)
     ax.barh(positions[timed], seconds[timed], height=0.6, color=BOX_COLOUR,
-            edgecolor="#5b6f86")
+            edgecolor=EDGE_COLOUR)
     for y, value in zip(positions[timed], seconds[timed]):
         ax.annotate(f"{value:.3g} s", (value, y), xytext=(4, 0), textcoords="offset points",
                     va="center", fontsize=8)
@@ -261,9 +352,11 @@ def _runtime_bars(methods, metric):
         ax.text(0.01, y, "no runtime", transform=ax.get_yaxis_transform(), va="center",
                 fontsize=8, color="#555555")
     ax.set_yticks(positions, names, fontsize=9)
-    # Runtimes of the methods span orders of magnitude (a threshold against a CNN).
-    if timed.any() and seconds[timed].min() > 0:
-        ax.set_xscale("log")
+    # A log axis only when runtimes span orders of magnitude (a threshold against a
+    # CNN): otherwise bar lengths on a linear axis compare more honestly.
+    low, high = (seconds[timed].min(), seconds[timed].max()) if timed.any() else (0, 0)
+    if low > 0 and high > 30 * low:
+        _log_x(ax)
     ax.margins(x=0.15)
     ax.set_xlabel("Seconds per image" + (" (log scale)" if ax.get_xscale() == "log" else ""))
     ax.set_title(f"Runtime per method: no ground truth (no {LABELS.get(metric, metric)})",
@@ -277,14 +370,15 @@ def _sig3(value):
     >>> _sig3(0.5), _sig3(12.345), _sig3(100.0), _sig3(1234.0), _sig3(float("nan"))
     ('0.500', '12.3', '100', '1.23e+03', '–')
     """
-    if value is None or np.isnan(value):
+    if pd.isna(value):
         return "–"
-    text = f"{value:#.3g}"
+    text = f"{float(value):#.3g}"
     return text if "e" in text else text.rstrip(".")
 
 
 def _int_cell(value):
-    return "–" if value is None or np.isnan(value) else str(int(value))
+    """A count or rank for a table cell; ranks are a nullable integer column."""
+    return "–" if pd.isna(value) else str(int(value))
 
 
 _CSS = """
@@ -305,6 +399,16 @@ tbody tr:nth-child(even) td.primary { background: #fff1c4; }
 """.strip()
 
 
+def _header(metric, stat=""):
+    """A table header: the metric's name, the statistic, the better direction.
+
+    >>> _header("vi_split", "mean"), _header("coco_ap")
+    ('VI split mean ↓', 'COCO mask AP ↑')
+    """
+    arrow = "↓" if metric in LOWER_IS_BETTER else "↑" if metric in HIGHER_IS_BETTER else ""
+    return " ".join(w for w in (LABELS.get(metric, metric), stat, arrow) if w)
+
+
 def leaderboard_html(methods, out_html, *, metric="iou"):
     """The leaderboard as a standalone HTML page: one row per method, by ``rank``.
 
@@ -315,31 +419,33 @@ def leaderboard_html(methods, out_html, *, metric="iou"):
     out_html : str or os.PathLike
         Where to write the page (inline CSS, no outside files).
     metric : str
-        The primary metric: its mean and median columns come first and are highlighted.
+        The primary metric: its mean and median (or, for a COCO AP, its value) come
+        first and are highlighted.
 
     Notes
     -----
     Columns: rank, method, kind, images ok, errors, seconds per image, the primary
-    metric's mean and median, then the mean of each other ground-truth metric with
-    values. Numbers have 3 significant digits; a dash marks a missing value.
+    metric, then the mean of each other per-image ground-truth metric and each COCO AP
+    with values. Numbers have 3 significant digits; a dash marks a missing value.
     """
     rows = methods.sort_values("rank", na_position="last", kind="stable")
-    primary = [c for c in (f"{metric}_mean", f"{metric}_median") if has_values(rows, c)]
-    others = [f"{m}_mean" for m in GT_METRICS
-              if m != metric and has_values(rows, f"{m}_mean")]
     # (column, header, how to format, is it the primary metric)
-    spec = [("rank", "Rank", _int_cell, False),
-            ("method", "Method", str, False),
-            ("kind", "Kind", str, False),
-            ("n_ok", "Images ok", _int_cell, False),
-            ("n_error", "Errors", _int_cell, False),
-            ("seconds_per_image", "s / image", _sig3, False)]
-    for column in primary + others:
-        base, _, stat = column.rpartition("_")
-        arrow = "↓" if base in LOWER_IS_BETTER else "↑" if base in HIGHER_IS_BETTER else ""
-        header = f"{LABELS.get(base, base)} {stat} {arrow}".strip()
-        spec.append((column, header, _sig3, column in primary))
-    spec = [s for s in spec if s[0] in rows.columns]
+    fixed = [("rank", "Rank", _int_cell, False),
+             ("method", "Method", str, False),
+             ("kind", "Kind", str, False),
+             ("n_ok", "Images ok", _int_cell, False),
+             ("n_error", "Errors", _int_cell, False),
+             ("seconds_per_image", "s / image", _sig3, False)]
+    if metric in METHOD_METRICS:
+        scores = [(metric, _header(metric), _sig3, True)]
+    else:
+        scores = [(f"{metric}_{stat}", _header(metric, stat), _sig3, True)
+                  for stat in ("mean", "median")]
+    scores += [(method_column(m), _header(m, "" if m in METHOD_METRICS else "mean"), _sig3,
+                False) for m in IMAGE_METRICS + METHOD_METRICS if m != metric]
+    spec = ([s for s in fixed if s[0] in rows.columns]
+            + [s for s in scores if has_values(rows, s[0])])
+    primary = any(is_primary for *_, is_primary in spec)
 
     def cell(tag, text, fmt, is_primary):
         classes = " ".join(c for c in ("num" if fmt is not str else "",
@@ -388,13 +494,14 @@ def leaderboard_html(methods, out_html, *, metric="iou"):
 def _ranked(metrics, method, metric):
     """The method's ok rows, best first, and the column that ordered them.
 
-    Ordered by ``metric``; without it by ``n_labels`` (most first); without either by
-    image id, and the column is then None. Rows without a value of the column are left
-    out; ties keep image id order.
+    Ordered by ``metric``; without values of it (a COCO AP has none per image) by the
+    first per-image ground-truth metric with values, then by ``n_labels`` (most first),
+    then by image id, and the column is then None. Rows without a value of the column
+    are left out; ties keep image id order.
     """
     rows = metrics[(metrics["method"] == method) & (metrics["status"] == "ok")]
     rows = rows.sort_values("image_id", kind="stable")
-    for column in (metric, "n_labels"):
+    for column in (metric, *IMAGE_METRICS, "n_labels"):
         if has_values(rows, column):
             rows = rows[rows[column].notna()]
             return rows.loc[_sort_best_first(rows[column], column).index], column
@@ -404,12 +511,15 @@ def _ranked(metrics, method, metric):
 def _spread(count, n):
     """Positions of ``n`` examples spread evenly over ``count`` ranked rows, ends included.
 
-    >>> _spread(7, 3), _spread(2, 3), _spread(0, 3)
-    ([0, 3, 6], [0, 1], [])
+    Halves round up, so of an even count the median example is always the lower of the
+    two middle rows, not one or the other as round-half-to-even would pick.
+
+    >>> _spread(7, 3), _spread(4, 3), _spread(6, 3), _spread(2, 3), _spread(0, 3)
+    ([0, 3, 6], [0, 2, 3], [0, 3, 5], [0, 1], [])
     """
     if count == 0 or n <= 0:
         return []
-    return sorted({int(p) for p in np.round(np.linspace(0, count - 1, n))})
+    return sorted({int(p) for p in np.floor(np.linspace(0, count - 1, n) + 0.5)})
 
 
 def pick_examples(metrics, method, metric="iou", n=3):
@@ -423,8 +533,8 @@ def pick_examples(metrics, method, metric="iou", n=3):
         The method.
     metric : str
         The column to rank by. Higher is better unless it is in :data:`LOWER_IS_BETTER`.
-        Without values of it, images are ranked by ``n_labels`` (most first), and
-        without that by image id.
+        Without values of it, images are ranked by the first per-image ground-truth
+        metric with values, else by ``n_labels`` (most first), else by image id.
     n : int
         How many examples, spread evenly from best to worst (3: best, median, worst).
         Fewer come back when the method has fewer ok images.
@@ -456,6 +566,11 @@ def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3):
     n : int
         How many examples (panels), best first.
 
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure written, to inspect; pyplot does not hold it, so dropping it frees it.
+
     Raises
     ------
     ValueError
@@ -474,19 +589,28 @@ def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3):
     rows, column = _ranked(metrics, method, metric)
     picks = _spread(len(rows), n)
     if not picks:
-        _save(_message_figure(f"{method}: no successful images to show."), out_png)
-        return
-    fig = Figure(figsize=(PANEL_IN * len(picks), PANEL_IN + 0.7), layout="constrained")
+        return _save(_message_figure(f"{method}: no successful images to show."), out_png)
+    shown = []
+    for position in picks:
+        row = rows.iloc[position]
+        try:
+            shown.append(_overlay(Path(input_dir) / row["image_id"], row["mask_path"]))
+        except ImageReadError as err:
+            shown.append(str(err))
+    # Panels as tall as the tallest image needs, up to square: no band of white below.
+    aspect = max([a.shape[0] / a.shape[1] for a in shown if not isinstance(a, str)],
+                 default=1.0)
+    fig = Figure(figsize=(PANEL_IN * len(picks), PANEL_IN * min(aspect, 1.0) + 0.8),
+                 layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(picks)))
-    for ax, position in zip(axes, picks):
+    for ax, position, panel in zip(axes, picks, shown):
         row = rows.iloc[position]
         ax.set_axis_off()
-        try:
-            ax.imshow(_overlay(Path(input_dir) / row["image_id"], row["mask_path"]),
-                      interpolation="nearest")
-        except ImageReadError as err:
-            ax.text(0.5, 0.5, str(err), ha="center", va="center", wrap=True, fontsize=8,
+        if isinstance(panel, str):
+            ax.text(0.5, 0.5, panel, ha="center", va="center", wrap=True, fontsize=8,
                     transform=ax.transAxes)
+        else:
+            ax.imshow(panel, interpolation="nearest")
         where = f"{position + 1} of {len(rows)}"
         if column is None:
             detail = f"image {where}"
@@ -494,28 +618,30 @@ def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3):
             value = row[column]
             detail = f"{LABELS.get(column, column)} = {value:.3g}  ({where})"
         ax.set_title(f"{_shorten(row['image_id'], 42)}\n{detail}", fontsize=9)
-    fig.suptitle(_overlay_title(method, metric, column, len(picks)), fontsize=11)
-    _save(fig, out_png)
+    fig.suptitle(_overlay_title(method, column, len(picks)), fontsize=11)
+    return _save(fig, out_png)
 
 
-def _overlay_title(method, metric, column, count):
+def _overlay_title(method, column, count):
     """What the overlay panels are, in the order they are shown.
 
-    >>> _overlay_title("otsu", "iou", "iou", 3)
+    >>> _overlay_title("otsu", "iou", 3)
     'otsu: best, median and worst images by IoU'
-    >>> _overlay_title("otsu", "iou", None, 5)
+    >>> _overlay_title("otsu", None, 5)
     'otsu: 5 images spread over the image ids (no ground truth)'
     """
-    name = LABELS.get(metric, metric)
-    if count == 3:
-        what = {metric: f"best, median and worst images by {name}",
-                "n_labels": "images with the most, median and fewest labels (no ground truth)",
-                None: "first, middle and last images (no ground truth)"}
-    else:
-        what = {metric: f"{count} images from best to worst by {name}",
-                "n_labels": f"{count} images from most to fewest labels (no ground truth)",
-                None: f"{count} images spread over the image ids (no ground truth)"}
-    return f"{method}: {what[column]}"
+    if column == "n_labels":
+        what = ("images with the most, median and fewest labels" if count == 3
+                else f"{count} images from most to fewest labels")
+        return f"{method}: {what} (no ground truth)"
+    if column is None:
+        what = ("first, middle and last images" if count == 3
+                else f"{count} images spread over the image ids")
+        return f"{method}: {what} (no ground truth)"
+    name = LABELS.get(column, column)
+    what = ("best, median and worst images" if count == 3
+            else f"{count} images from best to worst")
+    return f"{method}: {what} by {name}"
 
 
 def _overlay(image_path, mask_path):

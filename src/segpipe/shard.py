@@ -123,8 +123,12 @@ def run_shard(
     from segpipe.manifest import read_shard
     from segpipe.table import write_table_atomic
 
-    # One job per core: library thread pools would only fight over the same cores.
+    from threadpoolctl import threadpool_limits
+
+    # One job per core: library thread pools (OpenCV, OpenMP in scikit-learn, BLAS) would
+    # only fight over the cores the other jobs use.
     cv2.setNumThreads(threads)
+    threadpool_limits(threads)
     shard = Path(shard_file).stem
     image_ids = read_shard(shard_file)
     log.info("%s shard %s: %d images, settings %s", method, shard, len(image_ids), settings)
