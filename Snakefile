@@ -5,6 +5,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+report: "workflow/report/workflow.rst"
+
+
 # Anchored at the Snakefile so that `snakemake -d elsewhere` finds the defaults too.
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
@@ -15,6 +18,7 @@ include: "workflow/rules/manifest.smk"
 include: "workflow/rules/weights.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/summary.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -23,6 +27,8 @@ rule all:
         "results/summary/methods.parquet",
         "results/summary/instances.parquet",
         expand("results/summary/{method}.coco.json", method=BATCHED),
+        "results/report/leaderboard.html",
+        expand("results/report/overlays/{method}.png", method=METHODS),
 
 
 onsuccess:

@@ -14,12 +14,12 @@ code runs headless, in parallel jobs, and without a display.
 from __future__ import annotations
 
 import html
-import io
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cbook import boxplot_stats
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
@@ -46,7 +46,7 @@ LABELS = {
     "vi_split": "VI split",
     "vi_merge": "VI merge",
     "object_f1_50": "Object F1 @ IoU 0.5",
-    "object_f1_mean": "Object F1 (mean)",
+    "object_f1_mean": "Object F1, IoU-averaged",
     "coco_ap": "COCO mask AP",
     "coco_ap50": "COCO mask AP50",
     "coco_ap75": "COCO mask AP75",
@@ -95,10 +95,20 @@ def has_values(table, column):
 
 
 def _save(fig, path):
-    """Write ``fig`` as a PNG at :data:`DPI`, atomically; return it."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
-    write_bytes_atomic(path, buffer.getvalue())
+    """Write ``fig`` as an RGB PNG at :data:`DPI`, atomically; return it.
+
+    OpenCV encodes the rendered pixels, not ``savefig``: Pillow's encoder took a third
+    of the time of a large distributions figure, OpenCV's at level 3 takes half of that
+    for the same size, and dropping the opaque alpha channel costs nothing.
+    """
+    fig.set_dpi(DPI)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    bgr = cv2.cvtColor(np.asarray(canvas.buffer_rgba()), cv2.COLOR_RGBA2BGR)
+    ok, encoded = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    write_bytes_atomic(path, encoded.tobytes())
     return fig
 
 
@@ -314,7 +324,8 @@ def plot_quality_runtime(methods, out_png, *, metric="iou"):
     ax.set_xlabel("Seconds per image (log scale, left is faster)")
     ax.set_ylabel(score[0].upper() + score[1:] + (
         " (lower is better)" if metric in LOWER_IS_BETTER else " (higher is better)"))
-    ax.grid(color="#e3e3e3", linewidth=0.8, which="both")
+    ax.grid(color="#e3e3e3", linewidth=0.8)
+    ax.grid(color="#f2f2f2", linewidth=0.6, which="minor", axis="x")
     ax.set_axisbelow(True)
     if kinds:
         ax.legend(title="kind", fontsize=8, title_fontsize=8, loc="best")

@@ -1,0 +1,50 @@
+# Figures for `snakemake --report results/report.html`, drawn after every run.
+rule plot_summary:
+    input:
+        metrics="results/summary/metrics.parquet",
+        methods="results/summary/methods.parquet",
+    output:
+        distributions=report(
+            "results/report/distributions.png",
+            caption="../report/distributions.rst",
+            category="1. Leaderboard",
+        ),
+        quality=report(
+            "results/report/quality_runtime.png",
+            caption="../report/quality_runtime.rst",
+            category="1. Leaderboard",
+        ),
+        leaderboard=report(
+            "results/report/leaderboard.html",
+            caption="../report/leaderboard.rst",
+            category="1. Leaderboard",
+        ),
+    log:
+        "logs/plot_summary.log",
+    conda:
+        "../../envs/classical.yaml"
+    params:
+        metric=config["primary_metric"],
+    script:
+        "../scripts/plot_summary.py"
+
+
+rule plot_overlays:
+    input:
+        metrics="results/summary/metrics.parquet",
+    output:
+        report(
+            "results/report/overlays/{method}.png",
+            caption="../report/overlays.rst",
+            category="2. Examples",
+            subcategory="{method}",
+        ),
+    log:
+        "logs/plot_overlays/{method}.log",
+    conda:
+        "../../envs/classical.yaml"
+    params:
+        input_dir=config["input_dir"],
+        metric=config["primary_metric"],
+    script:
+        "../scripts/plot_overlays.py"

@@ -1,0 +1,13 @@
+import pandas as pd
+
+from segpipe.logs import log_to_file
+from segpipe.report import plot_overlays
+
+log_to_file(snakemake.log[0])
+plot_overlays(
+    pd.read_parquet(snakemake.input.metrics),
+    snakemake.output[0],
+    input_dir=snakemake.params.input_dir,
+    method=snakemake.wildcards.method,
+    metric=snakemake.params.metric,
+)

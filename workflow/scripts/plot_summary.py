@@ -1,0 +1,11 @@
+import pandas as pd
+
+from segpipe.logs import log_to_file
+from segpipe.report import leaderboard_html, plot_metric_distributions, plot_quality_runtime
+
+log_to_file(snakemake.log[0])
+metrics = pd.read_parquet(snakemake.input.metrics)
+methods = pd.read_parquet(snakemake.input.methods)
+plot_metric_distributions(metrics, snakemake.output.distributions)
+plot_quality_runtime(methods, snakemake.output.quality, metric=snakemake.params.metric)
+leaderboard_html(methods, snakemake.output.leaderboard, metric=snakemake.params.metric)
