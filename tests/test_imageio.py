@@ -1,4 +1,4 @@
-import io
+import os
 
 import numpy as np
 import pytest
@@ -132,6 +132,9 @@ def test_label_png_roundtrip(tmp_path, top, dtype):
     assert back.dtype == dtype
     np.testing.assert_array_equal(back, labels)
     assert [p.name for p in (tmp_path / "m").iterdir()] == ["x.png"]  # no temp file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m" / "x.png").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_label_dtype_refuses_too_many():

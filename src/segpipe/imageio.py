@@ -35,6 +35,10 @@ IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp", ".webp", ".pbm", ".pgm", ".ppm"}
 )
 
+# The process umask, read once (reading it means setting it).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 _FLAGS = {
     # IMREAD_ANYDEPTH keeps 16-bit samples; neither flag set ignores EXIF orientation.
     "grey": cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH,
@@ -160,6 +164,9 @@ def write_bytes_atomic(path, data):
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        # mkstemp makes the file private (0600); give it the mode a plain open() would,
+        # so that colleagues on a shared cluster can read the results.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
