@@ -320,3 +320,46 @@ def test_ground_truth_scores_notes_and_coco_json(tmp_path):
         # threshold, so they share rank 1; three classes come last
         assert list(board["rank"]) == [1, 1, 3] and board.index[-1] == "band_classes3"
         assert board.loc["band_classes2", "object_f1_50_mean"] == pytest.approx(1.0)
+
+
+def test_killed_run_resumes_to_the_same_results(tmp_path):
+    import os
+    import signal
+    import time
+
+    images = tmp_path / "images"
+    for i in range(20):
+        (images / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (images / f"d{i % 3}" / f"{i}.png").write_bytes(encode(blobs_image(i, colour=True), ".png"))
+    methods = {"km": {"kind": "kmeans", "k": 3}, "otsu": {"kind": "threshold"}}
+    cfg = write_config(tmp_path / "c.yaml", input_dir=str(images), shard_size=5, methods=methods)
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    clean.mkdir()
+    killed.mkdir()
+    run_snakemake(clean, "--configfile", cfg)
+
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(killed),
+           "--cores", "2", "--configfile", str(cfg)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((killed / "results/metrics").glob("*/*.parquet")):
+        assert proc.poll() is None and time.monotonic() < deadline, "run ended before the kill"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole run, jobs included, as a node failure would
+    proc.wait()
+    assert not (killed / "results/summary/metrics.parquet").exists()
+
+    # what a user does after a kill: release Snakemake's lock, run the same command again
+    # (the default profile sets rerun-incomplete)
+    run_snakemake(killed, "--configfile", cfg, "--unlock")
+    run_snakemake(killed, "--configfile", cfg)
+    timing = ["decode_s", "segment_s", "write_s", "metrics_s", "runtime_s"]
+    a = pd.read_parquet(clean / "results/summary/metrics.parquet").drop(columns=timing)
+    b = pd.read_parquet(killed / "results/summary/metrics.parquet").drop(columns=timing)
+    pd.testing.assert_frame_equal(a, b)
+    for row in a.itertuples():
+        np.testing.assert_array_equal(read_label_image(clean / row.mask_path),
+                                      read_label_image(killed / row.mask_path))
+    leftovers = [p for p in (killed / "results").rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers
