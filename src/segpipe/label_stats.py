@@ -27,12 +27,16 @@ def label_stats(labels):
     >>> label_stats(labels)
     {'n_labels': 3, 'n_objects': 3, 'foreground_fraction': 0.4166666666666667}
     """
-    # bincount over the integer labels is linear; np.unique would sort a megapixel.
-    counts = np.bincount(labels.ravel())
+    # Counting is linear where np.unique would sort a megapixel; OpenCV's histogram
+    # counts 8-bit labels about 4x faster than np.bincount (in float32: exact up to 2**24).
+    if labels.dtype == np.uint8 and labels.size < 2**24:
+        counts = cv2.calcHist([np.ascontiguousarray(labels)], [0], None, [256], [0, 256]).ravel()
+    else:
+        counts = np.bincount(labels.ravel())
     foreground = labels > 0
     n_components, _ = cv2.connectedComponents(foreground.view(np.uint8), connectivity=8)
     return {
         "n_labels": int(np.count_nonzero(counts[1:])),
         "n_objects": int(n_components - 1),
-        "foreground_fraction": float(counts[1:].sum() / labels.size),
+        "foreground_fraction": float(counts[1:].sum()) / labels.size,
     }
