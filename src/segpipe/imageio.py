@@ -46,8 +46,8 @@ _FLAGS = {
 }
 
 # Label images are long runs of equal values: zlib's fastest level, the "up" row filter
-# and run-length matching write a 1024x1024 mask in about 3 ms, against 9 ms with
-# OpenCV's default adaptive filtering, and the files come out smaller too.
+# and run-length matching write them several times faster than OpenCV's default adaptive
+# filtering, and smaller (about 3 ms for a 1024x1024 mask, docs/benchmarks.md).
 _PNG_FAST = [
     cv2.IMWRITE_PNG_COMPRESSION, 1,
     cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
