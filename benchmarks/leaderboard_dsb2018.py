@@ -66,8 +66,8 @@ def main(argv=None):
         START,
         "## DSB 2018 development set: classical methods",
         "",
-        f"Command: `.venv/bin/python benchmarks/leaderboard_dsb2018.py` (config "
-        f"`benchmarks/dsb2018.yaml`)  ",
+        "Command: `.venv/bin/python benchmarks/leaderboard_dsb2018.py` (config "
+        "`benchmarks/dsb2018.yaml`)  ",
         f"Date: {datetime.date.today().isoformat()}  ",
         f"Machine: {cpu}, 2 cores, Python {platform.python_version()}  ",
         f"Data: {len(meta)} images with instance masks ({', '.join(f'{v} {k}' for k, v in counts.items())}), "

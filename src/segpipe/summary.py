@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from segpipe.imageio import write_bytes_atomic
@@ -134,5 +134,5 @@ def merge_metrics(paths, *, metrics_out, methods_out, instance_paths=(), instanc
     write_table_atomic(instances, instances_out)
     image_ids = sorted(set(table.column("image_id").to_pylist()))
     for method, path in (coco_outs or {}).items():
-        mine = instances.filter(pa.compute.equal(instances["method"], method))
+        mine = instances.filter(pc.equal(instances["method"], method))
         write_bytes_atomic(path, json.dumps(coco_results(mine, image_ids)).encode())

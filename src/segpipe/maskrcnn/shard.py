@@ -156,7 +156,9 @@ def _segment(rows, image_ids, input_dir, method, settings, masks_dir, weights_di
         def fail(position, err, good=good, failed=failed):
             failed[position] = f"{Path(input_dir) / image_ids[good[position][0]]}: {err}"
 
-        results, batch_size = predict_with_backoff(run, tensors, batch_size, on_fail=fail) if good else ([], batch_size)
+        results = []
+        if good:
+            results, batch_size = predict_with_backoff(run, tensors, batch_size, on_fail=fail)
         per_image_s = (time.perf_counter() - t0) / max(1, len(good))
         for position, ((index, tensor, _, decode_s), result) in enumerate(zip(good, results)):
             row = rows[image_ids[index]]
