@@ -44,7 +44,7 @@ def test_removed_images_only_touch_their_shard_and_empty_shards_go():
     assert after["000000"] == before["000000"]
     assert after["000002"] == before["000002"][1:]
     # a later addition does not reuse the name of the emptied shard
-    again = assign_shards(sum(after.values(), []) + ["new.png"] * 0 + ["z1.png", "z2.png"], after, 3)
+    again = assign_shards(sum(after.values(), []) + ["z1.png", "z2.png"], after, 3)
     assert "000001" not in again
 
 
@@ -59,7 +59,7 @@ def test_write_shards_rewrites_only_changed_files(tmp_path):
     assert write_shards(shard_dir, second) == ["000002"]
     assert (shard_dir / "000000.json").stat().st_mtime_ns == 1
     assert read_shards(shard_dir) == second
-    assert old
+    assert set(old) == {"000000.json", "000001.json"}
 
 
 def test_odd_file_names_survive_the_shard_files(tmp_path):

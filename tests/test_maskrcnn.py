@@ -44,13 +44,13 @@ def test_equals_a_direct_torchvision_call(three):
     with torch.inference_mode():
         # one image per call: no cross-image padding, as segpipe guarantees
         ref = [net([torch.from_numpy(im).permute(2, 0, 1).float() / 255])[0] for im in three]
-    for mine, theirs in zip(ours, ref):
+    for image, mine, theirs in zip(three, ours, ref):
         assert len(mine) == len(theirs["scores"]) == 5
         np.testing.assert_allclose(mine.scores, theirs["scores"].numpy(), atol=1e-5)
         np.testing.assert_array_equal(mine.class_ids, theirs["labels"].numpy())
         np.testing.assert_allclose(mine.boxes, theirs["boxes"].numpy(), atol=1e-3)
         np.testing.assert_array_equal(mine.masks, theirs["masks"][:, 0].numpy() > 0.5)
-        assert mine.masks.shape[1:] == mine.masks.shape[1:]
+        assert mine.masks.shape[1:] == image.shape[:2]
 
 
 def test_batch_size_does_not_change_results(three):

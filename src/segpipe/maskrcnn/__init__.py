@@ -63,19 +63,18 @@ def segment_maskrcnn(
     list of segpipe.maskrcnn.inference.Instances
         One per image: boxes, class ids, scores and full masks, by falling score.
     """
-    import numpy as np
-    import torch
-
-    from segpipe.maskrcnn.inference import predict, predict_with_backoff, to_model_input
+    from segpipe.maskrcnn.inference import (
+        predict,
+        predict_with_backoff,
+        to_chw_tensor,
+        to_model_input,
+    )
     from segpipe.maskrcnn.model import resolve_device
 
     dev = resolve_device(device)
     net, _ = _cached_model(model, weights, seed, score_threshold, max_detections, min_size,
                            max_size, dev)
-    tensors = [
-        to_model_input(torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1))), dev)
-        for im in images
-    ]
+    tensors = [to_model_input(to_chw_tensor(im), dev) for im in images]
 
     def run(chunk):
         return predict(net, chunk, mask_threshold=mask_threshold, amp=amp)

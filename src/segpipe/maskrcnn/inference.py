@@ -46,6 +46,11 @@ class Instances:
         return labels
 
 
+def to_chw_tensor(image):
+    """An (M, K, 3) uint8/uint16 array as a (3, M, K) tensor of the same integer type."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
 def to_model_input(image, device):
     """A (C, M, K) uint8/uint16 tensor (as decoded) to the float 0..1 tensor the model takes.
 

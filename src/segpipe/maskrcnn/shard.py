@@ -16,7 +16,12 @@ from torch.utils.data import DataLoader, Dataset
 from segpipe.errors import ImageReadError
 from segpipe.imageio import read_image, write_png
 from segpipe.label_stats import label_stats
-from segpipe.maskrcnn.inference import predict, predict_with_backoff, to_model_input
+from segpipe.maskrcnn.inference import (
+    predict,
+    predict_with_backoff,
+    to_chw_tensor,
+    to_model_input,
+)
 from segpipe.maskrcnn.model import build_model, resolve_device
 from segpipe.maskrcnn.weights import missing_weights_message, read_status, resolve_weights
 from segpipe.progress import Progress
@@ -52,8 +57,7 @@ class ImageFiles(Dataset):
         except ImageReadError as err:
             return index, None, str(err), time.perf_counter() - t0
         # (C, M, K), kept in its integer type: converted to float on the device.
-        tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
-        return index, tensor, None, time.perf_counter() - t0
+        return index, to_chw_tensor(rgb), None, time.perf_counter() - t0
 
 
 def _collate(items):
