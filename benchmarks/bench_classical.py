@@ -605,7 +605,7 @@ def _loop_task(task):
     from segpipe.imageio import read_image, write_png
     from segpipe.label_stats import label_stats
     from segpipe.methods import get_method
-    from segpipe.shard import mask_path_for
+    from segpipe.finish import mask_path_for
 
     image_id, method = task
     settings = _loop_methods[method]

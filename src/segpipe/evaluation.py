@@ -17,7 +17,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from scipy import ndimage as ndi
+
+from segpipe.rle import encode_mask, encode_objects
 
 TRUTH_KINDS = ("binary", "labels", "instances")
 
@@ -249,7 +250,7 @@ def coco_mask_ap(truth_by_image, pred_by_image):
     images, truth_annotations, detections = [], [], []
     for image_id, (key, truth) in enumerate(truth_by_image.items(), start=1):
         images.append({"id": image_id, "height": truth.shape[0], "width": truth.shape[1]})
-        for rle in _object_rles(truth):
+        for rle in encode_objects(truth):
             truth_annotations.append({
                 # COCOeval keeps matched annotation ids in zero-filled arrays: ids start at 1.
                 "id": len(truth_annotations) + 1,
@@ -265,7 +266,7 @@ def coco_mask_ap(truth_by_image, pred_by_image):
                 raise ValueError(
                     f"image {key!r}: mask shape {mask.shape} differs from truth shape {truth.shape}"
                 )
-            rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+            rle = encode_mask(mask)
             detections.append(
                 {"image_id": image_id, "category_id": 1, "segmentation": rle, "score": float(score)}
             )
@@ -455,21 +456,6 @@ def _object_f1_of(table, thresholds):
         "object_f1_50": float(2 * np.count_nonzero(iou > 0.5) / (n_pred + n_truth)),
         "object_f1_mean": float(f1.mean()),
     }
-
-
-def _object_rles(objects):
-    """Compressed RLE of each object of an object label map, in id order."""
-    # One Fortran-ordered buffer, filled and cleared per object inside its bounding box,
-    # avoids an image-sized comparison and allocation per object.
-    mask = np.zeros(objects.shape, dtype=np.uint8, order="F")
-    rles = []
-    for object_id, box in enumerate(ndi.find_objects(objects), start=1):
-        if box is None:
-            continue
-        mask[box] = objects[box] == object_id
-        rles.append(mask_utils.encode(mask))
-        mask[box] = 0
-    return rles
 
 
 def _boundaries(labels):

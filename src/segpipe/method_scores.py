@@ -33,9 +33,8 @@ def method_coco_ap(metrics, instances, ground_truth):
         ``coco_ap``, ``coco_ap50``, ``coco_ap75``; None each when the ground truth has no
         instances or no image has a usable mask.
     """
-    from pycocotools import mask as mask_utils
-
     from segpipe.evaluation import coco_mask_ap, objects_of
+    from segpipe.rle import decode
 
     empty = dict.fromkeys(METHOD_METRICS)
     if ground_truth is None or ground_truth.kind != "instances":
@@ -50,7 +49,7 @@ def method_coco_ap(metrics, instances, ground_truth):
         if instances is not None:
             mine = instances[instances["image_id"] == row.image_id]
             pred_by_image[row.image_id] = [
-                (mask_utils.decode({"size": list(r["size"]), "counts": r["counts"].encode()}).astype(bool), s)
+                (decode(r), s)
                 for r, s in zip(mine["rle"], mine["score"])
             ]
         else:

@@ -6,26 +6,13 @@ import logging
 import time
 from pathlib import Path
 
-from segpipe.errors import ImageReadError
-from segpipe.imageio import read_image, write_png
-from segpipe.label_stats import label_stats
+from segpipe.finish import finish_image, record_failure
+from segpipe.imageio import read_image
 from segpipe.methods import get_method
 from segpipe.progress import Progress
 from segpipe.table import empty_row, params_json, rows_to_table
 
 log = logging.getLogger(__name__)
-
-
-def mask_path_for(masks_dir, method, image_id):
-    """Where an image's mask goes: its id (folders and extension kept) plus ``.png``.
-
-    Keeping the whole relative path means two files with one name in different folders,
-    or ``a.png`` beside ``a.jpg``, never share a mask.
-
-    >>> mask_path_for("results/masks", "otsu", "plate1/a.jpg")
-    'results/masks/otsu/plate1/a.jpg.png'
-    """
-    return f"{masks_dir}/{method}/{image_id}.png"
 
 
 def segment_images(
@@ -69,13 +56,8 @@ def segment_images(
         path = Path(input_dir) / image_id
         try:
             _segment_one(row, path, spec, kwargs, masks_dir, edges_dir, ground_truth)
-        except ImageReadError as err:
-            row.update(status="error", error=str(err))
         except Exception as err:  # one bad image must not cost the other images of the shard
-            log.exception("segmenting %s failed", path)
-            row.update(status="error", error=f"{path}: segmentation failed ({type(err).__name__}: {err})")
-        if row["status"] == "error":
-            log.warning(row["error"])
+            record_failure(row, path, err)
         rows.append(row)
         progress.update(errors=row["status"] == "error")
     progress.close()
@@ -87,30 +69,10 @@ def _segment_one(row, path, spec, kwargs, masks_dir, edges_dir, ground_truth):
     image = read_image(path, mode=spec.colour)
     t1 = time.perf_counter()
     seg = spec.segment(image, **kwargs)
-    t2 = time.perf_counter()
-    mask_path = mask_path_for(masks_dir, row["method"], row["image_id"])
-    write_png(mask_path, seg.labels)
-    if seg.edge_map is not None:
-        row["edge_path"] = mask_path_for(edges_dir, row["method"], row["image_id"])
-        write_png(row["edge_path"], seg.edge_map)
-    t3 = time.perf_counter()
-    stats = label_stats(seg.labels)
-    if ground_truth is not None:
-        stats.update(ground_truth.score(row["image_id"], seg.labels, pred_instances=False))
-    t4 = time.perf_counter()
-    row.update(
-        stats,
-        status="ok",
-        mask_path=mask_path,
-        height=image.shape[0],
-        width=image.shape[1],
-        thresholds=list(seg.thresholds),
-        decode_s=t1 - t0,
-        segment_s=t2 - t1,
-        write_s=t3 - t2,
-        metrics_s=t4 - t3,
-        runtime_s=t4 - t0,
-    )
+    row.update(decode_s=t1 - t0, segment_s=time.perf_counter() - t1,
+               thresholds=list(seg.thresholds))
+    finish_image(row, seg.labels, masks_dir=masks_dir, ground_truth=ground_truth,
+                 pred_instances=False, edge_map=seg.edge_map, edges_dir=edges_dir)
 
 
 def run_shard(

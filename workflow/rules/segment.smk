@@ -24,7 +24,9 @@ rule segment_shard:
         "../scripts/segment_shard.py"
 
 
-# The one GPU rule: Mask R-CNN, batched inside the job; DataLoader workers decode.
+# The one GPU rule: Mask R-CNN, batched inside the job. Its threads are shared by the
+# DataLoader workers (decoding), the main process (the GPU) and the writer processes
+# (PNG, RLE, scores): see the maskrcnn settings `workers` and `writers`.
 rule segment_shard_maskrcnn:
     input:
         shard="results/manifest/shards/{shard}.json",
@@ -40,7 +42,7 @@ rule segment_shard_maskrcnn:
         method=one_of(BATCHED),
     conda:
         "../../envs/maskrcnn.yaml"
-    threads: 4
+    threads: 8
     resources:
         gpu=1,
     params:

@@ -33,8 +33,15 @@ def segment_maskrcnn(
     batch_size=8,
     device="auto",
     amp=True,
+    amp_dtype="float16",
+    channels_last=False,
+    compile=False,
+    canvas_step=128,
 ):
     """Instance segmentation of a list of RGB images with torchvision's Mask R-CNN.
+
+    Images are grouped by canvas (see :mod:`segpipe.maskrcnn.inference`), so each image's
+    result does not depend on the other images of the list or on ``batch_size``.
 
     Parameters
     ----------
@@ -57,32 +64,40 @@ def segment_maskrcnn(
         ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1``, ...
     amp : bool
         Mixed precision (autocast) on CUDA; ignored on the CPU.
+    amp_dtype : {"float16", "bfloat16"}
+    channels_last, compile : bool
+        NHWC layout and ``torch.compile`` for the backbone.
+    canvas_step : int
+        Padded canvas sides are multiples of this; 32 is torchvision's own padding.
 
     Returns
     -------
-    list of segpipe.maskrcnn.inference.Instances
-        One per image: boxes, class ids, scores and full masks, by falling score.
+    list of segpipe.maskrcnn.inference.Detections
+        One per image: label image, boxes, class ids, scores, areas and mask runs, by
+        falling score.
     """
-    from segpipe.maskrcnn.inference import (
-        predict,
-        predict_with_backoff,
-        to_chw_tensor,
-        to_model_input,
-    )
+    from segpipe.maskrcnn.inference import Predictor, predict_with_backoff, to_chw_tensor
     from segpipe.maskrcnn.model import resolve_device
 
     dev = resolve_device(device)
     net, _ = _cached_model(model, weights, seed, score_threshold, max_detections, min_size,
                            max_size, dev)
-    tensors = [to_model_input(to_chw_tensor(im), dev) for im in images]
-
-    def run(chunk):
-        return predict(net, chunk, mask_threshold=mask_threshold, amp=amp)
+    predictor = Predictor(net, dev, mask_threshold=mask_threshold, amp=amp, amp_dtype=amp_dtype,
+                          channels_last=channels_last, compile=compile, canvas_step=canvas_step)
+    tensors = [to_chw_tensor(im) for im in images]
+    by_canvas = {}
+    for i, t in enumerate(tensors):
+        by_canvas.setdefault(predictor.canvas_of(*t.shape[-2:]), []).append(i)
 
     def fail(index, err):
         raise err
 
-    results, _ = predict_with_backoff(run, tensors, batch_size, on_fail=fail)
+    results = [None] * len(images)
+    for members in by_canvas.values():
+        found, _ = predict_with_backoff(predictor, [tensors[i] for i in members], batch_size,
+                                        on_fail=fail)
+        for i, result in zip(members, found):
+            results[i] = result
     return results
 
 

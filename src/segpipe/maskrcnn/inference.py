@@ -1,49 +1,79 @@
-"""Batched Mask R-CNN inference: forward passes, out-of-memory back-off, instances."""
+"""Batched Mask R-CNN inference: canvases per size bucket, forward passes, device post-processing.
+
+torchvision's model pads a batch to its largest image, so an image's result would depend on
+which images share its batch, and every new batch shape makes cuDNN tune again. Here each
+image is resized exactly as torchvision does, then padded to a fixed canvas of its size
+bucket (both sides rounded up to ``canvas_step``): an image gets the same canvas whatever it
+is batched with, a folder of photos of many sizes needs only a handful of canvas shapes, and
+images of one bucket fill whole batches. With ``canvas_step: 32`` the canvas is exactly
+torchvision's own padding of a single image.
+
+After the ROI heads, boxes go back to the original image size and the masks are pasted,
+thresholded and summarised for the whole batch at once on the device
+(:mod:`segpipe.maskrcnn.postprocess`); one copy per batch brings the results to the host.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from itertools import groupby
+import math
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from segpipe.imageio import label_dtype
+from segpipe.maskrcnn.postprocess import paste_batch
+
 log = logging.getLogger(__name__)
+
+AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass
-class Instances:
-    """One image's detections, sorted by falling score, on the CPU.
+class Detections:
+    """One image's detections, sorted by falling score, on the host.
 
     Attributes
     ----------
+    labels : (M, K) ndarray of uint8 or uint16
+        Instance label image: label i + 1 is detection i; where masks overlap, the higher
+        score wins; 0 = background.
     boxes : (N, 4) ndarray of float32, x0, y0, x1, y1 in pixels
     class_ids : (N,) ndarray of int64
     scores : (N,) ndarray of float32
-    masks : (N, M, K) ndarray of bool, each instance's full mask at ``mask_threshold``
+    areas : (N,) ndarray of int64
+        Pixels of each detection's full mask (overlaps included).
+    runs : list of (2k,) ndarray of int64
+        Each detection's COCO run boundaries (see :mod:`segpipe.rle`).
     """
 
+    labels: np.ndarray
     boxes: np.ndarray
     class_ids: np.ndarray
     scores: np.ndarray
-    masks: np.ndarray
+    areas: np.ndarray
+    runs: list = field(repr=False)
 
     def __len__(self):
         return len(self.scores)
 
-    def label_image(self):
-        """Instance labels 1..N by falling score; where masks overlap, the higher score wins.
+    def rles(self):
+        """COCO compressed RLE of each detection's full mask."""
+        from segpipe import rle
 
-        Returns
-        -------
-        (M, K) ndarray of uint16, 0 = background
-        """
-        labels = np.zeros(self.masks.shape[1:], dtype=np.uint16)
-        # Paint from the lowest score up, so higher scores overwrite shared pixels.
-        for index in range(len(self) - 1, -1, -1):
-            labels[self.masks[index]] = index + 1
-        return labels
+        height, width = self.labels.shape
+        return rle.compress([rle.counts_from_boundaries(r, height, width) for r in self.runs],
+                            height, width)
+
+    def masks(self):
+        """(N, M, K) bool: each detection's full mask (decoded from its RLE)."""
+        from segpipe import rle
+
+        if not len(self):
+            return np.zeros((0, *self.labels.shape), bool)
+        return np.stack([rle.decode(r) for r in self.rles()])
 
 
 def to_chw_tensor(image):
@@ -51,51 +81,183 @@ def to_chw_tensor(image):
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
-def to_model_input(image, device):
-    """A (C, M, K) uint8/uint16 tensor (as decoded) to the float 0..1 tensor the model takes.
+class Predictor:
+    """Runs a torchvision Mask R-CNN on batches of same-canvas images.
 
-    The integer tensor crosses to the device first (a quarter of the bytes of float32).
+    Parameters
+    ----------
+    net : torchvision.models.detection.MaskRCNN
+        In eval mode, on ``device``.
+    device : torch.device
+    mask_threshold : float
+    amp : bool
+        Autocast on CUDA (ignored on the CPU).
+    amp_dtype : {"float16", "bfloat16"}
+    channels_last : bool
+        NHWC memory layout for the backbone on CUDA (faster convolutions on tensor cores).
+    compile : bool
+        ``torch.compile`` the backbone (slow first batches, one compile per canvas shape).
+    canvas_step : int
+        Canvas sides are multiples of this (a multiple of 32).
     """
-    top = 65535.0 if image.dtype == torch.uint16 else 255.0
-    return image.to(device, non_blocking=True).float().div_(top)
+
+    def __init__(self, net, device, *, mask_threshold, amp=True, amp_dtype="float16",
+                 channels_last=False, compile=False, canvas_step=128):
+        transform = net.transform
+        if canvas_step % transform.size_divisible:
+            raise ValueError(
+                f"canvas_step must be a multiple of {transform.size_divisible}, got {canvas_step}"
+            )
+        self.net = net
+        self.device = device
+        self.mask_threshold = mask_threshold
+        self.autocast = dict(device_type=device.type, dtype=AMP_DTYPES[amp_dtype],
+                             enabled=amp and device.type == "cuda")
+        # NHWC helps tensor-core convolutions; on the CPU it is not worth a layout change.
+        self.channels_last = channels_last and device.type == "cuda"
+        self.canvas_step = canvas_step
+        self.min_size = transform.min_size[-1]
+        self.max_size = transform.max_size
+        self.mean = torch.tensor(transform.image_mean, device=device)[:, None, None]
+        self.std = torch.tensor(transform.image_std, device=device)[:, None, None]
+        self.backbone = net.backbone
+        # Seconds per stage, summed over calls: prepare (upload, resize, canvas), forward,
+        # postprocess (paste, label images, runs) and copy (to the host, waiting included).
+        # On CUDA they are measured with events on the stream, i.e. GPU time.
+        self.stage_s = dict.fromkeys(("prepare", "forward", "postprocess", "copy"), 0.0)
+        if self.channels_last:
+            self.backbone = self.backbone.to(memory_format=torch.channels_last)
+        if compile:
+            self.backbone = torch.compile(self.backbone, dynamic=False)
+
+    def resized_size(self, height, width):
+        """The size torchvision's transform resizes an image of ``height x width`` to.
+
+        >>> p = Predictor.__new__(Predictor); p.min_size, p.max_size = 800, 1333
+        >>> p.resized_size(480, 640), p.resized_size(100, 1000)
+        ((800, 1066), (133, 1333))
+        """
+        scale = min(self.min_size / min(height, width), self.max_size / max(height, width))
+        return int(height * scale), int(width * scale)
+
+    def canvas_of(self, height, width):
+        """The padded canvas (its bucket) of an image of ``height x width``."""
+        step = self.canvas_step
+        return tuple(math.ceil(s / step) * step for s in self.resized_size(height, width))
+
+    def __call__(self, images):
+        """Detections for a list of (3, M, K) integer tensors that share one canvas.
+
+        Returns
+        -------
+        list of Detections, in the order of ``images``
+        """
+        from torchvision.models.detection.image_list import ImageList
+
+        clock = _StageClock(self.device)
+        with torch.inference_mode():
+            canvas, resized = self._canvas(images)
+            clock.mark("prepare")
+            with torch.autocast(**self.autocast):
+                features = self.backbone(canvas)
+                image_list = ImageList(canvas, resized)
+                proposals, _ = self.net.rpn(image_list, features)
+                outputs, _ = self.net.roi_heads(features, proposals, resized)
+            clock.mark("forward")
+            results = self._postprocess(outputs, resized, [tuple(im.shape[-2:]) for im in images],
+                                        clock)
+        clock.add_to(self.stage_s)
+        return results
+
+    def _canvas(self, images):
+        # torchvision's own resize function (private, unchanged since torchvision 0.6), so
+        # that images reach the backbone exactly as the model's transform would send them.
+        from torchvision.models.detection.transform import _resize_image_and_masks
+
+        canvases = {self.canvas_of(*im.shape[-2:]) for im in images}
+        if len(canvases) != 1:
+            raise ValueError(f"images of one batch must share a canvas, got {sorted(canvases)}")
+        (height, width), = canvases
+        batch = torch.zeros((len(images), 3, height, width), device=self.device)
+        resized = []
+        for slot, image in zip(batch, images):
+            top = 65535.0 if image.dtype == torch.uint16 else 255.0
+            # The integer tensor crosses to the device (a quarter of float32's bytes).
+            x = image.to(self.device, non_blocking=True).float().div_(top)
+            x = (x - self.mean) / self.std
+            x, _ = _resize_image_and_masks(x, self.min_size, self.max_size)
+            slot[:, : x.shape[1], : x.shape[2]].copy_(x)
+            resized.append((int(x.shape[1]), int(x.shape[2])))
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch, resized
+
+    def _postprocess(self, outputs, resized, original, clock):
+        from torchvision.models.detection.transform import resize_boxes
+
+        boxes = [resize_boxes(o["boxes"].float(), r, s) for o, r, s in zip(outputs, resized, original)]
+        counts = [len(b) for b in boxes]
+        masks = torch.cat([o["masks"][:, 0].float() for o in outputs])
+        image_index = torch.repeat_interleave(
+            torch.arange(len(outputs), device=self.device), torch.tensor(counts, device=self.device)
+        )
+        rank = torch.cat([torch.arange(n, device=self.device) for n in counts])
+        pasted = paste_batch(masks, torch.cat(boxes), image_index, rank, original,
+                             threshold=self.mask_threshold)
+        clock.mark("postprocess")
+        # One copy to the host per batch; the CPU waits once, for all of it.
+        host = _to_host([
+            pasted.labels, pasted.areas, pasted.run_instance, pasted.run_position,
+            torch.cat(boxes), torch.cat([o["labels"] for o in outputs]),
+            torch.cat([o["scores"].float() for o in outputs]),
+        ])
+        clock.mark("copy")
+        labels, areas, run_instance, run_position, boxes, class_ids, scores = host
+        starts = np.searchsorted(run_instance, np.arange(len(areas) + 1))
+        results, first = [], 0
+        for (height, width), offset, n in zip(original, pasted.offsets, counts):
+            image_labels = labels[offset : offset + height * width].reshape(height, width)
+            runs = [run_position[starts[i] : starts[i + 1]] for i in range(first, first + n)]
+            results.append(Detections(
+                labels=image_labels.astype(label_dtype(n)),
+                boxes=boxes[first : first + n], class_ids=class_ids[first : first + n],
+                scores=scores[first : first + n], areas=areas[first : first + n], runs=runs,
+            ))
+            first += n
+        return results
 
 
-def predict(model, images, *, mask_threshold, amp):
-    """Run the model on a list of float images already on its device.
+class _StageClock:
+    """Marks the end of each stage: CUDA events on the device's stream, else the wall clock."""
 
-    Images of equal size go through one forward pass together. Images of different sizes
-    go in separate passes: torchvision pads a batch to its largest image, and that padding
-    would otherwise change the results near the borders, so results would depend on which
-    images shared a batch.
+    def __init__(self, device):
+        self.cuda = device.type == "cuda"
+        self.marks = [("start", self._now())]
 
-    Returns
-    -------
-    list of Instances, in the order of ``images``
-    """
-    device = images[0].device
-    order = sorted(range(len(images)), key=lambda i: tuple(images[i].shape))
-    results = [None] * len(images)
-    for _, group in groupby(order, key=lambda i: tuple(images[i].shape)):
-        group = list(group)
-        with torch.inference_mode(), torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-            outputs = model([images[i] for i in group])
-        on_device = [
-            (o["boxes"].float(), o["labels"], o["scores"].float(), o["masks"][:, 0] > mask_threshold)
-            for o in outputs
-        ]
-        # One copy to the host per forward pass, after thresholding the masks on the device
-        # (bool masks are a quarter of the float probabilities).
-        for i, parts in zip(group, _to_cpu(on_device)):
-            boxes, labels, scores, masks = (p.numpy() for p in parts)
-            results[i] = Instances(boxes=boxes, class_ids=labels, scores=scores, masks=masks)
-    return results
+    def _now(self):
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def mark(self, stage):
+        self.marks.append((stage, self._now()))
+
+    def add_to(self, totals):
+        """Add each stage's seconds to ``totals`` (after the last mark has completed)."""
+        if self.cuda:
+            self.marks[-1][1].synchronize()
+        for (_, before), (stage, after) in zip(self.marks, self.marks[1:]):
+            seconds = before.elapsed_time(after) / 1000 if self.cuda else after - before
+            totals[stage] = totals.get(stage, 0.0) + seconds
 
 
-def _to_cpu(nested):
-    moved = [[t.to("cpu", non_blocking=True) for t in item] for item in nested]
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return moved
+def _to_host(tensors):
+    moved = [t.to("cpu", non_blocking=True) for t in tensors]
+    if any(t.is_cuda for t in tensors):
+        torch.cuda.current_stream().synchronize()
+    return [t.numpy() for t in moved]
 
 
 def is_out_of_memory(err):

@@ -23,6 +23,11 @@ def builder(model):
     }[model]
 
 
+def wants_cuda(device):
+    """Whether the ``device`` setting means CUDA, without initialising CUDA."""
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+
+
 def resolve_device(device):
     """``auto`` is CUDA when available, else the CPU; the choice is logged.
 

@@ -1,31 +1,39 @@
-"""Segmenting one shard with Mask R-CNN: decode in DataLoader workers, batch on the device."""
+"""Segmenting one shard with Mask R-CNN: a staged pipeline whose rate is its slowest stage.
+
+::
+
+    DataLoader workers      main process (the GPU's)                 writer processes
+    decode, pinned    ──►   group by canvas ──► forward ──► paste,  ──► label PNG, RLE,
+    integer tensors         (full batches)                label image,  statistics, scores,
+                                                          runs; 1 copy  rows
+
+Decoding runs in loader processes and finishing (the host work per image) in writer
+processes, so the main process only feeds the GPU. The queue to the writers is bounded
+(:class:`segpipe.finish.WriterPool`), and at most ``max_pending`` decoded images wait
+for their canvas bucket to fill: memory is bounded by those depths, never by the shard.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from segpipe.errors import ImageReadError
-from segpipe.imageio import read_image, write_png
-from segpipe.label_stats import label_stats
-from segpipe.maskrcnn.inference import (
-    predict,
-    predict_with_backoff,
-    to_chw_tensor,
-    to_model_input,
-)
-from segpipe.maskrcnn.model import build_model, resolve_device
+from segpipe.finish import WriterPool, finish_image, fork_available, record_failure
+from segpipe.imageio import read_image
+from segpipe.maskrcnn.inference import Predictor, predict_with_backoff, to_chw_tensor
+from segpipe.maskrcnn.model import build_model, resolve_device, wants_cuda
 from segpipe.maskrcnn.weights import missing_weights_message, read_status, resolve_weights
 from segpipe.progress import Progress
-from segpipe.shard import mask_path_for
 from segpipe.table import (
     INSTANCES_SCHEMA,
     empty_row,
@@ -36,8 +44,11 @@ from segpipe.table import (
 
 log = logging.getLogger(__name__)
 
-# Settings that shape the model rather than the run: everything but these.
-_RUN_ONLY = {"kind", "batch_size", "device", "amp", "mask_threshold"}
+# Settings that shape the run rather than the model.
+_RUN_ONLY = {
+    "kind", "batch_size", "device", "amp", "amp_dtype", "mask_threshold", "workers", "writers",
+    "channels_last", "compile", "canvas_step",
+}
 
 
 class ImageFiles(Dataset):
@@ -64,34 +75,112 @@ def _collate(items):
     return items
 
 
-def encode_rles(masks):
-    """COCO compressed RLE of each (M, K) bool mask, with ``counts`` as text."""
-    from pycocotools import mask as mask_utils
+def resolve_processes(settings, *, threads, cuda):
+    """Loader and writer process counts from ``workers``/``writers`` and the job's threads.
 
-    if len(masks) == 0:
-        return []
-    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-    return [{"size": [int(s) for s in r["size"]], "counts": r["counts"].decode("ascii")} for r in rles]
+    ``auto``: on a GPU, half the job's cores decode and the rest but one (the main
+    process) finish images; on the CPU the forward pass needs the cores, so images are
+    decoded and finished in the main process. Writers need ``fork`` (not on macOS).
+
+    >>> resolve_processes({"workers": "auto", "writers": "auto"}, threads=16, cuda=True)
+    (8, 7)
+    >>> resolve_processes({"workers": "auto", "writers": "auto"}, threads=4, cuda=False)
+    (0, 0)
+    >>> resolve_processes({"workers": 2, "writers": 3}, threads=1, cuda=False)
+    (2, 3)
+    """
+    workers, writers = settings.get("workers", "auto"), settings.get("writers", "auto")
+    if workers == "auto":
+        workers = max(1, threads // 2) if cuda else 0
+    if writers == "auto":
+        writers = max(1, threads - workers - 1) if cuda else 0
+    if writers and not fork_available():
+        log.warning("writer processes need the fork start method, missing here: writing inline")
+        writers = 0
+    return workers, writers
 
 
-def instance_rows(instances, *, image_id, method, class_names):
-    """A row per instance for ``instances.parquet`` (``instance_id`` = its label)."""
-    rles = encode_rles(instances.masks)
-    areas = instances.masks.reshape(len(instances), -1).sum(axis=1) if len(instances) else []
-    return [
+class CanvasBuckets:
+    """Groups decoded images by canvas so that forward passes get full batches.
+
+    Parameters
+    ----------
+    canvas_of : callable
+        ``canvas_of(height, width) -> key``.
+    batch_size : int
+    max_pending : int
+        Most images held; beyond it the fullest bucket goes out as a partial batch.
+    """
+
+    def __init__(self, canvas_of, batch_size, max_pending):
+        self.canvas_of = canvas_of
+        self.batch_size = batch_size
+        self.max_pending = max(batch_size, max_pending)
+        self.buckets = {}
+
+    def add(self, item, height, width):
+        """Hold ``item``; return the batches that are ready (lists of items)."""
+        bucket = self.buckets.setdefault(self.canvas_of(height, width), [])
+        bucket.append(item)
+        ready = []
+        if len(bucket) == self.batch_size:
+            ready.append(self._pop(self.canvas_of(height, width)))
+        while sum(map(len, self.buckets.values())) > self.max_pending:
+            ready.append(self._pop(max(self.buckets, key=lambda k: len(self.buckets[k]))))
+        return ready
+
+    def rest(self):
+        """The partial batches left at the end, one per bucket."""
+        return [self._pop(key) for key in sorted(self.buckets)]
+
+    def _pop(self, key):
+        return self.buckets.pop(key)
+
+
+@dataclass
+class _Image:
+    index: int
+    tensor: torch.Tensor
+    decode_s: float
+
+
+def finish_detections(context, row, detections, decode_s, segment_s):
+    """Writer task: one image's label PNG, statistics, scores and instance rows.
+
+    Returns
+    -------
+    row : dict
+    instances : list of dict
+        Rows of ``instances.parquet`` without ``class_name`` (the main process names them).
+    """
+    input_dir, masks_dir, ground_truth = context
+    try:
+        t0 = time.perf_counter()
+        rles = detections.rles()
+        rle_s = time.perf_counter() - t0
+        row.update(decode_s=decode_s, segment_s=segment_s,
+                   n_instances=len(detections),
+                   mean_score=float(detections.scores.mean()) if len(detections) else None)
+        finish_image(row, detections.labels, masks_dir=masks_dir, ground_truth=ground_truth,
+                     pred_instances=True)
+        row["write_s"] += rle_s
+        row["runtime_s"] += rle_s
+    except Exception as err:  # one image's failure is its row, not the shard's
+        return record_failure(row, Path(input_dir) / row["image_id"], err), []
+    instances = [
         {
-            "image_id": image_id,
-            "method": method,
+            "image_id": row["image_id"],
+            "method": row["method"],
             "instance_id": i + 1,
-            "class_id": int(instances.class_ids[i]),
-            "class_name": class_names[int(instances.class_ids[i])],
-            "score": float(instances.scores[i]),
-            "bbox": [float(v) for v in instances.boxes[i]],
-            "area": int(areas[i]),
+            "class_id": int(detections.class_ids[i]),
+            "score": float(detections.scores[i]),
+            "bbox": [float(v) for v in detections.boxes[i]],
+            "area": int(detections.areas[i]),
             "rle": rles[i],
         }
-        for i in range(len(instances))
+        for i in range(len(detections))
     ]
+    return row, instances
 
 
 def run_maskrcnn_shard(
@@ -102,6 +191,12 @@ def run_maskrcnn_shard(
 
     If the weights are not in ``weights_dir`` (the fetch failed), every image gets an
     error row saying which file to put where, and no model is built.
+
+    Returns
+    -------
+    dict
+        Where the time went: ``images``, ``wall_s`` and seconds per stage (see
+        :func:`segment_shard_images`); empty without weights.
     """
     from segpipe.manifest import read_shard
 
@@ -110,7 +205,7 @@ def run_maskrcnn_shard(
     params = params_json(settings)
     rows = {i: empty_row(image_id=i, method=method, kind="maskrcnn", shard=shard, params=params)
             for i in image_ids}
-    instances_table = []
+    instances, stats = [], {}
 
     source = resolve_weights(settings["model"], settings["weights"], weights_dir=weights_dir)
     status = read_status(source.status_path) if source.kind == "named" else None
@@ -120,79 +215,129 @@ def run_maskrcnn_shard(
         for row in rows.values():
             row.update(status="error", error=message)
     else:
-        instances_table = _segment(rows, image_ids, input_dir, method, settings, masks_dir,
-                                   weights_dir, threads, shard, ground_truth)
-    write_table_atomic(rows_to_table(list(rows.values())), metrics_out)
-    write_table_atomic(pa.Table.from_pylist(instances_table, schema=INSTANCES_SCHEMA), instances_out)
+        instances, stats = segment_shard_images(
+            rows, image_ids, input_dir=input_dir, settings=settings, masks_dir=masks_dir,
+            weights_dir=weights_dir, threads=threads, label=f"{method} shard {shard}",
+            ground_truth=ground_truth,
+        )
+    write_table_atomic(rows_to_table([rows[i] for i in image_ids]), metrics_out)
+    write_table_atomic(pa.Table.from_pylist(instances, schema=INSTANCES_SCHEMA), instances_out)
+    return stats
 
 
-def _segment(rows, image_ids, input_dir, method, settings, masks_dir, weights_dir, threads, shard,
-             ground_truth):
-    device = resolve_device(settings["device"])
-    torch.set_num_threads(max(1, threads))
-    model_kwargs = {k: v for k, v in settings.items() if k not in _RUN_ONLY}
-    net, names = build_model(**model_kwargs, device=device, weights_dir=weights_dir)
-    workers = max(0, threads - 1)
-    loader = DataLoader(
-        ImageFiles(input_dir, image_ids), batch_size=settings["batch_size"], num_workers=workers,
-        pin_memory=device.type == "cuda", collate_fn=_collate,
-    )
-    log.info("%s shard %s: %d images, batch size %d, %d loader workers, amp %s",
-             method, shard, len(image_ids), settings["batch_size"], workers,
-             settings["amp"] and device.type == "cuda")
-    progress = Progress(len(image_ids), log, label=f"{method} shard {shard}")
-    batch_size = settings["batch_size"]
-    instance_table = []
+def segment_shard_images(rows, image_ids, *, input_dir, settings, masks_dir, weights_dir, threads,
+                         label, ground_truth=None):
+    """The pipeline over one shard's images; fills ``rows`` (by image id) in place.
 
-    def run(chunk):
-        return predict(net, chunk, mask_threshold=settings["mask_threshold"], amp=settings["amp"])
+    Returns
+    -------
+    instances : list of dict
+        ``instances.parquet`` rows, in ``image_ids`` order, then by label.
+    stats : dict
+        ``images``, ``wall_s``, ``decode_s`` (in the loader workers, summed),
+        ``wait_loader_s`` (the main process waiting for decoded images), ``prepare_s``,
+        ``forward_s``, ``postprocess_s``, ``copy_s`` (the predictor's stages; GPU time on
+        CUDA), ``finish_s`` (writers' work, summed), ``wait_writers_s``, ``workers``,
+        ``writers``.
+    """
+    start = time.perf_counter()
+    cuda = wants_cuda(settings["device"])
+    workers, writers = resolve_processes(settings, threads=threads, cuda=cuda)
+    order = {image_id: n for n, image_id in enumerate(image_ids)}
+    found = {}
+    progress = Progress(len(image_ids), log, label=label)
+    finish_s = 0.0
 
-    for batch in loader:
-        good = [item for item in batch if item[1] is not None]
-        for index, _, error, _ in batch:
-            if error is not None:
-                rows[image_ids[index]].update(status="error", error=error)
-                log.warning(error)
-        t0 = time.perf_counter()
-        tensors = [to_model_input(item[1], device) for item in good]
-        failed = {}
+    def collect(done):
+        nonlocal finish_s
+        for row, instance_rows in done:
+            rows[row["image_id"]] = row
+            found[row["image_id"]] = instance_rows
+            finish_s += (row["write_s"] or 0.0) + (row["metrics_s"] or 0.0)
+            progress.update(errors=row["status"] == "error")
 
-        def fail(position, err, good=good, failed=failed):
-            failed[position] = f"{Path(input_dir) / image_ids[good[position][0]]}: {err}"
+    # Writer processes are forked before CUDA is initialised and loader threads exist.
+    context = (str(input_dir), masks_dir, ground_truth)
+    with WriterPool(finish_detections, context, writers=writers, depth=2 * max(1, writers)) as pool:
+        device = resolve_device(settings["device"])
+        torch.set_num_threads(max(1, threads - workers - writers))
+        model_kwargs = {k: v for k, v in settings.items() if k not in _RUN_ONLY}
+        net, names = build_model(**model_kwargs, device=device, weights_dir=weights_dir)
+        predictor = Predictor(
+            net, device, mask_threshold=settings["mask_threshold"], amp=settings["amp"],
+            amp_dtype=settings.get("amp_dtype", "float16"),
+            channels_last=settings.get("channels_last", False),
+            compile=settings.get("compile", False), canvas_step=settings.get("canvas_step", 128),
+        )
+        if cuda:
+            torch.backends.cudnn.benchmark = True  # a handful of canvas shapes: tune each once
+        batch_size = settings["batch_size"]
+        loader = DataLoader(
+            ImageFiles(input_dir, image_ids), batch_size=batch_size, num_workers=workers,
+            pin_memory=cuda, collate_fn=_collate,
+        )
+        log.info("%s: %d images, batch size %d, %d loader workers, %d writers, amp %s, device %s",
+                 label, len(image_ids), batch_size, workers, writers,
+                 settings["amp"] and cuda, device)
+        buckets = CanvasBuckets(predictor.canvas_of, batch_size, max_pending=4 * batch_size)
+        decode_s = wait_loader_s = 0.0
 
-        results = []
-        if good:
-            results, batch_size = predict_with_backoff(run, tensors, batch_size, on_fail=fail)
-        per_image_s = (time.perf_counter() - t0) / max(1, len(good))
-        for position, ((index, tensor, _, decode_s), result) in enumerate(zip(good, results)):
-            row = rows[image_ids[index]]
-            if position in failed:
-                row.update(status="error", error=failed[position])
-                continue
-            t1 = time.perf_counter()
-            labels = result.label_image()
-            row["mask_path"] = mask_path_for(masks_dir, method, row["image_id"])
-            write_png(row["mask_path"], labels)
-            instance_table.extend(instance_rows(result, image_id=row["image_id"], method=method,
-                                                class_names=names))
-            t2 = time.perf_counter()
-            counts = Counter(names[int(c)] for c in result.class_ids)
-            row.update(label_stats(labels))
-            if ground_truth is not None:
-                row.update(ground_truth.score(row["image_id"], labels, pred_instances=True))
-            row.update(
-                status="ok",
-                height=int(tensor.shape[1]),
-                width=int(tensor.shape[2]),
-                n_instances=len(result),
-                mean_score=float(result.scores.mean()) if len(result) else None,
-                class_counts=json.dumps(dict(sorted(counts.items()))),
-                decode_s=decode_s,
-                segment_s=per_image_s,
-                write_s=t2 - t1,
-                metrics_s=time.perf_counter() - t2,
+        def run(batch):
+            nonlocal batch_size
+            failed = {}
+
+            def fail(position, err):
+                failed[position] = f"{Path(input_dir) / image_ids[batch[position].index]}: {err}"
+
+            t0 = time.perf_counter()
+            results, batch_size = predict_with_backoff(
+                predictor, [item.tensor for item in batch], batch_size, on_fail=fail
             )
-            row["runtime_s"] = row["decode_s"] + row["segment_s"] + row["write_s"] + row["metrics_s"]
-        progress.update(len(batch), errors=sum(rows[image_ids[i[0]]]["status"] == "error" for i in batch))
+            per_image_s = (time.perf_counter() - t0) / len(batch)
+            for position, (item, result) in enumerate(zip(batch, results)):
+                row = rows[image_ids[item.index]]
+                if position in failed:
+                    row.update(status="error", error=failed[position])
+                    log.warning(row["error"])
+                    collect([(row, [])])
+                    continue
+                collect(pool.submit(row, result, item.decode_s, per_image_s))
+
+        mark = time.perf_counter()
+        for items in loader:
+            wait_loader_s += time.perf_counter() - mark
+            for index, tensor, error, seconds in items:
+                decode_s += seconds
+                if error is not None:
+                    row = rows[image_ids[index]]
+                    row.update(status="error", error=error, decode_s=seconds)
+                    log.warning(error)
+                    collect([(row, [])])
+                    continue
+                for batch in buckets.add(_Image(index, tensor, seconds), *tensor.shape[-2:]):
+                    run(batch)
+            mark = time.perf_counter()
+        for batch in buckets.rest():
+            run(batch)
+        collect(pool.drain())
+        wait_writers_s = pool.wait_s
     progress.close()
-    return instance_table
+
+    instances = []
+    for image_id in sorted(found, key=order.__getitem__):
+        instance_rows = found[image_id]
+        for inst in instance_rows:
+            inst["class_name"] = names[inst["class_id"]]
+        counts = Counter(inst["class_name"] for inst in instance_rows)
+        if rows[image_id]["status"] == "ok":
+            rows[image_id]["class_counts"] = json.dumps(dict(sorted(counts.items())))
+        instances.extend(instance_rows)
+    stats = {
+        "images": len(image_ids), "wall_s": time.perf_counter() - start, "decode_s": decode_s,
+        "wait_loader_s": wait_loader_s, "finish_s": finish_s, "wait_writers_s": wait_writers_s,
+        "workers": workers, "writers": writers, "cpu_count": os.cpu_count(),
+        **{f"{stage}_s": seconds for stage, seconds in predictor.stage_s.items()},
+    }
+    log.info("%s: stage seconds %s", label, {k: round(v, 3) if isinstance(v, float) else v
+                                            for k, v in stats.items()})
+    return instances, stats

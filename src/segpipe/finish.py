@@ -1,0 +1,195 @@
+"""Finishing an image, the same way for every runner: mask file, statistics, scores, row.
+
+The classical runner finishes each image in its loop; the Mask R-CNN runner finishes
+images in a pool of writer processes while the GPU works on the next batch
+(:class:`WriterPool`). Both fill rows through :func:`finish_image` and report failures
+through :func:`record_failure`, so a row means the same whichever runner wrote it.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+from segpipe.errors import ImageReadError
+from segpipe.imageio import write_png
+from segpipe.label_stats import label_stats
+
+log = logging.getLogger(__name__)
+
+
+def mask_path_for(masks_dir, method, image_id):
+    """Where an image's mask goes: its id (folders and extension kept) plus ``.png``.
+
+    Keeping the whole relative path means two files with one name in different folders,
+    or ``a.png`` beside ``a.jpg``, never share a mask.
+
+    >>> mask_path_for("results/masks", "otsu", "plate1/a.jpg")
+    'results/masks/otsu/plate1/a.jpg.png'
+    """
+    return f"{masks_dir}/{method}/{image_id}.png"
+
+
+def finish_image(row, labels, *, masks_dir, ground_truth=None, pred_instances, edge_map=None,
+                 edges_dir=None):
+    """Write an image's label image (and edge map), measure it, and complete its row.
+
+    Parameters
+    ----------
+    row : dict
+        The image's row (:func:`segpipe.table.empty_row`); updated in place and returned.
+        ``decode_s`` and ``segment_s`` must be set; ``write_s``, ``metrics_s`` and
+        ``runtime_s`` are added.
+    labels : (M, N) ndarray of uint8 or uint16
+    masks_dir : str
+    ground_truth : segpipe.ground_truth.GroundTruth, optional
+    pred_instances : bool
+        Whether each label is one object (scored as is) rather than a class or region
+        (scored by the connected components of the foreground).
+    edge_map : (M, N) ndarray, optional
+        Written under ``edges_dir`` and recorded as ``edge_path``.
+
+    Returns
+    -------
+    dict
+        ``row``.
+    """
+    t0 = time.perf_counter()
+    mask_path = mask_path_for(masks_dir, row["method"], row["image_id"])
+    write_png(mask_path, labels)
+    if edge_map is not None:
+        row["edge_path"] = mask_path_for(edges_dir, row["method"], row["image_id"])
+        write_png(row["edge_path"], edge_map)
+    t1 = time.perf_counter()
+    row.update(label_stats(labels))
+    if ground_truth is not None:
+        row.update(ground_truth.score(row["image_id"], labels, pred_instances=pred_instances))
+    t2 = time.perf_counter()
+    row.update(
+        status="ok",
+        mask_path=mask_path,
+        height=int(labels.shape[0]),
+        width=int(labels.shape[1]),
+        write_s=t1 - t0,
+        metrics_s=t2 - t1,
+    )
+    row["runtime_s"] = row["decode_s"] + row["segment_s"] + row["write_s"] + row["metrics_s"]
+    return row
+
+
+def record_failure(row, path, err):
+    """Turn an exception raised while handling one image into its error row.
+
+    An :class:`ImageReadError` already names the file and the cause; anything else is
+    logged with its traceback and named as a failed segmentation of ``path``.
+    """
+    if isinstance(err, ImageReadError):
+        row.update(status="error", error=str(err))
+    else:
+        log.error("segmenting %s failed", path, exc_info=err)
+        row.update(status="error", error=f"{path}: segmentation failed ({type(err).__name__}: {err})")
+    log.warning(row["error"])
+    return row
+
+
+_CONTEXT = None
+
+
+def _init_writer(context):
+    global _CONTEXT
+    _CONTEXT = context
+
+
+def _call(task, args):
+    return task(_CONTEXT, *args)
+
+
+def fork_available():
+    """Whether writer processes can be forked (POSIX, not macOS's default)."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+class WriterPool:
+    """Runs ``task(context, *args)`` per image, in ``writers`` processes or inline.
+
+    Results come back in submission order. At most ``depth`` tasks wait or run at once:
+    :meth:`submit` blocks on the oldest beyond that, so memory is bounded by ``depth``
+    images, never by the size of the shard.
+
+    The processes are forked at construction: create the pool before CUDA is initialised
+    and before loader threads start. Forking (rather than spawning) matters under
+    Snakemake's ``script:``, whose generated script has no ``__main__`` guard for a spawned
+    child to respect.
+
+    Parameters
+    ----------
+    task : callable
+        A module-level function ``task(context, *args) -> result``.
+    context : object
+        Passed to every call; sent to each process once.
+    writers : int
+        Processes; 0 runs each task inline in :meth:`submit`.
+    depth : int, optional
+        Most tasks in flight (default ``2 * writers``).
+    """
+
+    def __init__(self, task, context, *, writers, depth=None):
+        self.task = task
+        self.context = context
+        self.depth = max(1, depth or 2 * writers)
+        self.pending = collections.deque()
+        self.wait_s = 0.0
+        self.executor = None
+        if writers > 0:
+            import cv2
+
+            self.executor = ProcessPoolExecutor(
+                writers, mp_context=multiprocessing.get_context("fork"),
+                initializer=_init_writer, initargs=(context,),
+            )
+            # One core per writer: OpenCV's threads would fight the other writers. Set in
+            # the parent around the fork, because cv2.setNumThreads hangs in a forked child
+            # of a process whose OpenCV thread pool has run.
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                # With fork, the executor starts all its processes at the first submit: now.
+                self.executor.submit(int).result()
+            finally:
+                cv2.setNumThreads(threads)
+
+    def submit(self, *args):
+        """Queue one task; return the results that completed, oldest first."""
+        if self.executor is None:
+            return [self.task(self.context, *args)]
+        self.pending.append(self.executor.submit(_call, self.task, args))
+        done = []
+        while len(self.pending) >= self.depth or (self.pending and self.pending[0].done()):
+            done.append(self._next())
+        return done
+
+    def drain(self):
+        """Wait for every queued task; return their results, oldest first."""
+        done = []
+        while self.pending:
+            done.append(self._next())
+        return done
+
+    def _next(self):
+        t0 = time.perf_counter()
+        result = self.pending.popleft().result()
+        self.wait_s += time.perf_counter() - t0
+        return result
+
+    def close(self):
+        if self.executor is not None:
+            self.executor.shutdown(cancel_futures=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
