@@ -6,7 +6,7 @@ import torch
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
 from segpipe import rle
-from segpipe.maskrcnn.postprocess import paste_batch
+from segpipe.maskrcnn.postprocess import paste_batch, runs_by_instance
 
 
 def detections(seed, sizes, n):
@@ -41,11 +41,12 @@ def run(per_image, sizes, **kwargs):
 def unpack(pasted, counts, sizes):
     """Per image: label image and each instance's mask decoded from its runs."""
     inst, pos = pasted.run_instance.numpy(), pasted.run_position.numpy()
+    start, end = runs_by_instance(inst, len(pasted.areas))
     first, out = 0, []
     for (h, w), offset, n in zip(sizes, pasted.offsets, counts):
         labels = pasted.labels[offset : offset + h * w].reshape(h, w).numpy()
         masks = [
-            rle.decode(rle.compress([rle.counts_from_boundaries(pos[inst == g], h, w)], h, w)[0])
+            rle.decode(rle.compress([rle.counts_from_boundaries(pos[start[g]:end[g]], h, w)], h, w)[0])
             for g in range(first, first + n)
         ]
         out.append((labels, masks, pasted.areas[first : first + n].numpy()))
@@ -56,10 +57,10 @@ def unpack(pasted, counts, sizes):
 SIZES = [(48, 64), (71, 33), (120, 160)]
 
 
-@pytest.fixture(scope="module")
-def pasted():
+@pytest.fixture(scope="module", params=["batched", "per_instance"])
+def pasted(request):
     per_image = detections(0, SIZES, 25)
-    result, counts = run(per_image, SIZES)
+    result, counts = run(per_image, SIZES, summarise=request.param)
     return per_image, unpack(result, counts, SIZES)
 
 
@@ -84,14 +85,20 @@ def test_label_image_is_the_score_ordered_union_of_the_masks(pasted):
         assert labels.max() <= len(masks)
 
 
-def test_chunking_does_not_change_results():
+@pytest.mark.parametrize("other", [{"budget": 500}, {"summarise": "per_instance"}],
+                         ids=["many chunks", "per instance"])
+def test_chunking_and_the_summary_path_do_not_change_results(other):
     per_image = detections(1, SIZES, 12)
-    big, counts = run(per_image, SIZES)
-    small, _ = run(per_image, SIZES, budget=500)  # forces many chunks
+    big, counts = run(per_image, SIZES, summarise="batched")
+    small, _ = run(per_image, SIZES, **{"summarise": "batched", **other})
     torch.testing.assert_close(big.labels, small.labels)
     torch.testing.assert_close(big.areas, small.areas)
-    torch.testing.assert_close(big.run_position, small.run_position)
-    torch.testing.assert_close(big.run_instance, small.run_instance)
+    for a, b in ((big, small), (small, big)):
+        a_start, a_end = runs_by_instance(a.run_instance.numpy(), len(a.areas))
+        b_start, b_end = runs_by_instance(b.run_instance.numpy(), len(b.areas))
+        for i in range(len(a.areas)):
+            np.testing.assert_array_equal(a.run_position[a_start[i]:a_end[i]],
+                                          b.run_position[b_start[i]:b_end[i]])
 
 
 def test_no_detections_give_empty_label_images():

@@ -34,9 +34,11 @@ def segment_maskrcnn(
     device="auto",
     amp=True,
     amp_dtype="float16",
-    channels_last=False,
+    channels_last=True,
     compile=False,
     canvas_step=128,
+    workers="auto",
+    writers="auto",
 ):
     """Instance segmentation of a list of RGB images with torchvision's Mask R-CNN.
 
@@ -69,6 +71,10 @@ def segment_maskrcnn(
         NHWC layout and ``torch.compile`` for the backbone.
     canvas_step : int
         Padded canvas sides are multiples of this; 32 is torchvision's own padding.
+    workers, writers : int or "auto"
+        Decoding and writing processes of the shard runner
+        (:func:`segpipe.maskrcnn.shard.run_maskrcnn_shard`); arrays in memory need neither,
+        so they are accepted here only to take a method's settings as they are.
 
     Returns
     -------

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from segpipe.imageio import label_dtype
-from segpipe.maskrcnn.postprocess import paste_batch
+from segpipe.maskrcnn.postprocess import paste_batch, runs_by_instance
 
 log = logging.getLogger(__name__)
 
@@ -213,11 +213,11 @@ class Predictor:
         ])
         clock.mark("copy")
         labels, areas, run_instance, run_position, boxes, class_ids, scores = host
-        starts = np.searchsorted(run_instance, np.arange(len(areas) + 1))
+        run_start, run_end = runs_by_instance(run_instance, len(areas))
         results, first = [], 0
         for (height, width), offset, n in zip(original, pasted.offsets, counts):
             image_labels = labels[offset : offset + height * width].reshape(height, width)
-            runs = [run_position[starts[i] : starts[i + 1]] for i in range(first, first + n)]
+            runs = [run_position[run_start[i] : run_end[i]] for i in range(first, first + n)]
             results.append(Detections(
                 labels=image_labels.astype(label_dtype(n)),
                 boxes=boxes[first : first + n], class_ids=class_ids[first : first + n],

@@ -234,7 +234,8 @@ def segment_shard_images(rows, image_ids, *, input_dir, settings, masks_dir, wei
     instances : list of dict
         ``instances.parquet`` rows, in ``image_ids`` order, then by label.
     stats : dict
-        ``images``, ``wall_s``, ``decode_s`` (in the loader workers, summed),
+        ``images``, ``wall_s``, ``loop_s`` (the image loop, without model building and
+        process start-up), ``decode_s`` (in the loader workers, summed),
         ``wait_loader_s`` (the main process waiting for decoded images), ``prepare_s``,
         ``forward_s``, ``postprocess_s``, ``copy_s`` (the predictor's stages; GPU time on
         CUDA), ``finish_s`` (writers' work, summed), ``wait_writers_s``, ``workers``,
@@ -303,7 +304,7 @@ def segment_shard_images(rows, image_ids, *, input_dir, settings, masks_dir, wei
                     continue
                 collect(pool.submit(row, result, item.decode_s, per_image_s))
 
-        mark = time.perf_counter()
+        mark = loop_start = time.perf_counter()
         for items in loader:
             wait_loader_s += time.perf_counter() - mark
             for index, tensor, error, seconds in items:
@@ -320,6 +321,7 @@ def segment_shard_images(rows, image_ids, *, input_dir, settings, masks_dir, wei
         for batch in buckets.rest():
             run(batch)
         collect(pool.drain())
+        loop_s = time.perf_counter() - loop_start
         wait_writers_s = pool.wait_s
     progress.close()
 
@@ -333,7 +335,8 @@ def segment_shard_images(rows, image_ids, *, input_dir, settings, masks_dir, wei
             rows[image_id]["class_counts"] = json.dumps(dict(sorted(counts.items())))
         instances.extend(instance_rows)
     stats = {
-        "images": len(image_ids), "wall_s": time.perf_counter() - start, "decode_s": decode_s,
+        "images": len(image_ids), "wall_s": time.perf_counter() - start, "loop_s": loop_s,
+        "decode_s": decode_s,
         "wait_loader_s": wait_loader_s, "finish_s": finish_s, "wait_writers_s": wait_writers_s,
         "workers": workers, "writers": writers, "cpu_count": os.cpu_count(),
         **{f"{stage}_s": seconds for stage, seconds in predictor.stage_s.items()},
