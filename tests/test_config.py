@@ -66,6 +66,10 @@ def test_schema_defaults_match_the_functions(kind):
         ({"methods": {"m": {"kind": "edges", "operator": "prewitt"}}}, "methods.m.operator", "is not one of"),
         ({"methods": {"m": {"kind": "kmeans", "k": 1}}}, "methods.m.k", "less than the minimum"),
         ({"methods": {"m": {"kind": "kmeans", "k": 2.5}}}, "methods.m.k", "not of type 'integer'"),
+        ({"methods": {"m": {"kind": "maskrcnn", "amp_dtype": "float8"}}}, "methods.m.amp_dtype", "is not one of"),
+        ({"methods": {"m": {"kind": "maskrcnn", "canvas_step": 48}}}, "methods.m.canvas_step", "not a multiple of 32"),
+        ({"methods": {"m": {"kind": "maskrcnn", "workers": -1}}}, "methods.m.workers", "less than the minimum"),
+        ({"methods": {"m": {"kind": "maskrcnn", "writers": "many"}}}, "methods.m.writers", "is not valid"),
     ],
 )
 def test_mistakes_name_the_key(base, change, key, words):
