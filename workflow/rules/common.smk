@@ -167,3 +167,36 @@ def report_missing_weights():
     for message in sorted(messages):
         print(f"\nsegpipe: {message}\n", file=sys.stderr)
     return bool(messages)
+
+
+# Scheduler sizing: what a job asks a cluster for (SLURM's --time in minutes and --mem in
+# MB; local runs ignore both). Generous bounds on the measured costs in docs/benchmarks.md,
+# doubled at each retry, so a job killed for time or memory comes back with more.
+SECONDS_PER_IMAGE = {"classical": 2.0, "maskrcnn_gpu": 1.0, "maskrcnn_cpu": 15.0}
+
+
+def _minutes(seconds, attempt, least=10):
+    return attempt * max(least, int(seconds / 60) + 5)
+
+
+def get_segment_runtime(wildcards, attempt):
+    """Minutes for one classical shard: shard_size images at 2 s each (1 MP: < 0.1 s)."""
+    return _minutes(config["shard_size"] * SECONDS_PER_IMAGE["classical"], attempt)
+
+
+def get_maskrcnn_runtime(wildcards, attempt):
+    """Minutes for one Mask R-CNN shard, on a GPU or (device: cpu) on the CPU."""
+    on_cpu = config["methods"][wildcards.method]["device"] == "cpu"
+    per_image = SECONDS_PER_IMAGE["maskrcnn_cpu" if on_cpu else "maskrcnn_gpu"]
+    return _minutes(config["shard_size"] * per_image, attempt, least=15)
+
+
+def get_segment_mem_mb(wildcards, attempt):
+    """One image at a time: decoded image, float copies, labels; 2 GB covers ~25 MP."""
+    return 2000 * attempt
+
+
+def get_maskrcnn_mem_mb(wildcards, threads, attempt):
+    """The model and a bounded queue of images in the main process, plus one image per
+    loader worker and writer process."""
+    return (4000 + 500 * threads) * attempt

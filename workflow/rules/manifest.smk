@@ -10,6 +10,10 @@ checkpoint list_images:
         "logs/list_images.log",
     conda:
         "../../envs/classical.yaml"
+    resources:
+        # Listing 10^6 files and writing the manifest: minutes, a few hundred MB.
+        runtime=30,
+        mem_mb=4000,
     params:
         input_dir=config["input_dir"],
         shard_size=config["shard_size"],

@@ -23,6 +23,9 @@ rule plot_summary:
         "logs/plot_summary.log",
     conda:
         "../../envs/classical.yaml"
+    resources:
+        runtime=30,
+        mem_mb=4000,
     params:
         metric=config["primary_metric"],
     script:
@@ -43,6 +46,9 @@ rule plot_overlays:
         "logs/plot_overlays/{method}.log",
     conda:
         "../../envs/classical.yaml"
+    resources:
+        runtime=30,
+        mem_mb=4000,
     params:
         input_dir=config["input_dir"],
         metric=config["primary_metric"],

@@ -3,6 +3,8 @@ rule write_sample_images:
         directory("resources/sample_images"),
     log:
         "logs/write_sample_images.log",
+    # A few bundled images: not worth a cluster job.
+    localrule: True
     conda:
         "../../envs/classical.yaml"
     script:

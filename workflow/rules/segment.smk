@@ -14,6 +14,9 @@ rule segment_shard:
     conda:
         "../../envs/classical.yaml"
     threads: 1
+    resources:
+        runtime=get_segment_runtime,
+        mem_mb=get_segment_mem_mb,
     params:
         input_dir=config["input_dir"],
         settings=get_method_settings,
@@ -45,6 +48,8 @@ rule segment_shard_maskrcnn:
     threads: 8
     resources:
         gpu=1,
+        runtime=get_maskrcnn_runtime,
+        mem_mb=get_maskrcnn_mem_mb,
     params:
         input_dir=config["input_dir"],
         settings=get_method_settings,

@@ -10,6 +10,9 @@ rule score_coco_ap:
         "logs/score_coco_ap/{method}.benchmark.tsv"
     conda:
         "../../envs/maskrcnn.yaml"
+    resources:
+        runtime=120,
+        mem_mb=8000,
     params:
         truth=get_truth_settings,
     script:
@@ -28,6 +31,10 @@ rule merge_metrics:
         "logs/merge_metrics.log",
     conda:
         "../../envs/classical.yaml"
+    resources:
+        # Measured: 4x10^6 rows took 43.5 s and 4.04 GB.
+        runtime=60,
+        mem_mb=8000,
     params:
         batched=BATCHED,
         scored=METHODS if config["ground_truth_dir"] is not None else [],
