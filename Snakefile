@@ -4,12 +4,16 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+# The repository root, where this file is: not workflow.basedir, which is the host
+# workflow's folder when segpipe is used as a module (`module segpipe: snakefile: ...`).
+SEGPIPE_ROOT = workflow.current_basedir
+
 
 report: "workflow/report/workflow.rst"
 
 
 # Anchored at the Snakefile so that `snakemake -d elsewhere` finds the defaults too.
-configfile: os.path.join(workflow.basedir, "config/config.yaml")
+configfile: os.path.join(SEGPIPE_ROOT, "config/config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -6,7 +6,7 @@ from pathlib import Path
 # The package lives in src/ beside the workflow. Putting it on the path here (and in
 # PYTHONPATH, which script jobs and cluster jobs inherit) lets the workflow run from a
 # plain clone, in the project's .venv or in a conda environment from envs/.
-_SRC = str(Path(workflow.basedir) / "src")
+_SRC = str(Path(SEGPIPE_ROOT) / "src")
 sys.path.insert(0, _SRC)
 # Set by the workflow itself, not asked of the user, so no envvars: directive.
 os.environ.update(
@@ -30,7 +30,7 @@ SHARD_DIR = "results/manifest/shards"
 # Validate before any job runs; a mistake stops here with the key named.
 _resolved = resolve_config(
     config,
-    load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"),
+    load_schema(Path(SEGPIPE_ROOT) / "workflow/schemas/config.schema.yaml"),
     configfiles=workflow.overwrite_configfiles,
     generated_input_dir=SAMPLE_DIR,
 )
