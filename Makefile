@@ -8,10 +8,11 @@ STAMP := $(VENV)/.segpipe-installed
 
 .PHONY: run test lint clean-results
 
-$(STAMP): pyproject.toml
+# Exact versions from requirements.lock (constraints), so every machine gets the same.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[test]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -25,6 +25,10 @@ include: "workflow/rules/summary.smk"
 include: "workflow/rules/report.smk"
 
 
+# The software of every job, with --software-deployment-method apptainer (see config).
+container: config["container"]
+
+
 rule all:
     input:
         "results/summary/metrics.parquet",
