@@ -614,9 +614,9 @@ def _loop_task(task):
     out_dir = _loop_paths["out_dir"]
     image = read_image(_loop_paths["input_dir"] / image_id, mode=spec.colour)
     seg = spec.segment(image, **kwargs)
-    write_png(mask_path_for(f"{out_dir}/masks", method, image_id), seg.labels)
+    write_png(mask_path_for(f"{out_dir}/masks", method, "000000", image_id), seg.labels)
     if seg.edge_map is not None:
-        write_png(mask_path_for(f"{out_dir}/edges", method, image_id), seg.edge_map)
+        write_png(mask_path_for(f"{out_dir}/edges", method, "000000", image_id), seg.edge_map)
     label_stats(seg.labels)
 
 

@@ -26,7 +26,7 @@ def row():
 def test_finish_image_writes_the_mask_and_completes_the_row(tmp_path):
     labels = np.array([[1, 1, 0, 0], [0, 0, 0, 2]], np.uint8)
     done = finish_image(row(), labels, masks_dir=str(tmp_path), pred_instances=True)
-    assert done["status"] == "ok" and done["mask_path"] == f"{tmp_path}/m/p/a.png.png"
+    assert done["status"] == "ok" and done["mask_path"] == f"{tmp_path}/m/000000/p/a.png.png"
     np.testing.assert_array_equal(read_label_image(done["mask_path"]), labels)
     assert (done["height"], done["width"], done["n_labels"], done["n_objects"]) == (2, 4, 2, 2)
     assert done["runtime_s"] == pytest.approx(0.75 + done["write_s"] + done["metrics_s"])

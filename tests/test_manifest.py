@@ -7,6 +7,8 @@ from segpipe.manifest import (
     folder_fingerprint,
     list_images,
     read_shards,
+    shard_names,
+    update_manifest,
     write_shards,
 )
 
@@ -90,3 +92,19 @@ def test_fingerprint_sees_added_and_removed_files_in_subfolders(tmp_path):
     (tmp_path / "a" / "b" / "x.png").unlink()
     assert folder_fingerprint(tmp_path) != added
     assert folder_fingerprint(tmp_path / "missing") == "missing"
+
+
+def test_shard_names_come_from_the_manifest_and_follow_its_changes(tmp_path):
+    images = tmp_path / "in"
+    images.mkdir()
+    for name in "abcde":
+        (images / f"{name}.png").write_bytes(b"x")
+    manifest = tmp_path / "images.parquet"
+    update_manifest(images, shard_dir=tmp_path / "shards", shard_size=2, manifest_out=manifest)
+    assert shard_names(manifest) == ["000000", "000001", "000002"]
+    (tmp_path / "shards" / "999999.json").write_text("[]")  # the folder is not what is read
+    assert shard_names(manifest) == ["000000", "000001", "000002"]
+    for name in "fg":
+        (images / f"{name}.png").write_bytes(b"x")
+    update_manifest(images, shard_dir=tmp_path / "shards", shard_size=2, manifest_out=manifest)
+    assert shard_names(manifest) == ["000000", "000001", "000002", "000003"]

@@ -21,16 +21,20 @@ from segpipe.label_stats import label_stats
 log = logging.getLogger(__name__)
 
 
-def mask_path_for(masks_dir, method, image_id):
-    """Where an image's mask goes: its id (folders and extension kept) plus ``.png``.
+def mask_path_for(masks_dir, method, shard, image_id):
+    """Where an image's mask goes: under its shard, its id (folders and extension kept)
+    plus ``.png``.
 
     Keeping the whole relative path means two files with one name in different folders,
-    or ``a.png`` beside ``a.jpg``, never share a mask.
+    or ``a.png`` beside ``a.jpg``, never share a mask. The shard level keeps every mask
+    folder to at most ``shard_size`` entries, however flat the input folder is (10^6 files
+    in one folder slow every listing on a shared file system); an image keeps its shard,
+    so its mask keeps its path.
 
-    >>> mask_path_for("results/masks", "otsu", "plate1/a.jpg")
-    'results/masks/otsu/plate1/a.jpg.png'
+    >>> mask_path_for("results/masks", "otsu", "000003", "plate1/a.jpg")
+    'results/masks/otsu/000003/plate1/a.jpg.png'
     """
-    return f"{masks_dir}/{method}/{image_id}.png"
+    return f"{masks_dir}/{method}/{shard}/{image_id}.png"
 
 
 def finish_image(row, labels, *, masks_dir, ground_truth=None, pred_instances, edge_map=None,
@@ -58,10 +62,10 @@ def finish_image(row, labels, *, masks_dir, ground_truth=None, pred_instances, e
         ``row``.
     """
     t0 = time.perf_counter()
-    mask_path = mask_path_for(masks_dir, row["method"], row["image_id"])
+    mask_path = mask_path_for(masks_dir, row["method"], row["shard"], row["image_id"])
     write_png(mask_path, labels)
     if edge_map is not None:
-        row["edge_path"] = mask_path_for(edges_dir, row["method"], row["image_id"])
+        row["edge_path"] = mask_path_for(edges_dir, row["method"], row["shard"], row["image_id"])
         write_png(row["edge_path"], edge_map)
     t1 = time.perf_counter()
     row.update(label_stats(labels))

@@ -14,6 +14,7 @@ unchanged shard keeps its modification time and Snakemake leaves its jobs alone.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -129,6 +130,26 @@ def assign_shards(image_ids, previous, shard_size):
         shards[shard_name(next_index)] = new[start : start + shard_size]
         next_index += 1
     return shards
+
+
+def shard_names(manifest_path):
+    """The shard names of a manifest table, sorted; read once per version of the file.
+
+    The workflow asks for them from several input functions while it plans; reading one
+    column of one declared output is cheaper than opening every shard file, and does not
+    depend on a folder listing, which a shared file system may serve stale.
+    """
+    stat = os.stat(manifest_path)
+    return list(_shard_names(str(manifest_path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _shard_names(path, mtime_ns, size):
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    column = pq.read_table(path, columns=["shard"]).column("shard")
+    return tuple(sorted(pc.unique(column).to_pylist()))
 
 
 def read_shards(shard_dir):

@@ -14,7 +14,7 @@ os.environ.update(
 )
 
 from segpipe.config import load_schema, resolve_config
-from segpipe.manifest import folder_fingerprint, read_shards
+from segpipe.manifest import folder_fingerprint, shard_names
 from segpipe.maskrcnn.weights import (
     missing_weights_message,
     read_status,
@@ -86,9 +86,8 @@ def get_method_settings(wildcards):
 
 
 def get_shards():
-    """Shard names, once the listing checkpoint has run."""
-    checkpoints.list_images.get()
-    return sorted(read_shards(SHARD_DIR))
+    """Shard names, once the listing checkpoint has run, from its manifest."""
+    return shard_names(checkpoints.list_images.get().output[0])
 
 
 def get_metrics_files(wildcards):
