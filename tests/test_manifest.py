@@ -102,8 +102,10 @@ def test_shard_names_come_from_the_manifest_and_follow_its_changes(tmp_path):
     manifest = tmp_path / "images.parquet"
     update_manifest(images, shard_dir=tmp_path / "shards", shard_size=2, manifest_out=manifest)
     assert shard_names(manifest) == ["000000", "000001", "000002"]
-    (tmp_path / "shards" / "999999.json").write_text("[]")  # the folder is not what is read
+    stray = tmp_path / "shards" / "999999.json"
+    stray.write_text("[]")  # the folder is not what is read
     assert shard_names(manifest) == ["000000", "000001", "000002"]
+    stray.unlink()
     for name in "fg":
         (images / f"{name}.png").write_bytes(b"x")
     update_manifest(images, shard_dir=tmp_path / "shards", shard_size=2, manifest_out=manifest)
