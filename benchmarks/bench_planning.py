@@ -1,0 +1,133 @@
+"""What a large run costs the Snakemake process itself: planning and scheduling.
+
+- *Planning*: a folder of N empty ``.png`` files, listed once (the ``list_images``
+  checkpoint), then ``snakemake -n`` over four methods timed: wall seconds and peak memory
+  of the dry run, which every start pays, dry runs included.
+- *Scheduling*: J tiny real images in shards of one image, one method, run for real with
+  ``--cores 2``; the CPU seconds of the main Snakemake process alone (sampled with psutil,
+  children excluded), per job.
+
+Writes its table to ``docs/benchmarks.md`` between the ``planning`` markers.
+
+    .venv/bin/python benchmarks/bench_planning.py --images 10000 100000 --jobs 40 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _bench import ROOT, machine, markdown_table, now, revision, write_section
+
+import psutil  # noqa: E402
+import yaml  # noqa: E402
+
+METHODS = {
+    "otsu": {"kind": "threshold"},
+    "mean": {"kind": "threshold", "method": "mean"},
+    "sobel": {"kind": "edges"},
+    "km": {"kind": "kmeans"},
+}
+
+
+def snakemake(work, config, *args):
+    """Run snakemake in ``work``; return (wall s, main-process CPU s, peak RSS MB of it)."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work),
+           "--configfile", str(config), "--cores", "2", *args]
+    t0 = time.perf_counter()
+    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+                        env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    cpu = rss = 0.0
+    while proc.poll() is None:
+        try:
+            times = proc.cpu_times()
+            cpu = times.user + times.system
+            rss = max(rss, proc.memory_info().rss / 2**20)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.1)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"snakemake failed in {work} (see its .snakemake/log)")
+    return wall, cpu, rss
+
+
+def planning(tmp, n_images, shard_size):
+    folder = tmp / f"plan{n_images}" / "images"
+    for sub in range(max(1, n_images // 10000)):
+        (folder / f"d{sub:03d}").mkdir(parents=True, exist_ok=True)
+    for i in range(n_images):
+        (folder / f"d{i // 10000:03d}" / f"{i:07d}.png").touch()
+    work = folder.parent / "work"
+    config = folder.parent / "config.yaml"
+    config.write_text(yaml.safe_dump({"input_dir": str(folder), "shard_size": shard_size,
+                                      "methods": METHODS}))
+    subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d",
+                    str(work), "results/manifest/images.parquet", "--configfile", str(config),
+                    "--cores", "1"], check=True, capture_output=True)
+    wall, cpu, rss = snakemake(work, config, "-n")
+    jobs = len(METHODS) * -(-n_images // shard_size)
+    return [f"{n_images:,}", str(shard_size), f"{jobs:,}", f"{wall:.1f}", f"{cpu:.1f}",
+            f"{rss:.0f}", f"{1000 * cpu / jobs:.2f}"]
+
+
+def scheduling(tmp, n_jobs):
+    import cv2
+    import numpy as np
+
+    folder = tmp / f"sched{n_jobs}" / "images"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n_jobs):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), rng.integers(0, 256, (16, 16), np.uint8))
+    work = folder.parent / "work"
+    config = folder.parent / "config.yaml"
+    config.write_text(yaml.safe_dump({"input_dir": str(folder), "shard_size": 1,
+                                      "methods": {"otsu": {"kind": "threshold"}}}))
+    wall, cpu, rss = snakemake(work, config)
+    return [str(n_jobs), f"{wall:.1f}", f"{cpu:.1f}", f"{rss:.0f}", f"{cpu / n_jobs:.3f}"]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, nargs="*", default=[10000, 100000])
+    p.add_argument("--shard-size", type=int, default=250)
+    p.add_argument("--jobs", type=int, nargs="*", default=[40, 400])
+    p.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks.md")
+    args = p.parse_args(argv)
+    plan_rows, sched_rows = [], []
+    with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
+        for n in args.images:
+            plan_rows.append(planning(Path(tmp), n, args.shard_size))
+            print("planning", plan_rows[-1], flush=True)
+        for n in args.jobs:
+            sched_rows.append(scheduling(Path(tmp), n))
+            print("scheduling", sched_rows[-1], flush=True)
+    command = "benchmarks/bench_planning.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    body = f"""## Planning and scheduling cost of the Snakemake process (benchmarks/bench_planning.py)
+
+- Command: `.venv/bin/python {command.strip()}`
+- Date: {now()}; code: {revision()}
+- Machine: {machine()}; load average at the end {os.getloadavg()[0]:.2f}.
+- *Planning*: the dry run after the listing, four methods (`otsu`, `mean`, `sobel`, `km`)
+  over N empty files; wall and CPU seconds and peak memory of the Snakemake process.
+
+{markdown_table(["images", "shard size", "jobs", "wall s", "CPU s", "peak MB", "CPU ms/job"], plan_rows)}
+
+- *Scheduling*: a real run of J 16x16 images, one `threshold` method, one image per shard
+  (J segment jobs plus about 5 others), `--cores 2`. CPU seconds of the main Snakemake
+  process only (psutil, children excluded).
+
+{markdown_table(["segment jobs", "wall s", "main CPU s", "peak MB", "CPU s/job"], sched_rows)}
+"""
+    write_section(args.out, "planning", body)
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
