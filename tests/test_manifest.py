@@ -8,6 +8,7 @@ from segpipe.manifest import (
     list_images,
     read_shards,
     shard_names,
+    shard_sizes,
     update_manifest,
     write_shards,
 )
@@ -110,3 +111,15 @@ def test_shard_names_come_from_the_manifest_and_follow_its_changes(tmp_path):
         (images / f"{name}.png").write_bytes(b"x")
     update_manifest(images, shard_dir=tmp_path / "shards", shard_size=2, manifest_out=manifest)
     assert shard_names(manifest) == ["000000", "000001", "000002", "000003"]
+
+
+def test_auto_shard_size_follows_the_image_count(tmp_path):
+    images = tmp_path / "in"
+    images.mkdir()
+    for i in range(120):
+        (images / f"{i:03d}.png").write_bytes(b"x")
+    manifest = tmp_path / "images.parquet"
+    update_manifest(images, shard_dir=tmp_path / "shards", shard_size="auto",
+                    manifest_out=manifest)
+    # 120 images: fewer than 1,000 jobs' worth, so the smallest auto size, 50
+    assert shard_sizes(manifest) == {"000000": 50, "000001": 50, "000002": 20}

@@ -35,7 +35,11 @@ def _key_of(error):
         if extra:
             parts.append(extra[0])
             return ".".join(parts), f"unknown key; allowed here: {sorted(allowed)}"
-    return ".".join(parts) or "(top level)", error.message
+    message = error.message
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        # "not valid under any of the given schemas" says nothing useful alone
+        message += ": " + "; ".join(sorted({e.message for e in error.context}))
+    return ".".join(parts) or "(top level)", message
 
 
 def validate_config(config, schema):

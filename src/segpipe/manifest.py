@@ -84,6 +84,23 @@ def folder_fingerprint(root):
     return digest.hexdigest()[:16]
 
 
+AUTO_JOBS = 1000
+AUTO_LEAST, AUTO_MOST = 50, 5000
+
+
+def auto_shard_size(n_images):
+    """``shard_size: auto``: about ``AUTO_JOBS`` jobs per method, within bounds.
+
+    Fewer, longer jobs cost a scheduler less (each job is a submission, a status poll and
+    a start of Python and Snakemake); more, shorter jobs spread better and lose less to a
+    failure. 50..5,000 images per job keeps jobs between seconds and about an hour.
+
+    >>> auto_shard_size(300), auto_shard_size(10**6), auto_shard_size(10**8)
+    (50, 1000, 5000)
+    """
+    return min(AUTO_MOST, max(AUTO_LEAST, -(-n_images // AUTO_JOBS)))
+
+
 def assign_shards(image_ids, previous, shard_size):
     """Assign images to shards, keeping every image where it was before.
 
@@ -139,17 +156,21 @@ def shard_names(manifest_path):
     column of one declared output is cheaper than opening every shard file, and does not
     depend on a folder listing, which a shared file system may serve stale.
     """
+    return sorted(shard_sizes(manifest_path))
+
+
+def shard_sizes(manifest_path):
+    """Shard name to its number of images, from a manifest table (cached per version)."""
     stat = os.stat(manifest_path)
-    return list(_shard_names(str(manifest_path), stat.st_mtime_ns, stat.st_size))
+    return _shard_sizes(str(manifest_path), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=4)
-def _shard_names(path, mtime_ns, size):
-    import pyarrow.compute as pc
+def _shard_sizes(path, mtime_ns, size):
     import pyarrow.parquet as pq
 
-    column = pq.read_table(path, columns=["shard"]).column("shard")
-    return tuple(sorted(pc.unique(column).to_pylist()))
+    counts = pq.read_table(path, columns=["shard"]).column("shard").value_counts()
+    return {str(c["values"]): int(c["counts"]) for c in counts.to_pylist()}
 
 
 def read_shards(shard_dir):
@@ -207,6 +228,9 @@ def update_manifest(input_dir, *, shard_dir, shard_size, manifest_out):
     image_ids = list_images(input_dir)
     if not image_ids:
         raise InputDirError(f"input_dir {str(input_dir)!r} holds no files")
+    if shard_size == "auto":
+        shard_size = auto_shard_size(len(image_ids))
+        log.info("shard_size auto: %d images per new shard", shard_size)
     previous = read_shards(shard_dir)
     shards = assign_shards(image_ids, previous, shard_size)
     changed = write_shards(shard_dir, shards)
