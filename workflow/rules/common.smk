@@ -185,7 +185,9 @@ def _images_in(shard):
 
 def get_segment_runtime(wildcards, attempt):
     """Minutes for one classical shard: its images at 2 s each (1 MP: < 0.1 s)."""
-    return _minutes(_images_in(wildcards.shard) * SECONDS_PER_IMAGE["classical"], attempt)
+    return _minutes(
+        _images_in(wildcards.shard) * SECONDS_PER_IMAGE["classical"], attempt
+    )
 
 
 def get_maskrcnn_runtime(wildcards, attempt):
