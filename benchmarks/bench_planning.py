@@ -93,14 +93,53 @@ def scheduling(tmp, n_jobs):
     return [str(n_jobs), f"{wall:.1f}", f"{cpu:.1f}", f"{rss:.0f}", f"{cpu / n_jobs:.3f}"]
 
 
+def merging(tmp, n_rows, shard_size=250):
+    """merge_metrics over n_rows rows in shards of shard_size, four methods, in a child
+    process: wall seconds and its peak memory (ru_maxrss)."""
+    import pyarrow as pa
+
+    from segpipe.table import empty_row, rows_to_table, write_table_atomic
+
+    paths = []
+    per_method = n_rows // len(METHODS)
+    for method in METHODS:
+        base = rows_to_table([
+            {**empty_row(image_id=f"plate/img{i:07d}.png", method=method, kind="threshold",
+                         shard="000000", params='{"kind":"threshold"}'),
+             "status": "ok", "runtime_s": 0.01, "n_labels": 3, "height": 1024, "width": 1024}
+            for i in range(shard_size)
+        ])
+        column = base.schema.get_field_index("image_id")
+        for start in range(0, per_method, shard_size):
+            ids = pa.array([f"plate{start // 10000:03d}/img{i:07d}.png"
+                            for i in range(start, start + shard_size)])
+            path = tmp / "merge" / method / f"{start // shard_size:06d}.parquet"
+            write_table_atomic(base.set_column(column, "image_id", ids), path)
+            paths.append(str(path))
+    listing = tmp / "merge" / "paths.txt"
+    listing.write_text("\n".join(paths))
+    code = (
+        "import resource, sys, time; from segpipe.summary import merge_metrics; "
+        f"paths = open({str(listing)!r}).read().split(); t = time.perf_counter(); "
+        f"merge_metrics(paths, metrics_out={str(tmp / 'merge/out.parquet')!r}, "
+        f"methods_out={str(tmp / 'merge/methods.parquet')!r}); "
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    wall, rss_kb = out.stdout.split()
+    return [f"{n_rows:,}", str(len(paths)), f"{float(wall):.1f}", f"{int(rss_kb) / 1024:.0f}"]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, nargs="*", default=[10000, 100000])
     p.add_argument("--shard-size", type=int, default=250)
     p.add_argument("--jobs", type=int, nargs="*", default=[40, 400])
+    p.add_argument("--merge-rows", type=int, nargs="*", default=[4_000_000])
     p.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks.md")
     args = p.parse_args(argv)
-    plan_rows, sched_rows = [], []
+    plan_rows, sched_rows, merge_rows = [], [], []
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
         for n in args.images:
             plan_rows.append(planning(Path(tmp), n, args.shard_size))
@@ -108,12 +147,17 @@ def main(argv=None):
         for n in args.jobs:
             sched_rows.append(scheduling(Path(tmp), n))
             print("scheduling", sched_rows[-1], flush=True)
+        for n in args.merge_rows:
+            merge_rows.append(merging(Path(tmp), n))
+            print("merging", merge_rows[-1], flush=True)
     command = "benchmarks/bench_planning.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    body = f"""## Planning and scheduling cost of the Snakemake process (benchmarks/bench_planning.py)
-
-- Command: `.venv/bin/python {command.strip()}`
+    header = f"""- Command: `.venv/bin/python {command.strip()}`
 - Date: {now()}; code: {revision()}
-- Machine: {machine()}; load average at the end {os.getloadavg()[0]:.2f}.
+- Machine: {machine()}; load average at the end {os.getloadavg()[0]:.2f}."""
+    if plan_rows or sched_rows:
+        write_section(args.out, "planning", f"""## Planning and scheduling cost of the Snakemake process (benchmarks/bench_planning.py)
+
+{header}
 - *Planning*: the dry run after the listing, four methods (`otsu`, `mean`, `sobel`, `km`)
   over N empty files; wall and CPU seconds and peak memory of the Snakemake process.
 
@@ -124,8 +168,17 @@ def main(argv=None):
   process only (psutil, children excluded).
 
 {markdown_table(["segment jobs", "wall s", "main CPU s", "peak MB", "CPU s/job"], sched_rows)}
-"""
-    write_section(args.out, "planning", body)
+""")
+    if merge_rows:
+        write_section(args.out, "merge", f"""## Merging the shard tables (benchmarks/bench_planning.py)
+
+{header}
+- `segpipe.summary.merge_metrics` (what the `merge_metrics` rule runs) over generated shard
+  tables of 250 rows, four methods, in a child process: wall seconds and its peak memory
+  (`ru_maxrss`). It reads, sorts and writes one method at a time.
+
+{markdown_table(["rows", "shard tables", "wall s", "peak MB"], merge_rows)}
+""")
     print(f"written to {args.out}")
 
 

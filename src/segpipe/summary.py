@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -16,6 +17,7 @@ from segpipe.table import (
     LOWER_IS_BETTER,
     METHOD_METRICS,
     METRICS_SCHEMA,
+    ParquetWriterAtomic,
     write_table_atomic,
 )
 
@@ -26,6 +28,10 @@ def read_tables(paths, schema):
     if not tables:
         return schema.empty_table()
     return pa.concat_tables(tables)
+
+
+DESCRIPTIVE = ("decode_s", "segment_s", "write_s", "n_labels", "n_objects",
+               "foreground_fraction", "n_instances", "mean_score")
 
 
 def summarize_methods(metrics, *, method_scores=None, primary_metric="iou"):
@@ -52,32 +58,44 @@ def summarize_methods(metrics, *, method_scores=None, primary_metric="iou"):
         ``<metric>_n`` (images scored), the COCO AP columns when given, and ``rank``
         (1 = best by ``primary_metric``).
     """
-    descriptive = ["decode_s", "segment_s", "write_s", "n_labels", "n_objects",
-                   "foreground_fraction", "n_instances", "mean_score"]
-    scored = [m for m in IMAGE_METRICS if m in metrics and metrics[m].notna().any()]
-    rows = []
-    for method, group in metrics.groupby("method", sort=True):
-        ok = group[group["status"] == "ok"]
-        row = {
-            "method": method,
-            "kind": group["kind"].iloc[0],
-            "params": group["params"].iloc[0],
-            "n_images": len(group),
-            "n_ok": len(ok),
-            "n_error": int((group["status"] == "error").sum()),
-            "seconds_per_image": float(ok["runtime_s"].mean()) if len(ok) else float("nan"),
-            "runtime_s_total": float(ok["runtime_s"].sum()),
-        }
-        for col in descriptive:
-            row[f"{col}_mean"] = float(ok[col].mean()) if len(ok) else float("nan")
-        for col in scored:
-            values = ok[col].dropna()
-            row[f"{col}_mean"] = float(values.mean()) if len(values) else float("nan")
-            row[f"{col}_median"] = float(values.median()) if len(values) else float("nan")
-            row[f"{col}_n"] = len(values)
-        row.update((method_scores or {}).get(method, {}))
-        rows.append(row)
-    table = pd.DataFrame(rows)
+    rows = [method_row(method, group, method_scores)
+            for method, group in metrics.groupby("method", sort=True)]
+    return rank_methods(pd.DataFrame(rows), primary_metric)
+
+
+def method_row(method, group, method_scores=None):
+    """One method's leaderboard row from its rows (a DataFrame)."""
+    ok = group[group["status"] == "ok"]
+    row = {
+        "method": method,
+        "kind": group["kind"].iloc[0],
+        "params": group["params"].iloc[0],
+        "n_images": len(group),
+        "n_ok": len(ok),
+        "n_error": int((group["status"] == "error").sum()),
+        "seconds_per_image": float(ok["runtime_s"].mean()) if len(ok) else float("nan"),
+        "runtime_s_total": float(ok["runtime_s"].sum()),
+    }
+    for col in DESCRIPTIVE:
+        row[f"{col}_mean"] = float(ok[col].mean()) if len(ok) else float("nan")
+    for col in IMAGE_METRICS:
+        if col not in group or not group[col].notna().any():
+            continue
+        values = ok[col].dropna()
+        row[f"{col}_mean"] = float(values.mean()) if len(values) else float("nan")
+        row[f"{col}_median"] = float(values.median()) if len(values) else float("nan")
+        row[f"{col}_n"] = len(values)
+    row.update((method_scores or {}).get(method, {}))
+    return row
+
+
+def rank_methods(table, primary_metric):
+    """Add ``rank`` (1 = best by ``primary_metric``) and sort by it.
+
+    A method with no value of a metric another method has gets ``<metric>_n`` 0.
+    """
+    for column in [c for c in table.columns if c.endswith("_n")]:
+        table[column] = table[column].fillna(0).astype(int)
     key = primary_metric if primary_metric in METHOD_METRICS else f"{primary_metric}_mean"
     if len(table) and key in table:
         values = pd.to_numeric(table[key], errors="coerce")
@@ -109,30 +127,62 @@ def coco_results(instances, image_ids):
     ]
 
 
+def by_method(paths):
+    """Per-shard table paths grouped by method: ``results/metrics/{method}/{shard}.parquet``."""
+    groups = {}
+    for path in sorted(map(str, paths)):
+        groups.setdefault(Path(path).parent.name, []).append(path)
+    return dict(sorted(groups.items()))
+
+
+def _write_sorted(writer, table, key, *, rows_per_group=100_000):
+    """Append ``table`` sorted by ``key`` in row groups, never holding a sorted copy whole."""
+    order = pc.sort_indices(table, sort_keys=[(key, "ascending")])
+    for start in range(0, len(order), rows_per_group):
+        writer.write(table.take(order[start : start + rows_per_group]))
+
+
 def merge_metrics(paths, *, metrics_out, methods_out, instance_paths=(), instances_out=None,
                   coco_outs=None, method_score_paths=None, primary_metric="iou"):
     """Gather a run's per-shard tables into ``results/summary/``.
 
-    Writes ``metrics.parquet`` (all rows), ``methods.parquet`` (per method), and, when
-    given, ``instances.parquet`` (all Mask R-CNN instances) and one COCO results file
-    per Mask R-CNN method (``coco_outs``: method name to path). ``method_score_paths``
-    (method name to a JSON of whole-method scores) joins the leaderboard.
+    Writes ``metrics.parquet`` (all rows, by method and image id), ``methods.parquet`` (per
+    method), and, when given, ``instances.parquet`` (all Mask R-CNN instances) and one
+    COCO results file per Mask R-CNN method (``coco_outs``: method name to path).
+    ``method_score_paths`` (method name to a JSON of whole-method scores) joins the
+    leaderboard.
+
+    One method at a time is read, sorted and appended to the output as row groups, so
+    memory follows the largest method's rows, not the whole run's.
     """
-    table = read_tables(paths, METRICS_SCHEMA)
-    table = table.sort_by([("method", "ascending"), ("image_id", "ascending")])
-    write_table_atomic(table, metrics_out)
     method_scores = {m: json.loads(open(p).read()) for m, p in (method_score_paths or {}).items()}
-    leaderboard = summarize_methods(table.to_pandas(), method_scores=method_scores,
-                                    primary_metric=primary_metric)
-    methods = pa.Table.from_pandas(leaderboard, preserve_index=False)
-    write_table_atomic(methods, methods_out)
+    rows, image_ids = [], set()
+    needed = ["method", "kind", "params", "status", "runtime_s", *DESCRIPTIVE, *IMAGE_METRICS]
+    with ParquetWriterAtomic(metrics_out, METRICS_SCHEMA) as writer:
+        for method, method_paths in by_method(paths).items():
+            table = read_tables(method_paths, METRICS_SCHEMA)
+            _write_sorted(writer, table, "image_id")
+            if instances_out is not None:  # COCO results number the images
+                image_ids.update(table.column("image_id").to_pylist())
+            # Repeated strings as categories: a million rows of params cost a few bytes.
+            frame = table.select(needed).to_pandas(strings_to_categorical=True)
+            rows.append(method_row(method, frame, method_scores))
+            del table, frame
+            pa.default_memory_pool().release_unused()
+    leaderboard = rank_methods(pd.DataFrame(rows), primary_metric)
+    write_table_atomic(pa.Table.from_pandas(leaderboard, preserve_index=False), methods_out)
     if instances_out is None:
         return
-    instances = read_tables(instance_paths, INSTANCES_SCHEMA).sort_by(
-        [("method", "ascending"), ("image_id", "ascending"), ("instance_id", "ascending")]
-    )
-    write_table_atomic(instances, instances_out)
-    image_ids = sorted(set(table.column("image_id").to_pylist()))
+    image_ids = sorted(image_ids)
+    with ParquetWriterAtomic(instances_out, INSTANCES_SCHEMA) as writer:
+        for method, method_paths in by_method(instance_paths).items():
+            instances = read_tables(method_paths, INSTANCES_SCHEMA).sort_by(
+                [("image_id", "ascending"), ("instance_id", "ascending")]
+            )
+            writer.write(instances)
+            if method in (coco_outs or {}):
+                results = coco_results(instances, image_ids)
+                write_bytes_atomic(coco_outs[method], json.dumps(results).encode())
     for method, path in (coco_outs or {}).items():
-        mine = instances.filter(pc.equal(instances["method"], method))
-        write_bytes_atomic(path, json.dumps(coco_results(mine, image_ids)).encode())
+        if method not in by_method(instance_paths):  # a method with no instance tables
+            write_bytes_atomic(path, b"[]")

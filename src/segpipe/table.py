@@ -133,6 +133,54 @@ def rows_to_table(rows):
     return pa.Table.from_pylist(rows, schema=METRICS_SCHEMA)
 
 
+class ParquetWriterAtomic:
+    """Write a Parquet file in pieces (row groups) that appears whole or not at all.
+
+    >>> import tempfile, os
+    >>> schema = pa.schema([("x", pa.int32())])
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.parquet")
+    >>> with ParquetWriterAtomic(path, schema) as writer:
+    ...     writer.write(pa.table({"x": [1, 2]}, schema=schema))
+    ...     writer.write(pa.table({"x": [3]}, schema=schema))
+    >>> pq.read_table(path).column("x").to_pylist()
+    [1, 2, 3]
+    """
+
+    def __init__(self, path, schema):
+        import os
+        import tempfile
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
+                                        suffix=".tmp")
+        os.close(fd)
+        self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+
+    def write(self, table):
+        self.writer.write_table(table)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        import os
+
+        self.writer.close()
+        if exc_type is None:
+            os.chmod(self.tmp, 0o666 & ~_umask())
+            os.replace(self.tmp, self.path)
+        else:
+            os.unlink(self.tmp)
+
+
+def _umask():
+    from segpipe.imageio import _UMASK
+
+    return _UMASK
+
+
 def write_table_atomic(table, path):
     """Write a Parquet file so that it appears whole or not at all."""
     sink = pa.BufferOutputStream()
