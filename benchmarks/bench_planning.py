@@ -57,23 +57,32 @@ def snakemake(work, config, *args):
     return wall, cpu, rss
 
 
-def planning(tmp, n_images, shard_size):
+def planning(tmp, n_images, shard_sizes):
+    """Dry-run cost over a folder of n_images empty files, for each shard size."""
+    from segpipe.manifest import auto_shard_size
+
     folder = tmp / f"plan{n_images}" / "images"
-    for sub in range(max(1, n_images // 10000)):
+    for sub in range(max(1, -(-n_images // 10000))):
         (folder / f"d{sub:03d}").mkdir(parents=True, exist_ok=True)
     for i in range(n_images):
         (folder / f"d{i // 10000:03d}" / f"{i:07d}.png").touch()
-    work = folder.parent / "work"
-    config = folder.parent / "config.yaml"
-    config.write_text(yaml.safe_dump({"input_dir": str(folder), "shard_size": shard_size,
-                                      "methods": METHODS}))
-    subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d",
-                    str(work), "results/manifest/images.parquet", "--configfile", str(config),
-                    "--cores", "1"], check=True, capture_output=True)
-    wall, cpu, rss = snakemake(work, config, "-n")
-    jobs = len(METHODS) * -(-n_images // shard_size)
-    return [f"{n_images:,}", str(shard_size), f"{jobs:,}", f"{wall:.1f}", f"{cpu:.1f}",
-            f"{rss:.0f}", f"{1000 * cpu / jobs:.2f}"]
+    rows = []
+    for shard_size in shard_sizes:
+        work = folder.parent / f"work-{shard_size}"
+        config = folder.parent / f"config-{shard_size}.yaml"
+        config.write_text(yaml.safe_dump({"input_dir": str(folder), "shard_size": shard_size,
+                                          "methods": METHODS}))
+        subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d",
+                        str(work), "results/manifest/images.parquet", "--configfile",
+                        str(config), "--cores", "1"], check=True, capture_output=True)
+        wall, cpu, rss = snakemake(work, config, "-n")
+        size = auto_shard_size(n_images) if shard_size == "auto" else int(shard_size)
+        jobs = len(METHODS) * -(-n_images // size)
+        label = f"auto ({size})" if shard_size == "auto" else str(size)
+        rows.append([f"{n_images:,}", label, f"{jobs:,}", f"{wall:.1f}", f"{cpu:.1f}",
+                     f"{rss:.0f}", f"{1000 * cpu / jobs:.2f}"])
+        print("planning", rows[-1], flush=True)
+    return rows
 
 
 def scheduling(tmp, n_jobs):
@@ -134,7 +143,7 @@ def merging(tmp, n_rows, shard_size=250):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, nargs="*", default=[10000, 100000])
-    p.add_argument("--shard-size", type=int, default=250)
+    p.add_argument("--shard-sizes", nargs="+", default=["auto", "250"])
     p.add_argument("--jobs", type=int, nargs="*", default=[40, 400])
     p.add_argument("--merge-rows", type=int, nargs="*", default=[4_000_000])
     p.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks.md")
@@ -142,8 +151,7 @@ def main(argv=None):
     plan_rows, sched_rows, merge_rows = [], [], []
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
         for n in args.images:
-            plan_rows.append(planning(Path(tmp), n, args.shard_size))
-            print("planning", plan_rows[-1], flush=True)
+            plan_rows += planning(Path(tmp), n, args.shard_sizes)
         for n in args.jobs:
             sched_rows.append(scheduling(Path(tmp), n))
             print("scheduling", sched_rows[-1], flush=True)

@@ -23,7 +23,7 @@ def base(tmp_path):
 
 def test_defaults_are_filled(base):
     config = resolve(base)
-    assert config["shard_size"] == 250
+    assert config["shard_size"] == "auto"
     assert config["ground_truth_dir"] is None
     assert config["methods"]["otsu"] == {"kind": "threshold", "method": "otsu", "foreground": "bright"}
 

@@ -2,6 +2,8 @@ import os
 
 import pytest
 
+import segpipe.manifest as manifest_module
+
 from segpipe.manifest import (
     assign_shards,
     folder_fingerprint,
@@ -116,10 +118,11 @@ def test_shard_names_come_from_the_manifest_and_follow_its_changes(tmp_path):
 def test_auto_shard_size_follows_the_image_count(tmp_path):
     images = tmp_path / "in"
     images.mkdir()
-    for i in range(120):
+    for i in range(600):
         (images / f"{i:03d}.png").write_bytes(b"x")
     manifest = tmp_path / "images.parquet"
     update_manifest(images, shard_dir=tmp_path / "shards", shard_size="auto",
                     manifest_out=manifest)
-    # 120 images: fewer than 1,000 jobs' worth, so the smallest auto size, 50
-    assert shard_sizes(manifest) == {"000000": 50, "000001": 50, "000002": 20}
+    # 600 images: far fewer than 1,000 jobs' worth, so the smallest auto size, 250
+    assert shard_sizes(manifest) == {"000000": 250, "000001": 250, "000002": 100}
+    assert manifest_module.auto_shard_size(2_000_000) == 2000
