@@ -70,7 +70,8 @@ def planning(tmp, n_images, shard_sizes):
     for shard_size in shard_sizes:
         work = folder.parent / f"work-{shard_size}"
         config = folder.parent / f"config-{shard_size}.yaml"
-        config.write_text(yaml.safe_dump({"input_dir": str(folder), "shard_size": shard_size,
+        value = shard_size if shard_size == "auto" else int(shard_size)
+        config.write_text(yaml.safe_dump({"input_dir": str(folder), "shard_size": value,
                                           "methods": METHODS}))
         subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d",
                         str(work), "results/manifest/images.parquet", "--configfile",
