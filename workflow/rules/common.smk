@@ -14,7 +14,7 @@ os.environ.update(
 )
 
 from segpipe.config import load_schema, resolve_config
-from segpipe.manifest import folder_fingerprint, shard_names, shard_sizes
+from segpipe.manifest import folder_fingerprint, read_shard, shard_names
 from segpipe.maskrcnn.weights import (
     missing_weights_message,
     read_status,
@@ -178,23 +178,25 @@ def _minutes(seconds, attempt, least=10):
     return attempt * max(least, int(seconds / 60) + 5)
 
 
-def _images_in(shard):
-    """The shard's image count, from the listing's manifest (shard_size may be auto)."""
-    return shard_sizes(checkpoints.list_images.get().output[0])[shard]
+def _images_in(shard_file):
+    """The shard's image count (shard_size may be auto), from its list, the job's input.
+
+    Not from the checkpoint's manifest: a resource function that asks a checkpoint fails
+    inside SLURM job steps (Snakemake 9.27: "'int' object has no attribute 'constrain'").
+    """
+    return len(read_shard(shard_file))
 
 
-def get_segment_runtime(wildcards, attempt):
+def get_segment_runtime(wildcards, input, attempt):
     """Minutes for one classical shard: its images at 2 s each (1 MP: < 0.1 s)."""
-    return _minutes(
-        _images_in(wildcards.shard) * SECONDS_PER_IMAGE["classical"], attempt
-    )
+    return _minutes(_images_in(input.shard) * SECONDS_PER_IMAGE["classical"], attempt)
 
 
-def get_maskrcnn_runtime(wildcards, attempt):
+def get_maskrcnn_runtime(wildcards, input, attempt):
     """Minutes for one Mask R-CNN shard, on a GPU or (device: cpu) on the CPU."""
     on_cpu = config["methods"][wildcards.method]["device"] == "cpu"
     per_image = SECONDS_PER_IMAGE["maskrcnn_cpu" if on_cpu else "maskrcnn_gpu"]
-    return _minutes(_images_in(wildcards.shard) * per_image, attempt, least=15)
+    return _minutes(_images_in(input.shard) * per_image, attempt, least=15)
 
 
 def get_segment_mem_mb(wildcards, attempt):
