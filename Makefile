@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Re-install when the project's requirements change, not on every call.
 STAMP := $(VENV)/.segpipe-installed
 
-.PHONY: run test lint clean-results
+.PHONY: run test test-fast lint clean-results
 
 # Exact versions from requirements.lock (constraints), so every machine gets the same.
 $(STAMP): pyproject.toml requirements.lock
@@ -21,6 +21,10 @@ run: $(STAMP)
 test: $(STAMP)
 	tools/install-browser.sh
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The inner loop: unit tests and doctests, no end-to-end Snakemake runs (23 s on 2 cores).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e" -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
