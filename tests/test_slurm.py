@@ -102,6 +102,9 @@ def test_results_equal_a_local_run(runs):
                                       read_label_image(runs["cluster"] / path))
 
 
-def test_profile_sizes_every_job(runs):
+def test_profile_sizes_every_job_and_reads_the_partition_from_the_environment(runs, partition):
     assert "No wall time information given" not in runs["log"]
-    assert "slurm_partition=" in runs["log"] and os.environ.get("SBATCH_PARTITION") is None
+    # SBATCH_PARTITION reached the jobs through the profile (the test sets it only for
+    # the cluster run, not in its own environment)
+    assert f"slurm_partition={partition}," in runs["log"]
+    assert os.environ.get("SBATCH_PARTITION") is None  # run_snakemake's env did not leak

@@ -174,8 +174,9 @@ def merge_metrics(paths, *, metrics_out, methods_out, instance_paths=(), instanc
     if instances_out is None:
         return
     image_ids = sorted(image_ids)
+    instance_groups = by_method(instance_paths)
     with ParquetWriterAtomic(instances_out, INSTANCES_SCHEMA) as writer:
-        for method, method_paths in by_method(instance_paths).items():
+        for method, method_paths in instance_groups.items():
             instances = read_tables(method_paths, INSTANCES_SCHEMA).sort_by(
                 [("image_id", "ascending"), ("instance_id", "ascending")]
             )
@@ -184,5 +185,5 @@ def merge_metrics(paths, *, metrics_out, methods_out, instance_paths=(), instanc
                 results = coco_results(instances, image_ids)
                 write_bytes_atomic(coco_outs[method], json.dumps(results).encode())
     for method, path in (coco_outs or {}).items():
-        if method not in by_method(instance_paths):  # a method with no instance tables
+        if method not in instance_groups:  # a method with no instance tables
             write_bytes_atomic(path, b"[]")

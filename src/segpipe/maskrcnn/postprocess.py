@@ -129,6 +129,8 @@ def paste_batch(masks, boxes, image_index, rank, image_sizes, *, threshold, budg
         summarise = "batched" if masks.device.type == "cuda" else "per_instance"
     if summarise not in ("batched", "per_instance"):
         raise ValueError(f"summarise must be auto, batched or per_instance, got {summarise!r}")
+    if summarise == "per_instance" and masks.device.type != "cpu":
+        raise ValueError("summarise='per_instance' works on CPU tensors only")
     device = masks.device
     sizes = torch.tensor(image_sizes, dtype=torch.int64, device=device).reshape(-1, 2)
     areas_px = sizes[:, 0] * sizes[:, 1]
@@ -154,6 +156,10 @@ def paste_batch(masks, boxes, image_index, rank, image_sizes, *, threshold, budg
     # One host sync per batch: chunk sizes decide tensor shapes.
     crop_hw = torch.stack([crop_h, crop_w], 1).cpu().numpy()
     run_instance, run_position = [], []
+    if summarise == "per_instance":
+        # Once per batch, not per chunk: the per-instance numbers as NumPy arrays.
+        per_instance = [t.numpy() for t in (offsets, image_index, rank, y0, x0, crop_h, crop_w,
+                                            height, width)]
     for chunk in _chunks(crop_hw, budget):
         idx = torch.as_tensor(chunk, device=device)
         ch, cw = int(crop_hw[chunk, 0].max()), int(crop_hw[chunk, 1].max())
@@ -164,11 +170,7 @@ def paste_batch(masks, boxes, image_index, rank, image_sizes, *, threshold, budg
         crops = torch.bmm(torch.bmm(ry, padded[idx]), rx.transpose(1, 2)) > threshold
 
         if summarise == "per_instance":
-            found = _summarise_on_host(
-                crops.cpu().numpy(), chunk, labels.numpy(), offsets.cpu().numpy(),
-                *(t.cpu().numpy() for t in (image_index, rank, y0, x0, crop_h, crop_w, height,
-                                            width)),
-            )
+            found = _summarise_on_host(crops.numpy(), chunk, labels.numpy(), *per_instance)
             areas[idx] = torch.as_tensor(found[0], device=device)
             run_instance.append(torch.as_tensor(found[1], device=device))
             run_position.append(torch.as_tensor(found[2], device=device))

@@ -51,6 +51,10 @@ _RUN_ONLY = {
 }
 
 
+# Settings passed on to the Predictor as they are.
+_PREDICTOR = ("mask_threshold", "amp", "amp_dtype", "channels_last", "compile", "canvas_step")
+
+
 class ImageFiles(Dataset):
     """Decodes images for the DataLoader's workers; a bad file becomes an error item."""
 
@@ -264,12 +268,8 @@ def segment_shard_images(rows, image_ids, *, input_dir, settings, masks_dir, wei
         torch.set_num_threads(max(1, threads - workers - writers))
         model_kwargs = {k: v for k, v in settings.items() if k not in _RUN_ONLY}
         net, names = build_model(**model_kwargs, device=device, weights_dir=weights_dir)
-        predictor = Predictor(
-            net, device, mask_threshold=settings["mask_threshold"], amp=settings["amp"],
-            amp_dtype=settings.get("amp_dtype", "float16"),
-            channels_last=settings.get("channels_last", False),
-            compile=settings.get("compile", False), canvas_step=settings.get("canvas_step", 128),
-        )
+        # Settings the config left out take the Predictor's own defaults, not a second copy.
+        predictor = Predictor(net, device, **{k: settings[k] for k in _PREDICTOR if k in settings})
         if cuda:
             torch.backends.cudnn.benchmark = True  # a handful of canvas shapes: tune each once
         batch_size = settings["batch_size"]
