@@ -5,6 +5,7 @@ from skimage.filters import threshold_multiotsu, threshold_otsu
 from conftest import blobs_image
 from segpipe.methods.threshold import (
     compute_threshold,
+    otsu_threshold,
     segment_multi_threshold,
     segment_threshold,
 )
@@ -35,6 +36,19 @@ def test_otsu_matches_scikit_image(dtype, seed):
     np.testing.assert_array_equal(seg.labels, (grey > expected).astype(np.uint8))
     top = np.iinfo(dtype).max
     assert seg.thresholds[0] * top == pytest.approx(expected, abs=1)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_otsu_from_a_histogram_equals_scikit_image_exactly(seed):
+    # Sparse histograms with empty ends, few levels, and repeated counts (ties), on the
+    # 8-bit and 16-bit scales the methods use.
+    rng = np.random.default_rng(seed)
+    size = [256, 65536][seed % 2]
+    counts = np.zeros(size, np.int64)
+    levels = rng.choice(size, size=rng.integers(2, 40), replace=False)
+    counts[levels] = rng.integers(1, [3, 10**6][seed % 4 // 2], levels.size)
+    centers = np.arange(size)
+    assert otsu_threshold(counts, centers) == threshold_otsu(hist=(counts, centers))
 
 
 def test_otsu_on_a_two_level_image_separates_the_levels():

@@ -16,7 +16,6 @@ with torch on the GPU; :func:`counts_from_boundaries` and :func:`compress` finis
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
 
 def crop_boundaries(crop, *, top, left, height):
@@ -132,6 +131,9 @@ def encode_objects(objects):
     >>> [decode(r).astype(int).tolist() for r in encode_objects(np.array([[1, 0, 2]]))]
     [[[1, 0, 0]], [[0, 0, 1]]]
     """
+    # Imported here so that jobs without ground truth do not pay for scipy.ndimage.
+    from scipy import ndimage as ndi
+
     crops, corners = [], []
     for object_id, box in enumerate(ndi.find_objects(objects), start=1):
         if box is None:

@@ -22,6 +22,7 @@ from segpipe.maskrcnn.weights import (
     resolve_weights,
 )
 from segpipe.methods import get_method
+from segpipe.scheduling import coalesce_reevaluation_timers
 
 SAMPLE_DIR = "resources/sample_images"
 MANIFEST = "results/manifest/images.parquet"
@@ -45,6 +46,9 @@ WEIGHTS = {
     for m in BATCHED
 }
 if workflow.is_main_process:
+    # One pending scheduler wake-up at a time: without it the main process's CPU grows
+    # with the square of the job count (see segpipe/scheduling.py).
+    coalesce_reevaluation_timers()
     for _source in WEIGHTS.values():
         if _source.kind == "named":
             refresh_status(_source)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from skimage.filters import threshold_otsu
 
 from segpipe.imageio import intensity_max, label_dtype
 from segpipe.methods.base import Segmentation
-from segpipe.methods.threshold import intensity_histogram
+from segpipe.methods.threshold import intensity_histogram, otsu_threshold
 
 # The kernels exactly as the design fixes them. They are applied as a true convolution
 # (kernel flipped), which is what scipy.ndimage.convolve computes.
@@ -97,7 +96,7 @@ def segment_edges(grey, *, operator="sobel", threshold="otsu", min_region_size=1
     edge_map = (np.minimum(strength * np.float32(scale), 65535.0) + 0.5).astype(np.uint16)
     if threshold == "otsu":
         counts, centers = intensity_histogram(edge_map)
-        t16 = float(threshold_otsu(hist=(counts, centers))) if np.count_nonzero(counts) > 1 else np.inf
+        t16 = float(otsu_threshold(counts, centers)) if np.count_nonzero(counts) > 1 else np.inf
     else:
         t16 = float(threshold) * scale
     edges = edge_map > t16
