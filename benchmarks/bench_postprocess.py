@@ -82,7 +82,7 @@ def after(probs, boxes, height, width, masks_dir):
     )
     t1 = time.perf_counter()
     row = empty_row(image_id="a.jpg", method="m", kind="maskrcnn", shard="0", params="{}")
-    finish_detections(("in", masks_dir, None), row, det, 0.0, 0.0)
+    finish_detections(("in", {"a.jpg": f"{masks_dir}/a.jpg.png"}, None), row, det, 0.0, 0.0)
     return t1 - t0, time.perf_counter() - t1
 
 

@@ -70,6 +70,9 @@ def test_schema_defaults_match_the_functions(kind):
         ({"methods": {"m": {"kind": "maskrcnn", "canvas_step": 48}}}, "methods.m.canvas_step", "not a multiple of 32"),
         ({"methods": {"m": {"kind": "maskrcnn", "workers": -1}}}, "methods.m.workers", "less than the minimum"),
         ({"methods": {"m": {"kind": "maskrcnn", "writers": "many"}}}, "methods.m.writers", "is not valid"),
+        ({"methods": {"otsu\n": {"kind": "threshold"}}}, "methods.'otsu\\n'", "a method name is"),
+        ({"max_image_pixels": 0}, "max_image_pixels", "less than the minimum"),
+        ({"hash_images": "yes"}, "hash_images", "not of type 'boolean'"),
     ],
 )
 def test_mistakes_name_the_key(base, change, key, words):

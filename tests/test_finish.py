@@ -6,8 +6,16 @@ import time
 import numpy as np
 import pytest
 
-from segpipe.errors import ImageReadError
-from segpipe.finish import WriterPool, finish_image, fork_available, record_failure
+from segpipe.errors import ImageReadError, OutputWriteError
+from segpipe.finish import (
+    WriterPool,
+    finish_image,
+    fork_available,
+    output_name,
+    prepare_shard_folder,
+    record_failure,
+    shard_output_paths,
+)
 from segpipe.imageio import read_label_image
 from segpipe.table import empty_row
 
@@ -25,11 +33,81 @@ def row():
 
 def test_finish_image_writes_the_mask_and_completes_the_row(tmp_path):
     labels = np.array([[1, 1, 0, 0], [0, 0, 0, 2]], np.uint8)
-    done = finish_image(row(), labels, masks_dir=str(tmp_path), pred_instances=True)
-    assert done["status"] == "ok" and done["mask_path"] == f"{tmp_path}/m/000000/p/a.png.png"
+    path = f"{tmp_path}/m/000000/000000-a.png.png"
+    done = finish_image(row(), labels, mask_path=path, pred_instances=True)
+    assert done["status"] == "ok" and done["mask_path"] == path
     np.testing.assert_array_equal(read_label_image(done["mask_path"]), labels)
     assert (done["height"], done["width"], done["n_labels"], done["n_objects"]) == (2, 4, 2, 2)
     assert done["runtime_s"] == pytest.approx(0.75 + done["write_s"] + done["metrics_s"])
+
+
+def test_output_paths_are_distinct_for_names_that_used_to_collide():
+    # "c.png" and "c.png.png/i.png" both mapped to masks/.../c.png.png(/...) before.
+    ids = ["c.png", "c.png.png/i.png", "C.png", "a b.png", "a_b.png", "x/c.png"]
+    paths = shard_output_paths("results/masks", "m", "000001", ids)
+    assert len(set(paths.values())) == len(ids)
+    assert all(p.startswith("results/masks/m/000001/") and p.count("/") == 4 for p in paths.values())
+
+
+def test_output_names_stay_short_for_names_at_the_file_system_limit():
+    for image_id in ["a" * 251 + ".png", "d/" + "é" * 125 + ".tif", "new\nline.png"]:
+        name = output_name(123456, image_id)
+        assert len(name.encode()) < 100 and "/" not in name and "\n" not in name
+        name.encode("utf-8")  # whole characters only
+
+
+def test_a_long_image_name_gets_its_mask_written(tmp_path):
+    (image_id,) = ids = ["z" * 250 + ".png"]
+    path = shard_output_paths(str(tmp_path), "m", "000000", ids)[image_id]
+    done = finish_image(row(), np.ones((2, 2), np.uint8), mask_path=path, pred_instances=False)
+    assert os.path.exists(done["mask_path"])
+
+
+def test_prepare_shard_folder_keeps_only_the_current_files(tmp_path):
+    folder = tmp_path / "m" / "000000"
+    (folder / "old-layout").mkdir(parents=True)
+    (folder / "old-layout" / "a.png.png").write_bytes(b"x")
+    for name in ["000000-a.png.png", "000001-gone.png.png", ".segpipe-0123456789abcdef.tmp"]:
+        (folder / name).write_bytes(b"x")
+    prepare_shard_folder(folder, [f"{folder}/000000-a.png.png", f"{folder}/000001-b.png.png"])
+    assert sorted(os.listdir(folder)) == ["000000-a.png.png"]
+    prepare_shard_folder(tmp_path / "new", [])
+    assert (tmp_path / "new").is_dir()
+
+
+def test_a_failed_mask_write_fails_the_job_not_the_image(tmp_path, monkeypatch):
+    # A folder that cannot be made (a file is in the way), as root too.
+    (tmp_path / "m").write_bytes(b"not a folder")
+    with pytest.raises(OutputWriteError, match="cannot write .*a.png.png"):
+        finish_image(row(), np.ones((2, 2), np.uint8), mask_path=f"{tmp_path}/m/a.png.png",
+                     pred_instances=False)
+    # A full disk while writing: the temporary file is removed.
+    import segpipe.imageio
+
+    class FullDisk:
+        def __init__(self, path, mode):
+            self.fh = open(path, mode)
+
+        def __enter__(self):
+            return self
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    monkeypatch.setattr(segpipe.imageio, "open", FullDisk, raising=False)
+    (tmp_path / "ok").mkdir()
+    with pytest.raises(OutputWriteError, match="No space left on device"):
+        finish_image(row(), np.ones((2, 2), np.uint8), mask_path=f"{tmp_path}/ok/a.png.png",
+                     pred_instances=False)
+    assert os.listdir(tmp_path / "ok") == []
+
+
+def test_record_failure_raises_output_errors_again():
+    with pytest.raises(OutputWriteError):
+        record_failure(row(), "in/a.png", OutputWriteError("out/a.png", "No space left on device"))
 
 
 def test_record_failure_names_the_file_and_the_cause(tmp_path):

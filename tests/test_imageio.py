@@ -112,6 +112,52 @@ def test_bad_files_raise_naming_file_and_cause(tmp_path, name, data, cause):
     assert str(path) in str(info.value)
 
 
+def test_images_over_max_pixels_are_refused_before_decoding(tmp_path):
+    # A 1-bit 20000 x 20000 PNG is a few KB on disk and 400 MB decoded.
+    path = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(path)
+    assert path.stat().st_size < 100_000
+    with pytest.raises(ImageReadError, match=r"20000 x 20000 = 400,000,000 pixels is larger "
+                                             r"than max_image_pixels \(250,000,000\)"):
+        read_image(path)
+    small = tmp_path / "small.png"
+    small.write_bytes(encode(blobs_image(0), ".png"))
+    with pytest.raises(ImageReadError, match="max_image_pixels"):
+        read_image(small, max_pixels=100)
+    assert read_image(small, max_pixels=None).shape == blobs_image(0).shape
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".gif"])
+def test_multi_page_files_read_page_one_with_a_note(tmp_path, suffix):
+    pages = [Image.fromarray(np.full((8, 8), v, np.uint8)) for v in (10, 200, 90)]
+    path = tmp_path / f"stack{suffix}"
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    notes = []
+    image = read_image(path, notes=notes)
+    assert int(image[0, 0]) == 10
+    assert notes == ["multi-page file (3 pages): only the first page was segmented"]
+    single = tmp_path / f"one{suffix}"
+    pages[0].save(single)
+    notes = []
+    read_image(single, notes=notes)
+    assert notes == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint32, np.int32])
+def test_unsupported_sample_types_get_one_message_in_both_modes(tmp_path, dtype):
+    import cv2
+
+    path = tmp_path / "t.tif"
+    assert cv2.imwrite(str(path), np.arange(12, dtype=dtype).reshape(3, 4))
+    messages = set()
+    for mode in ("grey", "rgb"):
+        with pytest.raises(ImageReadError) as info:
+            read_image(path, mode=mode)
+        messages.add(str(info.value))
+    assert messages == {f"{path}: unsupported sample type {np.dtype(dtype)} "
+                        "(need 8 or 16 bit unsigned integers)"}
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ImageReadError, match="cannot read file"):
         read_image(tmp_path / "gone.png")

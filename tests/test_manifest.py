@@ -80,6 +80,135 @@ def test_list_images_is_recursive_sorted_posix_and_skips_hidden(tmp_path):
     assert list_images(tmp_path) == ["a/b/d.tif", "a/c.jpg", "b.png", "notes.txt"]
 
 
+def odd_folder(root):
+    """Every kind of entry a lab drive holds that is not an image to segment, and two that are."""
+    (root / "sub").mkdir(parents=True)
+    (root / "good.png").write_bytes(b"x")
+    (root / "sub" / "good2.png").write_bytes(b"x")
+    (root / ".hidden.png").write_bytes(b"x")
+    (root / ".git").mkdir()
+    (root / ".git" / "x.png").write_bytes(b"x")
+    os.mkfifo(root / "pipe.png")
+    os.symlink(root / "nowhere.png", root / "dangling.png")
+    os.symlink(root / "loop_a", root / "loop_b")
+    os.symlink(root / "loop_b", root / "loop_a")
+    os.symlink(root / "sub", root / "link_to_folder")
+    os.symlink(root / "good.png", root / "link_to_file.png")
+    (root / os.fsdecode(b"caf\xe9.png")).write_bytes(b"x")
+    (root / "locked").mkdir()
+    (root / "locked" / "inside.png").write_bytes(b"x")
+
+
+def lock(monkeypatch, name="locked"):
+    """Make folders called ``name`` unreadable, as chmod 0 would for anyone but root."""
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if os.path.basename(os.fspath(path)) == name:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(manifest_module.os, "scandir", refusing)
+
+
+def test_scan_reports_every_entry_it_does_not_segment_and_never_raises(tmp_path, monkeypatch):
+    odd_folder(tmp_path)
+    lock(monkeypatch)
+    found = {rel: info for _, rel, info in manifest_module.scan(tmp_path)}
+    files = sorted(rel for rel, info in found.items() if not isinstance(info, str))
+    assert files == ["good.png", "link_to_file.png", "sub/good2.png"]
+    reasons = {manifest_module.display_path(rel): info for rel, info in found.items()
+               if isinstance(info, str)}
+    assert reasons[".hidden.png"] == reasons[".git"] == manifest_module.HIDDEN
+    assert "FIFO" in reasons["pipe.png"]
+    assert reasons["dangling.png"] == manifest_module.DANGLING
+    assert reasons["loop_a"] == reasons["loop_b"] == manifest_module.LOOP
+    assert reasons["link_to_folder"] == manifest_module.LINK_TO_FOLDER
+    assert reasons["caf\\xe9.png"] == manifest_module.NOT_UTF8
+    assert reasons["locked"] == "folder cannot be read (Permission denied)"
+
+
+def test_update_manifest_writes_the_skipped_table_and_goes_on(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    images = tmp_path / "in"
+    odd_folder(images)
+    lock(monkeypatch)
+    update_manifest(images, shard_dir=tmp_path / "shards", shard_size=10,
+                    manifest_out=tmp_path / "images.parquet",
+                    skipped_out=tmp_path / "skipped.parquet")
+    assert manifest_module.folder_fingerprint(images) != "missing"  # no PermissionError
+    skipped = pq.read_table(tmp_path / "skipped.parquet").to_pydict()
+    assert set(skipped["path"]) == {"pipe.png", "dangling.png", "loop_a", "loop_b",
+                                    "link_to_folder", ".hidden.png", ".git", "caf\\xe9.png",
+                                    "locked"}
+    assert all(skipped["reason"])
+    table = pq.read_table(tmp_path / "images.parquet").to_pydict()
+    assert {"good.png", "link_to_file.png", "sub/good2.png"} <= set(table["image_id"])
+    assert table["size"][table["image_id"].index("good.png")] == 1
+
+
+def test_an_edited_image_changes_only_its_shard_file(tmp_path):
+    images = tmp_path / "in"
+    images.mkdir()
+    for i in range(6):
+        (images / f"{i}.png").write_bytes(b"x")
+    kwargs = dict(shard_dir=tmp_path / "shards", shard_size=2,
+                  manifest_out=tmp_path / "images.parquet",
+                  skipped_out=tmp_path / "skipped.parquet")
+    update_manifest(images, **kwargs)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "shards").iterdir()}
+    fingerprint = folder_fingerprint(images)
+    (images / "3.png").write_bytes(b"edited")  # in place: same folder entries
+    assert folder_fingerprint(images) != fingerprint
+    update_manifest(images, **kwargs)
+    after = {p.name: p.read_bytes() for p in (tmp_path / "shards").iterdir()}
+    assert [n for n in before if before[n] != after[n]] == ["000001.json"]
+    assert manifest_module.read_shard(tmp_path / "shards" / "000001.json") == ["2.png", "3.png"]
+
+
+def test_with_hashing_a_touch_is_not_a_change_but_new_content_is(tmp_path):
+    images = tmp_path / "in"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"one")
+    (images / "b.png").write_bytes(b"two")
+    kwargs = dict(shard_dir=tmp_path / "shards", shard_size=1, hash_images=True,
+                  manifest_out=tmp_path / "images.parquet",
+                  skipped_out=tmp_path / "skipped.parquet")
+    update_manifest(images, **kwargs)
+    shard_a = tmp_path / "shards" / "000000.json"
+    first = shard_a.read_bytes()
+    os.utime(images / "a.png", ns=(10**18, 10**18))
+    update_manifest(images, **kwargs)
+    assert shard_a.read_bytes() == first
+    (images / "a.png").write_bytes(b"ONE")
+    update_manifest(images, **kwargs)
+    assert shard_a.read_bytes() != first
+
+
+def test_outputs_of_shards_whose_images_all_went_are_removed(tmp_path):
+    images = tmp_path / "in"
+    images.mkdir()
+    for name in "abc":
+        (images / f"{name}.png").write_bytes(b"x")
+    results = tmp_path / "results"
+    kwargs = dict(shard_dir=tmp_path / "shards", shard_size=1, results_dir=results,
+                  manifest_out=tmp_path / "images.parquet",
+                  skipped_out=tmp_path / "skipped.parquet")
+    update_manifest(images, **kwargs)
+    for tree in ("masks/otsu/000001", "edges/sobel/000001", "masks/otsu/000002"):
+        (results / tree).mkdir(parents=True)
+        (results / tree / "000000-b.png.png").write_bytes(b"x")
+    (results / "metrics/otsu").mkdir(parents=True)
+    (results / "metrics/otsu/000001.parquet").write_bytes(b"x")
+    (images / "b.png").unlink()
+    update_manifest(images, **kwargs)
+    assert not (results / "masks/otsu/000001").exists()
+    assert not (results / "edges/sobel/000001").exists()
+    assert not (results / "metrics/otsu/000001.parquet").exists()
+    assert (results / "masks/otsu/000002").exists()
+
+
 def test_fingerprint_sees_added_and_removed_files_in_subfolders(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "b" / "x.png").write_bytes(b"x")
@@ -103,7 +232,8 @@ def test_shard_names_come_from_the_manifest_and_follow_its_changes(tmp_path):
     for name in "abcde":
         (images / f"{name}.png").write_bytes(b"x")
     manifest = tmp_path / "images.parquet"
-    update_manifest(images, shard_dir=tmp_path / "shards", shard_size=2, manifest_out=manifest)
+    update_manifest(images, shard_dir=tmp_path / "shards", shard_size=2, manifest_out=manifest,
+                    skipped_out=tmp_path / "skipped.parquet")
     assert shard_names(manifest) == ["000000", "000001", "000002"]
     stray = tmp_path / "shards" / "999999.json"
     stray.write_text("[]")  # the folder is not what is read
@@ -111,7 +241,8 @@ def test_shard_names_come_from_the_manifest_and_follow_its_changes(tmp_path):
     stray.unlink()
     for name in "fg":
         (images / f"{name}.png").write_bytes(b"x")
-    update_manifest(images, shard_dir=tmp_path / "shards", shard_size=2, manifest_out=manifest)
+    update_manifest(images, shard_dir=tmp_path / "shards", shard_size=2, manifest_out=manifest,
+                    skipped_out=tmp_path / "skipped.parquet")
     assert shard_names(manifest) == ["000000", "000001", "000002", "000003"]
 
 
@@ -122,7 +253,7 @@ def test_auto_shard_size_follows_the_image_count(tmp_path):
         (images / f"{i:03d}.png").write_bytes(b"x")
     manifest = tmp_path / "images.parquet"
     update_manifest(images, shard_dir=tmp_path / "shards", shard_size="auto",
-                    manifest_out=manifest)
+                    manifest_out=manifest, skipped_out=tmp_path / "skipped.parquet")
     # 600 images: far fewer than 1,000 jobs' worth, so the smallest auto size, 250
     assert shard_sizes(manifest) == {"000000": 250, "000001": 250, "000002": 100}
     assert manifest_module.auto_shard_size(2_000_000) == 2000

@@ -21,6 +21,9 @@ from segpipe.errors import ConfigError
 from segpipe.methods import get_method
 
 
+METHOD_NAME = r"[A-Za-z][A-Za-z0-9_]*"
+
+
 def load_schema(path):
     """Read the config schema (YAML)."""
     with open(path) as fh:
@@ -164,6 +167,11 @@ def resolve_config(config, schema, *, configfiles=(), generated_input_dir=None):
             config[key] = copy.deepcopy(spec["default"])
     methods = {}
     for name, settings in config["methods"].items():
+        # The schema's pattern is searched with Python's re, where "$" also matches
+        # before a final newline: "otsu\n" would pass it.
+        if not re.fullmatch(METHOD_NAME, name):
+            raise ConfigError(f"methods.{name!r}",
+                              "a method name is a letter, then letters, digits or _")
         full = {**method_defaults(schema, settings["kind"]), **settings}
         spec = get_method(full["kind"])
         if spec.check is not None:

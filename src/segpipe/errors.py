@@ -14,6 +14,23 @@ class ImageReadError(Exception):
         super().__init__(f"{self.path}: {cause}")
 
 
+class OutputWriteError(Exception):
+    """An output file (mask, edge map, table) could not be written.
+
+    Unlike an unreadable input, this fails the job, so that Snakemake does not record it
+    as done and a rerun redoes it: a full disk or a read-only folder is the run's problem,
+    not the image's.
+    """
+
+    def __init__(self, path, cause):
+        self.path = str(path)
+        self.cause = cause
+        super().__init__(f"cannot write {self.path}: {cause}")
+
+    def __reduce__(self):  # picklable across writer processes
+        return type(self), (self.path, self.cause)
+
+
 class ConfigError(ValueError):
     """The workflow configuration is wrong; the message names the key."""
 

@@ -11,34 +11,81 @@ from __future__ import annotations
 import collections
 import logging
 import multiprocessing
+import os
+import re
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path, PurePosixPath
 
-from segpipe.errors import ImageReadError
+from segpipe.errors import ImageReadError, OutputWriteError
 from segpipe.imageio import write_png
 from segpipe.label_stats import label_stats
 
 log = logging.getLogger(__name__)
 
 
-def mask_path_for(masks_dir, method, shard, image_id):
-    """Where an image's mask goes: under its shard, its id (folders and extension kept)
-    plus ``.png``.
+# Longest part of an output file name taken from the image's name, in UTF-8 bytes: with
+# the index and ".png", output names stay far below the 255-byte limit of file systems.
+NAME_BYTES = 64
 
-    Keeping the whole relative path means two files with one name in different folders,
-    or ``a.png`` beside ``a.jpg``, never share a mask. The shard level keeps every mask
-    folder to at most ``shard_size`` entries, however flat the input folder is (10^6 files
-    in one folder slow every listing on a shared file system); an image keeps its shard,
-    so its mask keeps its path.
 
-    >>> mask_path_for("results/masks", "otsu", "000003", "plate1/a.jpg")
-    'results/masks/otsu/000003/plate1/a.jpg.png'
+def output_name(index, image_id):
+    """The file name of an image's mask (and edge map) inside its shard's folder.
+
+    ``{index}-{name}.png``: the image's position in its shard, which makes names unique
+    whatever the image names are (``c.png`` and ``c.png.png/i.png`` cannot meet), then
+    its file name, characters other than letters, digits, ``.``, ``-`` and ``_`` replaced
+    by ``_`` and cut to :data:`NAME_BYTES` bytes, so a reader can tell which image it is.
+    The row's ``mask_path`` records the exact path.
+
+    >>> output_name(3, "plate1/a b.jpg")
+    '000003-a_b.jpg.png'
+    >>> len(output_name(0, "x" * 250 + ".png"))
+    75
     """
-    return f"{masks_dir}/{method}/{shard}/{image_id}.png"
+    name = re.sub(r"[^\w.-]", "_", PurePosixPath(image_id).name)
+    name = name.encode("utf-8")[:NAME_BYTES].decode("utf-8", "ignore")
+    return f"{index:06d}-{name}.png"
 
 
-def finish_image(row, labels, *, masks_dir, ground_truth=None, pred_instances, edge_map=None,
-                 edges_dir=None):
+def shard_output_paths(root, method, shard, image_ids):
+    """Image id to its output path under ``root/method/shard/`` (masks or edge maps).
+
+    One folder per shard keeps every folder to at most ``shard_size`` entries, however
+    flat the input folder is (10^6 files in one folder slow every listing on a shared
+    file system).
+
+    >>> shard_output_paths("results/masks", "otsu", "000003", ["plate1/a.jpg"])
+    {'plate1/a.jpg': 'results/masks/otsu/000003/000000-a.jpg.png'}
+    """
+    return {i: f"{root}/{method}/{shard}/{output_name(k, i)}" for k, i in enumerate(image_ids)}
+
+
+def prepare_shard_folder(folder, keep):
+    """Empty ``folder`` of everything but the files named in ``keep``, creating it if needed.
+
+    A job owns its shard's mask and edge-map folders: what else is there is left over,
+    from images since removed or renamed, from an older layout, or temporary files of a
+    killed run. Removing it at the start of the job leaves exactly the current images'
+    files once the job ends.
+    """
+    import shutil
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    keep = {PurePosixPath(k).name for k in keep}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name in keep and entry.is_file(follow_symlinks=False):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+
+
+def finish_image(row, labels, *, mask_path, ground_truth=None, pred_instances, edge_map=None,
+                 edge_path=None):
     """Write an image's label image (and edge map), measure it, and complete its row.
 
     Parameters
@@ -48,25 +95,30 @@ def finish_image(row, labels, *, masks_dir, ground_truth=None, pred_instances, e
         ``decode_s`` and ``segment_s`` must be set; ``write_s``, ``metrics_s`` and
         ``runtime_s`` are added.
     labels : (M, N) ndarray of uint8 or uint16
-    masks_dir : str
+    mask_path : str
+        Where the label image goes (:func:`shard_output_paths`); recorded as ``mask_path``.
     ground_truth : segpipe.ground_truth.GroundTruth, optional
     pred_instances : bool
         Whether each label is one object (scored as is) rather than a class or region
         (scored by the connected components of the foreground).
     edge_map : (M, N) ndarray, optional
-        Written under ``edges_dir`` and recorded as ``edge_path``.
+        Written to ``edge_path`` and recorded as ``edge_path``.
 
     Returns
     -------
     dict
         ``row``.
+
+    Raises
+    ------
+    OutputWriteError
+        If a file cannot be written: the job must fail, not the image.
     """
     t0 = time.perf_counter()
-    mask_path = mask_path_for(masks_dir, row["method"], row["shard"], row["image_id"])
-    write_png(mask_path, labels)
+    _write(mask_path, labels)
     if edge_map is not None:
-        row["edge_path"] = mask_path_for(edges_dir, row["method"], row["shard"], row["image_id"])
-        write_png(row["edge_path"], edge_map)
+        _write(edge_path, edge_map)
+        row["edge_path"] = edge_path
     t1 = time.perf_counter()
     row.update(label_stats(labels))
     if ground_truth is not None:
@@ -84,12 +136,22 @@ def finish_image(row, labels, *, masks_dir, ground_truth=None, pred_instances, e
     return row
 
 
+def _write(path, array):
+    try:
+        write_png(path, array)
+    except OSError as err:
+        raise OutputWriteError(path, err.strerror or str(err)) from err
+
+
 def record_failure(row, path, err):
     """Turn an exception raised while handling one image into its error row.
 
     An :class:`ImageReadError` already names the file and the cause; anything else is
-    logged with its traceback and named as a failed segmentation of ``path``.
+    logged with its traceback and named as a failed segmentation of ``path``. An
+    :class:`OutputWriteError` is not the image's fault: it is raised again, to fail the job.
     """
+    if isinstance(err, OutputWriteError):
+        raise err
     if isinstance(err, ImageReadError):
         row.update(status="error", error=str(err))
     else:

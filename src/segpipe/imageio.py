@@ -21,7 +21,6 @@ says nothing about why, so Pillow is asked for the cause, on the error path only
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -55,7 +54,12 @@ _PNG_FAST = [
 ]
 
 
-def read_image(path, *, mode="grey"):
+# ``max_image_pixels``' default: a 15,800 x 15,800 image. Larger files are refused before
+# decoding, so a job's memory is bounded by design (a 87 KB 1-bit PNG can hold 4e8 pixels).
+DEFAULT_MAX_PIXELS = 250_000_000
+
+
+def read_image(path, *, mode="grey", max_pixels=DEFAULT_MAX_PIXELS, notes=None):
     """Decode an image file into an array, following the module's policy.
 
     Parameters
@@ -64,6 +68,12 @@ def read_image(path, *, mode="grey"):
         The image file.
     mode : {"grey", "rgb"}
         Grey gives an (M, N) array, RGB an (M, N, 3) array in R, G, B order.
+    max_pixels : int or None
+        Refuse images with more pixels (width x height, read from the file's header
+        before decoding). None: no limit but OpenCV's own (2**30).
+    notes : list, optional
+        Receives a sentence about anything the caller should record but that is not an
+        error: only the first page of a multi-page file (TIFF stack, animated GIF) is read.
 
     Returns
     -------
@@ -86,14 +96,56 @@ def read_image(path, *, mode="grey"):
         raise ImageReadError(path, f"cannot read file ({err.strerror or err})") from err
     if not data:
         raise ImageReadError(path, "empty file (0 bytes)")
+    header = probe_image(data)
+    if header is not None:
+        width, height, pages = header
+        if max_pixels is not None and width * height > max_pixels:
+            raise ImageReadError(
+                path, f"image of {width} x {height} = {width * height:,} pixels is larger than "
+                f"max_image_pixels ({int(max_pixels):,}); raise it in the config to segment it")
+        if pages > 1 and notes is not None:
+            notes.append(f"multi-page file ({pages} pages): only the first page was segmented")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), _FLAGS[mode])
     if image is None or image.size == 0:
+        # Same message whichever mode a method asked for: OpenCV refuses some sample types
+        # in colour mode with an assertion, and decodes them in grey mode.
+        raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if raw is not None and raw.dtype not in (np.uint8, np.uint16):
+            raise ImageReadError(path, _unsupported_type(raw.dtype))
         raise ImageReadError(path, _diagnose(path, data))
     if image.dtype not in (np.uint8, np.uint16):
-        raise ImageReadError(path, f"unsupported sample type {image.dtype} (need 8 or 16 bit)")
+        raise ImageReadError(path, _unsupported_type(image.dtype))
     if mode == "rgb":
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     return image
+
+
+def _unsupported_type(dtype):
+    return f"unsupported sample type {dtype} (need 8 or 16 bit unsigned integers)"
+
+
+def probe_image(data):
+    """``(width, height, pages)`` from an image's header, without decoding its pixels.
+
+    None if Pillow does not recognise the format (OpenCV may still decode it).
+    """
+    import io
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            # Pillow's own decompression-bomb limit: the caller applies max_image_pixels.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(io.BytesIO(data)) as im:
+                    return im.size[0], im.size[1], int(getattr(im, "n_frames", 1))
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+    except Exception:  # any parse failure: no header information, not an error here
+        return None
 
 
 def _diagnose(path, data):
@@ -156,20 +208,39 @@ def write_png(path, array):
     write_bytes_atomic(path, encoded.tobytes())
 
 
+def temporary_path(path):
+    """The temporary file that :func:`write_bytes_atomic` writes before renaming to ``path``.
+
+    Short and fixed: ``.segpipe-`` and 16 hex digits of a hash of the final name, beside
+    it. Short, so a final name near the 255-byte limit still has a temporary name; fixed,
+    so the next run of the job that was killed while writing overwrites and renames the
+    very file it left behind, and a job can recognise leftovers (``.segpipe-*.tmp``).
+    """
+    import hashlib
+
+    path = Path(path)
+    digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]
+    return path.parent / f".segpipe-{digest}.tmp"
+
+
 def write_bytes_atomic(path, data):
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+    The file appears complete or not at all. Errors (full disk, read-only folder) are
+    raised, after removing the temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temporary_path(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "wb") as fh:
             fh.write(data)
-        # mkstemp makes the file private (0600); give it the mode a plain open() would,
-        # so that colleagues on a shared cluster can read the results.
+        # Group and others get what the umask allows, as with a plain open(); set
+        # explicitly because a leftover temporary file keeps the mode it was made with.
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -14,10 +14,12 @@ unchanged shard keeps its modification time and Snakemake leaves its jobs alone.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 
 from segpipe.imageio import write_bytes_atomic
@@ -30,29 +32,105 @@ def shard_name(index):
     return f"{index:0{SHARD_DIGITS}d}"
 
 
-def iter_files(root):
-    """Yield every regular file under ``root`` as a POSIX path relative to it.
+# Why an entry of the input folder is not an image to segment (the ``reason`` column of
+# results/manifest/skipped.parquet). Everything not listed as an image is one of these.
+HIDDEN = "hidden (name starts with '.')"
+NOT_UTF8 = "file name is not valid UTF-8 (rename it to segment it)"
+DANGLING = "symbolic link to nothing (dangling)"
+LOOP = "symbolic link loop"
+LINK_TO_FOLDER = "symbolic link to a folder (not followed: it could loop or repeat images)"
+SPECIAL = {
+    stat.S_IFIFO: "named pipe (FIFO), not a regular file",
+    stat.S_IFSOCK: "socket, not a regular file",
+    stat.S_IFCHR: "character device, not a regular file",
+    stat.S_IFBLK: "block device, not a regular file",
+}
 
-    Hidden files and folders (name starting with ".") are skipped; symbolic links to
-    files are followed, links to folders are not (they could loop). Order is not sorted.
+
+def display_path(rel):
+    """A relative path as text that can always be printed and stored: bytes that are not
+    UTF-8 (kept by Python as surrogate escapes) are shown as ``\\xNN``.
+
+    >>> display_path(os.fsdecode(b"caf\\xe9.png"))
+    'caf\\\\xe9.png'
     """
-    root = Path(root)
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _is_utf8(rel):
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def scan(root):
+    """Walk ``root`` once; yield ``("file", rel, stat_result)`` or ``("skip", rel, reason)``.
+
+    ``rel`` is a POSIX path relative to ``root``. Regular files and symbolic links to
+    regular files are images to segment. Everything else is reported, never dropped in
+    silence: hidden entries (not descended into), names that are not UTF-8, dangling
+    links, link loops, links to folders, pipes, sockets and devices, and folders that
+    cannot be read (their contents unknown). The walk never raises for what it finds.
+    Order within a folder is the file system's; callers sort.
+    """
+    root = os.fspath(root)
     stack = [""]
     while stack:
         rel = stack.pop()
-        with os.scandir(root / rel if rel else root) as entries:
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                child = f"{rel}/{entry.name}" if rel else entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(child)
-                elif entry.is_file():
-                    yield child
+        try:
+            with os.scandir(os.path.join(root, rel) if rel else root) as entries:
+                found = list(entries)
+        except OSError as err:
+            yield "skip", rel or ".", f"folder cannot be read ({err.strerror or err})"
+            continue
+        for entry in found:
+            child = f"{rel}/{entry.name}" if rel else entry.name
+            kind, info = _classify(entry)
+            if kind == "folder":
+                stack.append(child)
+            else:
+                yield kind, child, info
+
+
+def _classify(entry):
+    if entry.name.startswith("."):
+        return "skip", HIDDEN
+    if not _is_utf8(entry.name):
+        return "skip", NOT_UTF8
+    try:
+        if entry.is_symlink():
+            try:
+                st = os.stat(entry.path)
+            except FileNotFoundError:
+                return "skip", DANGLING
+            except OSError as err:
+                if err.errno == errno.ELOOP:
+                    return "skip", LOOP
+                raise
+            if stat.S_ISDIR(st.st_mode):
+                return "skip", LINK_TO_FOLDER
+        else:
+            if entry.is_dir(follow_symlinks=False):
+                return "folder", None
+            st = entry.stat(follow_symlinks=False)
+    except OSError as err:
+        return "skip", f"cannot be read ({err.strerror or err})"
+    if stat.S_ISREG(st.st_mode):
+        return "file", st
+    return "skip", SPECIAL.get(stat.S_IFMT(st.st_mode), "not a regular file")
+
+
+def iter_files(root):
+    """Yield every image file under ``root`` (see :func:`scan`) as a relative POSIX path."""
+    for kind, rel, _ in scan(root):
+        if kind == "file":
+            yield rel
 
 
 def list_images(root):
-    """Every file under ``root``, sorted: the image ids of a run.
+    """Every file under ``root`` to segment, sorted: the image ids of a run.
 
     Files that are not images are listed too; they get an error row each, so nothing in
     the folder is passed over without a word.
@@ -61,26 +139,24 @@ def list_images(root):
 
 
 def folder_fingerprint(root):
-    """A hash that changes when a file is added, removed or renamed anywhere under ``root``.
+    """A hash that changes when anything the listing records changes under ``root``.
 
-    Only folders are stat'ed (a folder's mtime changes when its entries change), which
-    keeps this cheap enough to compute on every workflow start. Files edited in place
-    are not seen; run with ``--forcerun list_images`` after editing images.
+    That is a file added, removed, renamed or rewritten (its size or modification time),
+    and every skipped entry. It costs one ``stat`` per file, computed at every workflow
+    start: a few seconds for 10^6 files on a local disk (docs/benchmarks.md, "planning").
     """
     root = Path(root)
     if not root.is_dir():
         return "missing"
     digest = hashlib.sha256()
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        digest.update(f"{folder.relative_to(root)}\0{folder.stat().st_mtime_ns}\0".encode())
-        with os.scandir(folder) as entries:
-            stack.extend(
-                Path(e.path)
-                for e in entries
-                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
-            )
+    records = []
+    for kind, rel, info in scan(root):
+        if kind == "file":
+            records.append(f"{rel}\0{info.st_size}\0{info.st_mtime_ns}")
+        else:
+            records.append(f"{rel}\0{info}")
+    records.sort()
+    digest.update("\n".join(records).encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:16]
 
 
@@ -183,13 +259,23 @@ def read_shards(shard_dir):
 
 
 def read_shard(path):
-    """The image ids of one shard file."""
+    """The image ids of one shard file, in order."""
     with open(path) as fh:
-        return json.load(fh)
+        entries = json.load(fh)
+    return [e if isinstance(e, str) else e[0] for e in entries]
 
 
-def write_shards(shard_dir, shards):
-    """Store an assignment, touching only shard files whose list changed.
+def write_shards(shard_dir, shards, signatures=None):
+    """Store an assignment, touching only shard files whose content changed.
+
+    Parameters
+    ----------
+    shards : dict of str to list of str
+        Shard name to image ids.
+    signatures : dict of str to list, optional
+        Per image, what identifies its content (size and modification time, or a content
+        hash). Stored beside each id, so an image edited in place changes its shard file,
+        whose jobs then re-run, and no other.
 
     Returns the names of the shards written (new or changed).
     """
@@ -198,7 +284,8 @@ def write_shards(shard_dir, shards):
     changed = []
     for name, ids in shards.items():
         path = shard_dir / f"{name}.json"
-        data = json.dumps(ids, indent=0).encode()
+        entries = ids if signatures is None else [[i, *signatures[i]] for i in ids]
+        data = json.dumps(entries, indent=0).encode()
         if not path.exists() or path.read_bytes() != data:
             write_bytes_atomic(path, data)
             changed.append(name)
@@ -208,8 +295,45 @@ def write_shards(shard_dir, shards):
     return changed
 
 
-def update_manifest(input_dir, *, shard_dir, shard_size, manifest_out):
-    """List ``input_dir``, update the shard files, write the manifest table.
+def _previous_hashes(manifest_path):
+    """Image id to (size, mtime_ns, sha256) from the last manifest, to hash only what changed."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(manifest_path, columns=["image_id", "size", "mtime_ns", "sha256"])
+    except (OSError, KeyError, ValueError):
+        return {}
+    columns = [table.column(c).to_pylist() for c in table.column_names]
+    return {i: (size, mtime, sha) for i, size, mtime, sha in zip(*columns) if sha}
+
+
+def _sha256(path):
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def remove_shard_outputs(results_dir, shards):
+    """Delete what earlier runs wrote for shards that no longer exist (their images are
+    gone): mask and edge-map folders and the per-shard tables, of every method."""
+    import shutil
+
+    results_dir = Path(results_dir)
+    for shard in shards:
+        for tree in ("masks", "edges"):
+            for folder in results_dir.glob(f"{tree}/*/{shard}"):
+                shutil.rmtree(folder, ignore_errors=True)
+        for table in ("metrics", "instances"):
+            for path in results_dir.glob(f"{table}/*/{shard}.parquet"):
+                path.unlink(missing_ok=True)
+
+
+def update_manifest(input_dir, *, shard_dir, shard_size, manifest_out, skipped_out,
+                    hash_images=False, results_dir=None):
+    """List ``input_dir``, update the shard files, write the manifest and skipped tables.
+
+    The manifest has one row per image: ``image_id``, ``shard``, ``size``, ``mtime_ns`` and,
+    with ``hash_images``, ``sha256``. The skipped table has one row per entry that is not
+    an image to segment (``path``, ``reason``; see :func:`scan`).
 
     Raises
     ------
@@ -217,6 +341,7 @@ def update_manifest(input_dir, *, shard_dir, shard_size, manifest_out):
         If the folder is missing or holds no files.
     """
     import logging
+    from collections import Counter
 
     import pyarrow as pa
 
@@ -226,19 +351,59 @@ def update_manifest(input_dir, *, shard_dir, shard_size, manifest_out):
     log = logging.getLogger(__name__)
     if not Path(input_dir).is_dir():
         raise InputDirError(f"input_dir {str(input_dir)!r} does not exist or is not a folder")
-    image_ids = list_images(input_dir)
+    stats, skipped = {}, []
+    for kind, rel, info in scan(input_dir):
+        if kind == "file":
+            stats[rel] = info
+        else:
+            skipped.append((display_path(rel), info))
+    skipped.sort()
+    for path, reason in skipped:
+        if reason != HIDDEN:
+            log.warning("skipped %s: %s", path, reason)
+    counts = Counter(reason for _, reason in skipped)
+    log.info("skipped %d entries of %s%s", len(skipped), input_dir,
+             "".join(f"; {n} {reason}" for reason, n in sorted(counts.items())))
+    write_table_atomic(pa.table({"path": pa.array([p for p, _ in skipped], pa.string()),
+                                 "reason": pa.array([r for _, r in skipped], pa.string())}),
+                       skipped_out)
+    image_ids = sorted(stats)
     if not image_ids:
-        raise InputDirError(f"input_dir {str(input_dir)!r} holds no files")
+        raise InputDirError(f"input_dir {str(input_dir)!r} holds no files to segment "
+                            f"({len(skipped)} skipped, see {skipped_out})")
     if shard_size == "auto":
         shard_size = auto_shard_size(len(image_ids))
         log.info("shard_size auto: %d images per new shard", shard_size)
+    sizes = {i: stats[i].st_size for i in image_ids}
+    mtimes = {i: stats[i].st_mtime_ns for i in image_ids}
+    hashes = {}
+    if hash_images:
+        cached = _previous_hashes(manifest_out)
+        for i in image_ids:
+            old = cached.get(i)
+            if old is not None and old[:2] == (sizes[i], mtimes[i]):
+                hashes[i] = old[2]
+            else:
+                hashes[i] = _sha256(Path(input_dir) / i)
+        signatures = {i: [hashes[i]] for i in image_ids}
+    else:
+        signatures = {i: [sizes[i], mtimes[i]] for i in image_ids}
     previous = read_shards(shard_dir)
     shards = assign_shards(image_ids, previous, shard_size)
-    changed = write_shards(shard_dir, shards)
+    changed = write_shards(shard_dir, shards, signatures)
+    removed = sorted(set(previous) - set(shards))
+    if results_dir is not None and removed:
+        remove_shard_outputs(results_dir, removed)
     log.info(
         "%d files in %s: %d shards, %d new or changed, %d removed",
-        len(image_ids), input_dir, len(shards), len(changed), len(set(previous) - set(shards)),
+        len(image_ids), input_dir, len(shards), len(changed), len(removed),
     )
     names = [name for name, ids in shards.items() for _ in ids]
     ids = [i for members in shards.values() for i in members]
-    write_table_atomic(pa.table({"image_id": ids, "shard": names}), manifest_out)
+    write_table_atomic(pa.table({
+        "image_id": pa.array(ids, pa.string()),
+        "shard": pa.array(names, pa.string()),
+        "size": pa.array([sizes[i] for i in ids], pa.int64()),
+        "mtime_ns": pa.array([mtimes[i] for i in ids], pa.int64()),
+        "sha256": pa.array([hashes.get(i) for i in ids], pa.string()),
+    }), manifest_out)

@@ -656,15 +656,20 @@ def _overlay_title(method, column, count):
 
 
 def _overlay(image_path, mask_path):
-    """The image as RGB floats in 0..1, shrunk for display, with mask outlines drawn."""
-    image = read_image(image_path, mode="rgb")
-    labels = read_label_image(mask_path)
-    rgb = image.astype(np.float32) / intensity_max(image.dtype)
-    height, width = rgb.shape[:2]
+    """The image as RGB floats in 0..1, shrunk for display, with mask outlines drawn.
+
+    Shrunk in its own integer type before anything else, so memory stays near the
+    decoded file (at most max_image_pixels x 3 or 6 bytes), not four float copies of it.
+    """
+    image = read_image(image_path, mode="rgb", max_pixels=None)
+    height, width = image.shape[:2]
     scale = min(1.0, PANEL_PX / max(height, width))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     if size != (width, height):
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    rgb = image.astype(np.float32) / intensity_max(image.dtype)
+    del image
+    labels = read_label_image(mask_path)
     if labels.shape != rgb.shape[:2]:
         # Nearest keeps labels whole: averaging two labels would invent a third.
         labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)

@@ -6,8 +6,8 @@ import logging
 import time
 from pathlib import Path
 
-from segpipe.finish import finish_image, record_failure
-from segpipe.imageio import read_image
+from segpipe.finish import finish_image, prepare_shard_folder, record_failure, shard_output_paths
+from segpipe.imageio import DEFAULT_MAX_PIXELS, read_image
 from segpipe.methods import get_method
 from segpipe.progress import Progress
 from segpipe.table import empty_row, params_json, rows_to_table
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def segment_images(
     image_ids, *, input_dir, method, settings, shard, masks_dir, edges_dir, ground_truth=None,
-    progress_every_s=10.0,
+    progress_every_s=10.0, max_pixels=DEFAULT_MAX_PIXELS,
 ):
     """Segment each image with one method; return one metrics row per image.
 
@@ -38,6 +38,8 @@ def segment_images(
         Roots of the mask and edge-map trees.
     ground_truth : segpipe.ground_truth.GroundTruth, optional
         Scores each mask against it, in the same row.
+    max_pixels : int
+        Larger images get an error row without being decoded (``max_image_pixels``).
 
     Returns
     -------
@@ -50,12 +52,18 @@ def segment_images(
     progress = Progress(
         len(image_ids), log, label=f"{method} shard {shard}", every_s=progress_every_s
     )
+    mask_paths = shard_output_paths(masks_dir, method, shard, image_ids)
+    edge_paths = shard_output_paths(edges_dir, method, shard, image_ids)
+    prepare_shard_folder(f"{masks_dir}/{method}/{shard}", mask_paths.values())
+    if spec.kind == "edges" or Path(f"{edges_dir}/{method}/{shard}").exists():
+        prepare_shard_folder(f"{edges_dir}/{method}/{shard}", edge_paths.values())
     rows = []
     for image_id in image_ids:
         row = empty_row(image_id=image_id, method=method, kind=spec.kind, shard=shard, params=params)
         path = Path(input_dir) / image_id
         try:
-            _segment_one(row, path, spec, kwargs, masks_dir, edges_dir, ground_truth)
+            _segment_one(row, path, spec, kwargs, mask_paths[image_id], edge_paths[image_id],
+                         ground_truth, max_pixels)
         except Exception as err:  # one bad image must not cost the other images of the shard
             record_failure(row, path, err)
         rows.append(row)
@@ -64,20 +72,22 @@ def segment_images(
     return rows_to_table(rows)
 
 
-def _segment_one(row, path, spec, kwargs, masks_dir, edges_dir, ground_truth):
+def _segment_one(row, path, spec, kwargs, mask_path, edge_path, ground_truth, max_pixels):
     t0 = time.perf_counter()
-    image = read_image(path, mode=spec.colour)
+    notes = []
+    image = read_image(path, mode=spec.colour, max_pixels=max_pixels, notes=notes)
+    row["note"] = "; ".join(notes) or None
     t1 = time.perf_counter()
     seg = spec.segment(image, **kwargs)
     row.update(decode_s=t1 - t0, segment_s=time.perf_counter() - t1,
                thresholds=list(seg.thresholds))
-    finish_image(row, seg.labels, masks_dir=masks_dir, ground_truth=ground_truth,
-                 pred_instances=False, edge_map=seg.edge_map, edges_dir=edges_dir)
+    finish_image(row, seg.labels, mask_path=mask_path, ground_truth=ground_truth,
+                 pred_instances=False, edge_map=seg.edge_map, edge_path=edge_path)
 
 
 def run_shard(
     shard_file, output, *, input_dir, method, settings, masks_dir, edges_dir, ground_truth=None,
-    threads=1,
+    threads=1, max_pixels=DEFAULT_MAX_PIXELS,
 ):
     """Segment the images listed in ``shard_file`` and write the metrics table ``output``."""
     import cv2
@@ -103,5 +113,6 @@ def run_shard(
         masks_dir=masks_dir,
         edges_dir=edges_dir,
         ground_truth=ground_truth,
+        max_pixels=max_pixels,
     )
     write_table_atomic(table, output)

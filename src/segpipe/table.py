@@ -28,6 +28,7 @@ METRICS_SCHEMA = pa.schema(
         pa.field("shard", pa.string(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
         pa.field("error", pa.string()),
+        pa.field("note", pa.string()),
         pa.field("mask_path", pa.string()),
         pa.field("edge_path", pa.string()),
         pa.field("height", pa.int32()),
@@ -56,6 +57,7 @@ METRICS_SCHEMA = pa.schema(
             {
                 "image_id": "path relative to input_dir, POSIX separators, with extension",
                 "status": "'ok' or 'error'",
+                "note": "something to know about an ok image (e.g. only page 1 of a stack)",
                 "mask_path": "label PNG, relative to the working directory",
                 "edge_path": "edge strength PNG (edge methods only)",
                 "n_labels": "distinct non-zero labels in the mask",
@@ -147,16 +149,14 @@ class ParquetWriterAtomic:
     """
 
     def __init__(self, path, schema):
-        import os
-        import tempfile
         from pathlib import Path
+
+        from segpipe.imageio import temporary_path
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
-                                        suffix=".tmp")
-        os.close(fd)
-        self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+        self.tmp = temporary_path(self.path)
+        self.writer = pq.ParquetWriter(str(self.tmp), schema, compression="zstd")
 
     def write(self, table):
         self.writer.write_table(table)

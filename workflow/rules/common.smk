@@ -26,6 +26,7 @@ from segpipe.scheduling import coalesce_reevaluation_timers
 
 SAMPLE_DIR = "resources/sample_images"
 MANIFEST = "results/manifest/images.parquet"
+SKIPPED = "results/manifest/skipped.parquet"
 SHARD_DIR = "results/manifest/shards"
 
 # Validate before any job runs; a mistake stops here with the key named.
@@ -203,12 +204,26 @@ def get_maskrcnn_runtime(wildcards, input, attempt):
     return _minutes(_images_in(input.shard) * per_image, attempt, least=15)
 
 
+# Per pixel of the largest image allowed, on top of a method's own peak: ground-truth
+# scoring (label maps, matching) when there is ground truth.
+TRUTH_BYTES_PER_PIXEL = 16
+
+
+def _image_mb(method):
+    """MB one image of max_image_pixels may take while a job segments and scores it."""
+    per_pixel = get_method(config["methods"][method]["kind"]).bytes_per_pixel
+    if config["ground_truth_dir"] is not None:
+        per_pixel += TRUTH_BYTES_PER_PIXEL
+    return int(per_pixel * config["max_image_pixels"] / 1e6)
+
+
 def get_segment_mem_mb(wildcards, attempt):
-    """One image at a time: decoded image, float copies, labels; 2 GB covers ~25 MP."""
-    return 2000 * attempt
+    """One image at a time: the interpreter and libraries, then the largest image allowed
+    (max_image_pixels) at the method's bytes per pixel: by design, not by luck."""
+    return (500 + _image_mb(wildcards.method)) * attempt
 
 
 def get_maskrcnn_mem_mb(wildcards, threads, attempt):
     """The model and a bounded queue of images in the main process, plus one image per
-    loader worker and writer process."""
-    return (4000 + 500 * threads) * attempt
+    loader worker and writer process (each can hold one of the largest allowed)."""
+    return (4000 + 500 * threads + _image_mb(wildcards.method)) * attempt

@@ -1,11 +1,13 @@
-# Lists input_dir once per run. The fingerprint parameter changes when files appear or
-# disappear, so Snakemake re-runs the listing then, and only then. The shard files it
-# maintains are rewritten only where their lists change, so only those shards re-run.
+# Lists input_dir. The fingerprint parameter changes when a file appears, disappears or
+# changes (size, modification time), so Snakemake re-runs the listing then, and only then.
+# The shard files it maintains are rewritten only where their images change, so only
+# those shards re-run. Entries that are not images go to the skipped table.
 checkpoint list_images:
     input:
         get_input_dir_dependency,
     output:
         MANIFEST,
+        SKIPPED,
     log:
         "logs/list_images.log",
     conda:
@@ -18,6 +20,9 @@ checkpoint list_images:
         input_dir=config["input_dir"],
         shard_size=config["shard_size"],
         shard_dir=SHARD_DIR,
+        hash_images=config["hash_images"],
+        # Where earlier runs' outputs of removed shards are deleted from.
+        results_dir=lambda wildcards, output: Path(output[0]).parent.parent,
         fingerprint=get_input_fingerprint,
     script:
         "../scripts/list_images.py"

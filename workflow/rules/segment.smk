@@ -23,6 +23,7 @@ rule segment_shard:
         truth=get_truth_settings,
         masks_dir="results/masks",
         edges_dir="results/edges",
+        max_image_pixels=config["max_image_pixels"],
     script:
         "../scripts/segment_shard.py"
 
@@ -56,5 +57,6 @@ rule segment_shard_maskrcnn:
         truth=get_truth_settings,
         masks_dir="results/masks",
         weights_dir="resources/weights",
+        max_image_pixels=config["max_image_pixels"],
     script:
         "../scripts/segment_shard_maskrcnn.py"

@@ -7,4 +7,7 @@ update_manifest(
     shard_dir=snakemake.params.shard_dir,
     shard_size=snakemake.params.shard_size,
     manifest_out=snakemake.output[0],
+    skipped_out=snakemake.output[1],
+    hash_images=snakemake.params.hash_images,
+    results_dir=snakemake.params.results_dir,
 )

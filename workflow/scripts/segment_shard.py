@@ -13,4 +13,5 @@ run_shard(
     edges_dir=snakemake.params.edges_dir,
     ground_truth=load_ground_truth(snakemake.params.truth),
     threads=snakemake.threads,
+    max_pixels=snakemake.params.max_image_pixels,
 )

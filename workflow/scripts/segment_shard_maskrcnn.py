@@ -14,4 +14,5 @@ run_maskrcnn_shard(
     weights_dir=snakemake.params.weights_dir,
     ground_truth=load_ground_truth(snakemake.params.truth),
     threads=snakemake.threads,
+    max_pixels=snakemake.params.max_image_pixels,
 )

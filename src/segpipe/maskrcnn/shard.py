@@ -28,8 +28,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from segpipe.errors import ImageReadError
-from segpipe.finish import WriterPool, finish_image, fork_available, record_failure
-from segpipe.imageio import read_image
+from segpipe.finish import (
+    WriterPool,
+    finish_image,
+    fork_available,
+    prepare_shard_folder,
+    record_failure,
+    shard_output_paths,
+)
+from segpipe.imageio import DEFAULT_MAX_PIXELS, read_image
 from segpipe.maskrcnn.inference import Predictor, predict_with_backoff, to_chw_tensor
 from segpipe.maskrcnn.model import build_model, resolve_device, wants_cuda
 from segpipe.maskrcnn.weights import missing_weights_message, read_status, resolve_weights
@@ -58,21 +65,24 @@ _PREDICTOR = ("mask_threshold", "amp", "amp_dtype", "channels_last", "compile", 
 class ImageFiles(Dataset):
     """Decodes images for the DataLoader's workers; a bad file becomes an error item."""
 
-    def __init__(self, input_dir, image_ids):
+    def __init__(self, input_dir, image_ids, max_pixels=DEFAULT_MAX_PIXELS):
         self.input_dir = Path(input_dir)
         self.image_ids = image_ids
+        self.max_pixels = max_pixels
 
     def __len__(self):
         return len(self.image_ids)
 
     def __getitem__(self, index):
         t0 = time.perf_counter()
+        notes = []
         try:
-            rgb = read_image(self.input_dir / self.image_ids[index], mode="rgb")
+            rgb = read_image(self.input_dir / self.image_ids[index], mode="rgb",
+                             max_pixels=self.max_pixels, notes=notes)
         except ImageReadError as err:
-            return index, None, str(err), time.perf_counter() - t0
+            return index, None, str(err), time.perf_counter() - t0, None
         # (C, M, K), kept in its integer type: converted to float on the device.
-        return index, to_chw_tensor(rgb), None, time.perf_counter() - t0
+        return index, to_chw_tensor(rgb), None, time.perf_counter() - t0, "; ".join(notes) or None
 
 
 def _collate(items):
@@ -157,7 +167,7 @@ def finish_detections(context, row, detections, decode_s, segment_s):
     instances : list of dict
         Rows of ``instances.parquet`` without ``class_name`` (the main process names them).
     """
-    input_dir, masks_dir, ground_truth = context
+    input_dir, mask_paths, ground_truth = context
     try:
         t0 = time.perf_counter()
         rles = detections.rles()
@@ -165,7 +175,8 @@ def finish_detections(context, row, detections, decode_s, segment_s):
         row.update(decode_s=decode_s, segment_s=segment_s,
                    n_instances=len(detections),
                    mean_score=float(detections.scores.mean()) if len(detections) else None)
-        finish_image(row, detections.labels, masks_dir=masks_dir, ground_truth=ground_truth,
+        finish_image(row, detections.labels, mask_path=mask_paths[row["image_id"]],
+                     ground_truth=ground_truth,
                      pred_instances=True)
         row["write_s"] += rle_s
         row["runtime_s"] += rle_s
@@ -190,6 +201,7 @@ def finish_detections(context, row, detections, decode_s, segment_s):
 def run_maskrcnn_shard(
     shard_file, metrics_out, instances_out, *, input_dir, method, settings, masks_dir,
     weights_dir="resources/weights", ground_truth=None, threads=1,
+    max_pixels=DEFAULT_MAX_PIXELS,
 ):
     """Segment the shard's images with Mask R-CNN; write metrics and instance tables.
 
@@ -209,6 +221,8 @@ def run_maskrcnn_shard(
     params = params_json(settings)
     rows = {i: empty_row(image_id=i, method=method, kind="maskrcnn", shard=shard, params=params)
             for i in image_ids}
+    mask_paths = shard_output_paths(masks_dir, method, shard, image_ids)
+    prepare_shard_folder(f"{masks_dir}/{method}/{shard}", mask_paths.values())
     instances, stats = [], {}
 
     source = resolve_weights(settings["model"], settings["weights"], weights_dir=weights_dir)
@@ -220,17 +234,17 @@ def run_maskrcnn_shard(
             row.update(status="error", error=message)
     else:
         instances, stats = segment_shard_images(
-            rows, image_ids, input_dir=input_dir, settings=settings, masks_dir=masks_dir,
+            rows, image_ids, input_dir=input_dir, settings=settings, mask_paths=mask_paths,
             weights_dir=weights_dir, threads=threads, label=f"{method} shard {shard}",
-            ground_truth=ground_truth,
+            ground_truth=ground_truth, max_pixels=max_pixels,
         )
     write_table_atomic(rows_to_table([rows[i] for i in image_ids]), metrics_out)
     write_table_atomic(pa.Table.from_pylist(instances, schema=INSTANCES_SCHEMA), instances_out)
     return stats
 
 
-def segment_shard_images(rows, image_ids, *, input_dir, settings, masks_dir, weights_dir, threads,
-                         label, ground_truth=None):
+def segment_shard_images(rows, image_ids, *, input_dir, settings, mask_paths, weights_dir, threads,
+                         label, ground_truth=None, max_pixels=DEFAULT_MAX_PIXELS):
     """The pipeline over one shard's images; fills ``rows`` (by image id) in place.
 
     Returns
@@ -262,7 +276,7 @@ def segment_shard_images(rows, image_ids, *, input_dir, settings, masks_dir, wei
             progress.update(errors=row["status"] == "error")
 
     # Writer processes are forked before CUDA is initialised and loader threads exist.
-    context = (str(input_dir), masks_dir, ground_truth)
+    context = (str(input_dir), mask_paths, ground_truth)
     with WriterPool(finish_detections, context, writers=writers, depth=2 * max(1, writers)) as pool:
         device = resolve_device(settings["device"])
         torch.set_num_threads(max(1, threads - workers - writers))
@@ -274,7 +288,7 @@ def segment_shard_images(rows, image_ids, *, input_dir, settings, masks_dir, wei
             torch.backends.cudnn.benchmark = True  # a handful of canvas shapes: tune each once
         batch_size = settings["batch_size"]
         loader = DataLoader(
-            ImageFiles(input_dir, image_ids), batch_size=batch_size, num_workers=workers,
+            ImageFiles(input_dir, image_ids, max_pixels), batch_size=batch_size, num_workers=workers,
             pin_memory=cuda, collate_fn=_collate,
         )
         log.info("%s: %d images, batch size %d, %d loader workers, %d writers, amp %s, device %s",
@@ -307,8 +321,9 @@ def segment_shard_images(rows, image_ids, *, input_dir, settings, masks_dir, wei
         mark = loop_start = time.perf_counter()
         for items in loader:
             wait_loader_s += time.perf_counter() - mark
-            for index, tensor, error, seconds in items:
+            for index, tensor, error, seconds, note in items:
                 decode_s += seconds
+                rows[image_ids[index]]["note"] = note
                 if error is not None:
                     row = rows[image_ids[index]]
                     row.update(status="error", error=error, decode_s=seconds)

@@ -47,6 +47,10 @@ class MethodSpec:
     batched : bool
         ``segment`` takes a list of images and the method has its own rule (Mask R-CNN's,
         the GPU rule) instead of the per-image loop of ``segment_shard``.
+    bytes_per_pixel : float
+        Peak memory of segmenting one image, per pixel, decoded image included, measured
+        on 8-bit images and doubled for 16-bit ones; a job's memory request is this times
+        ``max_image_pixels`` (``workflow/rules/common.smk``).
     """
 
     kind: str
@@ -54,3 +58,4 @@ class MethodSpec:
     colour: str = "grey"
     check: Callable[[str, dict], None] | None = field(default=None)
     batched: bool = False
+    bytes_per_pixel: float = 48.0

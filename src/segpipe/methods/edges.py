@@ -51,12 +51,22 @@ def edge_strength(grey, operator):
     """
     if operator not in OPERATORS:
         raise ValueError(f"operator must be one of {OPERATORS}, got {operator!r}")
-    image = grey.astype(np.float32) * np.float32(1.0 / intensity_max(grey.dtype))
+    # Bit-reproducible on every machine: the kernels are applied to the integer samples,
+    # so every product and sum is an integer below 2**24, exact in float32 whatever order
+    # or fused multiply-adds OpenCV's vector code uses; the magnitude is taken in float64
+    # (exact squares, correctly rounded sqrt) and scaled once. cv2.magnitude, used before,
+    # gave results 1 ulp apart depending on buffer alignment: edge maps differed between
+    # two identical runs.
+    image = grey.astype(np.float32)
+    scale = 1.0 / intensity_max(grey.dtype)
     if operator == "sobel":
-        return cv2.magnitude(
-            convolve3x3(image, KERNELS["sobel_h"]), convolve3x3(image, KERNELS["sobel_v"])
-        )
-    return np.abs(convolve3x3(image, KERNELS[operator]))
+        gx = convolve3x3(image, KERNELS["sobel_h"]).astype(np.float64)
+        gy = convolve3x3(image, KERNELS["sobel_v"]).astype(np.float64)
+        magnitude = np.sqrt(gx * gx + gy * gy)
+        magnitude *= scale
+        return magnitude.astype(np.float32)
+    response = np.abs(convolve3x3(image, KERNELS[operator]))
+    return response * np.float32(scale)
 
 
 def segment_edges(grey, *, operator="sobel", threshold="otsu", min_region_size=16):
