@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, blobs_image, encode, make_image_folder, run_snakemake, write_config
+from conftest import ROOT, assert_same_outputs, blobs_image, encode, make_image_folder, run_snakemake, write_config
 from segpipe.imageio import read_image, read_label_image
 from segpipe.methods import REGISTRY
 
@@ -354,6 +354,7 @@ def test_killed_run_resumes_to_the_same_results(tmp_path):
     # (the default profile sets rerun-incomplete)
     run_snakemake(killed, "--configfile", cfg, "--unlock")
     run_snakemake(killed, "--configfile", cfg)
+    assert_same_outputs(clean, killed)  # every file, masks and tables alike
     timing = ["decode_s", "segment_s", "write_s", "metrics_s", "runtime_s"]
     a = pd.read_parquet(clean / "results/summary/metrics.parquet").drop(columns=timing)
     b = pd.read_parquet(killed / "results/summary/metrics.parquet").drop(columns=timing)
