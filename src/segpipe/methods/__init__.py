@@ -52,13 +52,13 @@ REGISTRY = {
     spec.kind: spec
     for spec in (
         # bytes_per_pixel: peak memory beyond the decoded image on a 9 MP 8-bit image
-        # (ru_maxrss around segment and write_png): 0.5, 3, 35 and 40
+        # (ru_maxrss around segment and write_png): 0.5, 3, 19 and 40
         # bytes per pixel, plus the image, doubled for 16-bit samples.
         MethodSpec("threshold", segment_threshold, "grey", _check_threshold,
                    bytes_per_pixel=4),
         MethodSpec("multi_threshold", segment_multi_threshold, "grey", _check_multi_threshold,
                    bytes_per_pixel=8),
-        MethodSpec("edges", segment_edges, "grey", bytes_per_pixel=72),
+        MethodSpec("edges", segment_edges, "grey", bytes_per_pixel=40),
         MethodSpec("kmeans", segment_kmeans, "rgb", bytes_per_pixel=86),
         # The image as a float tensor on the host, its pasted masks and label image.
         MethodSpec("maskrcnn", segment_maskrcnn, "rgb", _check_maskrcnn, batched=True,
