@@ -46,8 +46,9 @@ def runs(tmp_path_factory, partition):
                "seed": 1, "score_threshold": 0.0, "max_detections": 3, "min_size": 64,
                "max_size": 96, "batch_size": 2},
     }
+    # max_image_pixels sizes every job's memory request (checked below).
     config = write_config(tmp / "c.yaml", input_dir=str(tmp / "images"), shard_size=4,
-                          methods=methods)
+                          methods=methods, max_image_pixels=10**6)
     local, cluster = tmp / "local", tmp / "cluster"
     local.mkdir()
     cluster.mkdir()
@@ -86,8 +87,9 @@ def test_the_gpu_job_asked_for_and_got_a_gpu(runs):
         shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True,
                                text=True).stdout
         assert "TresPerJob=gres:gpu:1" in shown and "JobState=COMPLETED" in shown, shown
-        # the time and memory the rule states, not the plugin's defaults
-        assert "TimeLimit=00:15:00" in shown and re.search(r"mem=(\d+)M", shown).group(1) == "5000"
+        # the time and memory the rule states, not the plugin's defaults: 4000 MB, 500 per
+        # thread (2 here), and 32 bytes per pixel of the largest image allowed (10^6)
+        assert "TimeLimit=00:15:00" in shown and re.search(r"mem=(\d+)M", shown).group(1) == "5032"
 
 
 def test_results_equal_a_local_run(runs):
@@ -108,3 +110,8 @@ def test_profile_sizes_every_job_and_reads_the_partition_from_the_environment(ru
     # the cluster run, not in its own environment)
     assert f"slurm_partition={partition}," in runs["log"]
     assert os.environ.get("SBATCH_PARTITION") is None  # run_snakemake's env did not leak
+    # A threshold job asks for 500 MB plus 4 bytes per pixel of the largest image allowed.
+    for job_id in submitted(runs["log"])["segment_shard"]:
+        shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True,
+                               text=True).stdout
+        assert re.search(r"mem=(\d+)M", shown).group(1) == "504", shown
