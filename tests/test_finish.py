@@ -75,6 +75,17 @@ def test_prepare_shard_folder_keeps_only_the_current_files(tmp_path):
     assert (tmp_path / "new").is_dir()
 
 
+def test_a_stale_file_that_will_not_go_is_logged_not_fatal(tmp_path, monkeypatch, caplog):
+    (tmp_path / ".nfs0001").write_bytes(b"x")
+
+    def busy(path):
+        raise OSError(16, "Device or resource busy", path)
+
+    monkeypatch.setattr(os, "unlink", busy)
+    prepare_shard_folder(tmp_path, [])
+    assert "could not remove stale" in caplog.text and ".nfs0001" in caplog.text
+
+
 def test_a_failed_mask_write_fails_the_job_not_the_image(tmp_path, monkeypatch):
     # A folder that cannot be made (a file is in the way), as root too.
     (tmp_path / "m").write_bytes(b"not a folder")

@@ -78,10 +78,15 @@ def prepare_shard_folder(folder, keep):
         for entry in entries:
             if entry.name in keep and entry.is_file(follow_symlinks=False):
                 continue
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+            except OSError as err:
+                # A stale file that will not go (an NFS ".nfs*" placeholder of a file still
+                # open elsewhere) must not cost the shard its results.
+                log.warning("could not remove stale %s (%s)", entry.path, err.strerror or err)
 
 
 def finish_image(row, labels, *, mask_path, ground_truth=None, pred_instances, edge_map=None,
