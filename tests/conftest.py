@@ -100,3 +100,23 @@ def assert_same_outputs(a, b):
             assert ta.equals(tb), rel
         else:
             assert left.read_bytes() == right.read_bytes(), rel
+
+
+def add_entries_not_to_segment(root, *, link_to, data=b"x"):
+    """What a lab drive holds besides images: a pipe, a dangling link, a link loop, a link
+    to a folder (``root/sub``, which must exist), a name that is not UTF-8 and hidden
+    entries; plus ``link_to_file.png``, a link to the image ``root/link_to``, which is
+    segmented. ``data`` fills the files. Returns the paths the skipped table should list.
+    """
+    os.mkfifo(root / "pipe.png")
+    os.symlink(root / "nowhere.png", root / "dangling.png")
+    os.symlink(root / "loop_b", root / "loop_a")
+    os.symlink(root / "loop_a", root / "loop_b")
+    os.symlink(root / "sub", root / "link_to_folder")
+    os.symlink(root / link_to, root / "link_to_file.png")
+    (root / os.fsdecode(b"caf\xe9.png")).write_bytes(data)
+    (root / ".hidden.png").write_bytes(data)
+    (root / ".git").mkdir()
+    (root / ".git" / "x.png").write_bytes(data)
+    return {"pipe.png", "dangling.png", "loop_a", "loop_b", "link_to_folder", "caf\\xe9.png",
+            ".hidden.png", ".git"}

@@ -2,6 +2,8 @@ import os
 
 import pytest
 
+from conftest import add_entries_not_to_segment
+
 import segpipe.manifest as manifest_module
 
 from segpipe.manifest import (
@@ -80,23 +82,20 @@ def test_list_images_is_recursive_sorted_posix_and_skips_hidden(tmp_path):
     assert list_images(tmp_path) == ["a/b/d.tif", "a/c.jpg", "b.png", "notes.txt"]
 
 
+def listing(tmp_path, **kwargs):
+    """update_manifest's output arguments under ``tmp_path``, plus ``kwargs``."""
+    return dict(shard_dir=tmp_path / "shards", manifest_out=tmp_path / "images.parquet",
+                skipped_out=tmp_path / "skipped.parquet", **kwargs)
+
+
 def odd_folder(root):
     """Every kind of entry a lab drive holds that is not an image to segment, and two that are."""
     (root / "sub").mkdir(parents=True)
     (root / "good.png").write_bytes(b"x")
     (root / "sub" / "good2.png").write_bytes(b"x")
-    (root / ".hidden.png").write_bytes(b"x")
-    (root / ".git").mkdir()
-    (root / ".git" / "x.png").write_bytes(b"x")
-    os.mkfifo(root / "pipe.png")
-    os.symlink(root / "nowhere.png", root / "dangling.png")
-    os.symlink(root / "loop_a", root / "loop_b")
-    os.symlink(root / "loop_b", root / "loop_a")
-    os.symlink(root / "sub", root / "link_to_folder")
-    os.symlink(root / "good.png", root / "link_to_file.png")
-    (root / os.fsdecode(b"caf\xe9.png")).write_bytes(b"x")
     (root / "locked").mkdir()
     (root / "locked" / "inside.png").write_bytes(b"x")
+    return add_entries_not_to_segment(root, link_to="good.png") | {"locked"}
 
 
 def lock(monkeypatch, name="locked"):
@@ -132,16 +131,12 @@ def test_update_manifest_writes_the_skipped_table_and_goes_on(tmp_path, monkeypa
     import pyarrow.parquet as pq
 
     images = tmp_path / "in"
-    odd_folder(images)
+    expected = odd_folder(images)
     lock(monkeypatch)
-    update_manifest(images, shard_dir=tmp_path / "shards", shard_size=10,
-                    manifest_out=tmp_path / "images.parquet",
-                    skipped_out=tmp_path / "skipped.parquet")
+    update_manifest(images, **listing(tmp_path, shard_size=10))
     assert manifest_module.folder_fingerprint(images) != "missing"  # no PermissionError
     skipped = pq.read_table(tmp_path / "skipped.parquet").to_pydict()
-    assert set(skipped["path"]) == {"pipe.png", "dangling.png", "loop_a", "loop_b",
-                                    "link_to_folder", ".hidden.png", ".git", "caf\\xe9.png",
-                                    "locked"}
+    assert set(skipped["path"]) == expected
     assert all(skipped["reason"])
     table = pq.read_table(tmp_path / "images.parquet").to_pydict()
     assert {"good.png", "link_to_file.png", "sub/good2.png"} <= set(table["image_id"])
@@ -153,9 +148,7 @@ def test_an_edited_image_changes_only_its_shard_file(tmp_path):
     images.mkdir()
     for i in range(6):
         (images / f"{i}.png").write_bytes(b"x")
-    kwargs = dict(shard_dir=tmp_path / "shards", shard_size=2,
-                  manifest_out=tmp_path / "images.parquet",
-                  skipped_out=tmp_path / "skipped.parquet")
+    kwargs = listing(tmp_path, shard_size=2)
     update_manifest(images, **kwargs)
     before = {p.name: p.read_bytes() for p in (tmp_path / "shards").iterdir()}
     fingerprint = folder_fingerprint(images)
@@ -172,9 +165,7 @@ def test_with_hashing_a_touch_is_not_a_change_but_new_content_is(tmp_path):
     images.mkdir()
     (images / "a.png").write_bytes(b"one")
     (images / "b.png").write_bytes(b"two")
-    kwargs = dict(shard_dir=tmp_path / "shards", shard_size=1, hash_images=True,
-                  manifest_out=tmp_path / "images.parquet",
-                  skipped_out=tmp_path / "skipped.parquet")
+    kwargs = listing(tmp_path, shard_size=1, hash_images=True)
     update_manifest(images, **kwargs)
     shard_a = tmp_path / "shards" / "000000.json"
     first = shard_a.read_bytes()
@@ -192,9 +183,7 @@ def test_outputs_of_shards_whose_images_all_went_are_removed(tmp_path):
     for name in "abc":
         (images / f"{name}.png").write_bytes(b"x")
     results = tmp_path / "results"
-    kwargs = dict(shard_dir=tmp_path / "shards", shard_size=1, results_dir=results,
-                  manifest_out=tmp_path / "images.parquet",
-                  skipped_out=tmp_path / "skipped.parquet")
+    kwargs = listing(tmp_path, shard_size=1, results_dir=results)
     update_manifest(images, **kwargs)
     for tree in ("masks/otsu/000001", "edges/sobel/000001", "masks/otsu/000002"):
         (results / tree).mkdir(parents=True)
@@ -232,8 +221,7 @@ def test_shard_names_come_from_the_manifest_and_follow_its_changes(tmp_path):
     for name in "abcde":
         (images / f"{name}.png").write_bytes(b"x")
     manifest = tmp_path / "images.parquet"
-    update_manifest(images, shard_dir=tmp_path / "shards", shard_size=2, manifest_out=manifest,
-                    skipped_out=tmp_path / "skipped.parquet")
+    update_manifest(images, **listing(tmp_path, shard_size=2))
     assert shard_names(manifest) == ["000000", "000001", "000002"]
     stray = tmp_path / "shards" / "999999.json"
     stray.write_text("[]")  # the folder is not what is read
@@ -241,8 +229,7 @@ def test_shard_names_come_from_the_manifest_and_follow_its_changes(tmp_path):
     stray.unlink()
     for name in "fg":
         (images / f"{name}.png").write_bytes(b"x")
-    update_manifest(images, shard_dir=tmp_path / "shards", shard_size=2, manifest_out=manifest,
-                    skipped_out=tmp_path / "skipped.parquet")
+    update_manifest(images, **listing(tmp_path, shard_size=2))
     assert shard_names(manifest) == ["000000", "000001", "000002", "000003"]
 
 
@@ -252,8 +239,7 @@ def test_auto_shard_size_follows_the_image_count(tmp_path):
     for i in range(600):
         (images / f"{i:03d}.png").write_bytes(b"x")
     manifest = tmp_path / "images.parquet"
-    update_manifest(images, shard_dir=tmp_path / "shards", shard_size="auto",
-                    manifest_out=manifest, skipped_out=tmp_path / "skipped.parquet")
+    update_manifest(images, **listing(tmp_path, shard_size="auto"))
     # 600 images: far fewer than 1,000 jobs' worth, so the smallest auto size, 250
     assert shard_sizes(manifest) == {"000000": 250, "000001": 250, "000002": 100}
     assert manifest_module.auto_shard_size(2_000_000) == 2000

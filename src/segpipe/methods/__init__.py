@@ -52,8 +52,8 @@ REGISTRY = {
     spec.kind: spec
     for spec in (
         # bytes_per_pixel: peak memory beyond the decoded image on a 9 MP 8-bit image
-        # (ru_maxrss around segment and write_png): 0.5, 3, 19 and 40
-        # bytes per pixel, plus the image, doubled for 16-bit samples.
+        # (benchmarks/bench_memory.py: 0.5, 3, 19 and 40 bytes per pixel), plus the
+        # image, doubled for 16-bit samples.
         MethodSpec("threshold", segment_threshold, "grey", _check_threshold,
                    bytes_per_pixel=4),
         MethodSpec("multi_threshold", segment_multi_threshold, "grey", _check_multi_threshold,
