@@ -33,7 +33,17 @@ def test_the_default_config_is_valid():
 
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     resolved = resolve(config, generated_input_dir=config["input_dir"])
-    assert {s["kind"] for s in resolved["methods"].values()} == set(REGISTRY)
+    assert {s["kind"] for s in resolved["methods"].values()} <= set(REGISTRY)
+
+
+def test_the_schema_knows_exactly_the_registered_kinds():
+    method = SCHEMA["$defs"]["method"]
+    assert set(method["properties"]["kind"]["enum"]) == set(REGISTRY)
+    dispatched = {rule["if"]["properties"]["kind"]["const"]: rule["then"]["$ref"]
+                  for rule in method["allOf"]}
+    assert dispatched == {kind: f"#/$defs/{kind}" for kind in REGISTRY}
+    for kind in REGISTRY:
+        assert SCHEMA["$defs"][kind]["properties"]["kind"] == {"const": kind}
 
 
 @pytest.mark.parametrize("kind", sorted(REGISTRY))
@@ -54,7 +64,15 @@ def test_schema_defaults_match_the_functions(kind):
         ({"shard_sise": 3}, "shard_sise", "unknown key"),
         ({"methods": {}}, "methods", "should be non-empty"),
         ({"methods": {"a/b": {"kind": "threshold"}}}, "methods", "does not match"),
-        ({"methods": {"m": {"kind": "watershed"}}}, "methods.m.kind", "is not one of"),
+        ({"methods": {"m": {"kind": "blobs"}}}, "methods.m.kind", "is not one of"),
+        ({"methods": {"m": {"kind": "threshold", "foreground": "light"}}}, "methods.m.foreground", "is not one of"),
+        ({"methods": {"m": {"kind": "watershed", "markers": "peaks"}}}, "methods.m.markers", "is not one of"),
+        ({"methods": {"m": {"kind": "watershed", "min_distance": 0}}}, "methods.m.min_distance", "less than the minimum"),
+        ({"methods": {"m": {"kind": "watershed", "threshold": 1.5}}}, "methods.m.threshold", "greater than the maximum"),
+        ({"methods": {"m": {"kind": "superpixels", "algorithm": "quickshift"}}}, "methods.m.algorithm", "is not one of"),
+        ({"methods": {"m": {"kind": "superpixels", "n_segments": 0}}}, "methods.m.n_segments", "less than the minimum"),
+        ({"methods": {"m": {"kind": "region_growing", "tolerance": 0}}}, "methods.m.tolerance", "less than or equal to the minimum"),
+        ({"measure_objects": "no"}, "measure_objects", "not of type 'boolean'"),
         ({"methods": {"m": {"method": "otsu"}}}, "methods.m", "'kind' is a required property"),
         ({"methods": {"m": {"kind": "threshold", "method": "otsuu"}}}, "methods.m.method", "'otsuu' is not one of"),
         ({"methods": {"m": {"kind": "threshold", "thresh": 1}}}, "methods.m.thresh", "unknown key"),

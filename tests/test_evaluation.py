@@ -286,7 +286,7 @@ def test_object_f1_rejects_thresholds_below_one_half():
 
 def test_objects_of_instances_is_the_input():
     labels = np.array([[1, 2], [0, 2]], np.uint16)
-    assert objects_of(labels, instances=True) is labels
+    assert objects_of(labels, "instances") is labels
 
 
 def test_objects_of_labels_are_8_connected_components_of_the_foreground():
@@ -296,12 +296,19 @@ def test_objects_of_labels_are_8_connected_components_of_the_foreground():
         [0, 0, 0, 5],
         [0, 0, 5, 0],
     ], np.uint8)
-    objects = objects_of(labels, instances=False)
+    objects = objects_of(labels, "foreground")
     np.testing.assert_array_equal(objects > 0, labels > 0)
     assert objects[0, 0] == objects[0, 1]  # touching labels 1 and 2: one object
     assert objects[2, 3] == objects[3, 2]  # diagonal neighbours: one object
     assert objects[0, 0] != objects[2, 3]
     assert set(np.unique(objects)) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("meaning", ["classes", "regions"])
+def test_classes_and_regions_have_no_objects(meaning):
+    assert objects_of(np.array([[0, 1], [2, 2]], np.uint8), meaning) is None
+    with pytest.raises(ValueError, match="meaning"):
+        objects_of(np.zeros((2, 2), np.uint8), "stuff")
 
 
 # ---- coco_mask_ap ----
@@ -411,7 +418,7 @@ def split_square():
 
 def test_image_scores_binary_truth_compares_foregrounds():
     pred, truth = split_square()
-    scores = image_scores(pred, truth * 255, truth_kind="binary", pred_instances=False, tolerance=0)
+    scores = image_scores(pred, truth * 255, truth_kind="binary", pred_meaning="foreground", tolerance=0)
     assert set(scores) == METRICS
     assert scores["ari"] is None and scores["vi_split"] is None and scores["vi_merge"] is None
     # Same foreground and outline; pred's line between its labels does not count.
@@ -422,7 +429,7 @@ def test_image_scores_binary_truth_compares_foregrounds():
 
 def test_image_scores_labels_truth_counts_internal_boundaries_and_instances():
     pred, truth = split_square()
-    scores = image_scores(pred, truth, truth_kind="labels", pred_instances=True, tolerance=0)
+    scores = image_scores(pred, truth, truth_kind="labels", pred_meaning="instances", tolerance=0)
     # Each pred label is 4x2 and all of it boundary: 16 pixels, 12 on truth's ring.
     # P = 12/16, R = 1: F1 = 2 * 0.75 / 1.75 = 6/7.
     assert scores["boundary_f1"] == pytest.approx(6 / 7)
@@ -433,11 +440,11 @@ def test_image_scores_labels_truth_counts_internal_boundaries_and_instances():
 
 
 @pytest.mark.parametrize("truth_kind", ["binary", "labels", "instances"])
-@pytest.mark.parametrize("pred_instances", [True, False])
-def test_image_scores_combines_the_single_metrics(truth_kind, pred_instances):
+@pytest.mark.parametrize("meaning", ["instances", "foreground"])
+def test_image_scores_combines_the_single_metrics(truth_kind, meaning):
     pred, truth = random_objects(4)
     scores = image_scores(
-        pred, truth, truth_kind=truth_kind, pred_instances=pred_instances, tolerance=1
+        pred, truth, truth_kind=truth_kind, pred_meaning=meaning, tolerance=1
     )
     expected = foreground_scores(pred, truth)
     if truth_kind == "binary":
@@ -447,21 +454,120 @@ def test_image_scores_combines_the_single_metrics(truth_kind, pred_instances):
         expected["boundary_f1"] = boundary_f1(pred, truth, tolerance=1)
         expected.update(label_agreement(pred, truth))
     expected.update(object_f1(
-        objects_of(pred, instances=pred_instances),
-        objects_of(truth, instances=truth_kind == "instances"),
+        objects_of(pred, meaning),
+        objects_of(truth, "instances" if truth_kind == "instances" else "foreground"),
     ))
     assert scores == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("truth_kind", ["binary", "labels", "instances"])
+@pytest.mark.parametrize("meaning", ["classes", "regions"])
+def test_image_scores_of_classes_and_regions_leave_foreground_and_object_scores_null(
+    truth_kind, meaning
+):
+    pred, truth = random_objects(5)
+    scores = image_scores(pred, truth, truth_kind=truth_kind, pred_meaning=meaning, tolerance=1)
+    assert set(scores) == METRICS
+    for name in ("iou", "dice", "precision", "recall", "object_f1_50", "object_f1_mean"):
+        assert scores[name] is None, name
+    # Partition scores still apply: boundaries of the classes or regions themselves.
+    if truth_kind == "binary":
+        assert scores["boundary_f1"] == boundary_f1(pred, truth > 0, tolerance=1)
+        assert scores["ari"] is None
+    else:
+        assert scores["boundary_f1"] == boundary_f1(pred, truth, tolerance=1)
+        assert scores["ari"] == pytest.approx(label_agreement(pred, truth)["ari"])
 
 
 def test_image_scores_rejects_different_shapes():
     with pytest.raises(ValueError, match=r"\(4, 4\).*\(4, 5\)"):
         image_scores(
             np.zeros((4, 4), int), np.zeros((4, 5), int),
-            truth_kind="instances", pred_instances=True, tolerance=2,
+            truth_kind="instances", pred_meaning="instances", tolerance=2,
         )
 
 
 def test_image_scores_rejects_unknown_truth_kind():
     blob = square((4, 4), (1, 3), (1, 3))
     with pytest.raises(ValueError, match="truth_kind"):
-        image_scores(blob, blob, truth_kind="semantic", pred_instances=True, tolerance=2)
+        image_scores(blob, blob, truth_kind="semantic", pred_meaning="instances", tolerance=2)
+
+
+# ---- MaskAP against pycocotools' COCOeval ----
+
+
+def cocoeval_ap(truth_by_image, pred_by_image):
+    """pycocotools' own COCOeval, every detection kept: the reference MaskAP must equal."""
+    import contextlib
+    import io
+
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from segpipe.rle import encode_mask, encode_objects
+
+    images, annotations, detections = [], [], []
+    for number, (key, truth) in enumerate(truth_by_image.items(), start=1):
+        images.append({"id": number, "height": truth.shape[0], "width": truth.shape[1]})
+        for rle in encode_objects(truth):
+            annotations.append({"id": len(annotations) + 1, "image_id": number, "category_id": 1,
+                                "iscrowd": 0, "segmentation": rle,
+                                "area": float(mask_utils.area(rle)),
+                                "bbox": mask_utils.toBbox(rle).tolist()})
+        for mask, score in pred_by_image.get(key, ()):
+            detections.append({"image_id": number, "category_id": 1,
+                               "segmentation": encode_mask(mask), "score": score})
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth_coco = COCO()
+        truth_coco.dataset = {"images": images, "annotations": annotations,
+                              "categories": [{"id": 1, "name": "object"}]}
+        truth_coco.createIndex()
+        evaluation = COCOeval(truth_coco, truth_coco.loadRes(detections), iouType="segm")
+        evaluation.params.maxDets = [10_000]
+        evaluation.params.areaRng = [evaluation.params.areaRng[0]]
+        evaluation.params.areaRngLbl = ["all"]
+        evaluation.evaluate()
+        evaluation.accumulate()
+    precision = evaluation.eval["precision"][:, :, 0, 0, 0]
+    return {"coco_ap": precision.mean(), "coco_ap50": precision[0].mean(),
+            "coco_ap75": precision[5].mean()}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mask_ap_equals_cocoeval_with_overlapping_detections(seed):
+    rng = np.random.default_rng(seed)
+    truth_by_image, pred_by_image = {}, {}
+    for k in range(3):
+        pred, truth = random_objects(100 * seed + k, n=8)
+        truth_by_image[f"img{k}"] = truth
+        masks = [pred == i for i in np.unique(pred) if i]
+        # Overlapping duplicates and random blobs, distinct scores (ties aside, COCOeval
+        # breaks ties by arrival order; MaskAP by image key).
+        masks += [np.roll(m, 1, axis=1) for m in masks[:3]]
+        masks += [rng.random(truth.shape) < 0.02 for _ in range(2)]
+        scores = rng.permutation(len(masks)) / len(masks) + k * 1e-3
+        pred_by_image[f"img{k}"] = list(zip(masks, scores))
+    assert coco_mask_ap(truth_by_image, pred_by_image) == pytest.approx(
+        cocoeval_ap(truth_by_image, pred_by_image), abs=1e-12)
+
+
+def test_mask_ap_does_not_depend_on_the_order_of_images_or_equal_scores():
+    pairs = [random_objects(s, n=6) for s in range(4)]
+    truth = {f"i{k}": t for k, (_, t) in enumerate(pairs)}
+    # Every detection scored 1, as classical objects were: only order could rank them.
+    preds = {f"i{k}": [(p == i, 1.0) for i in np.unique(p) if i] for k, (p, _) in enumerate(pairs)}
+    first = coco_mask_ap(truth, preds)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        keys = list(rng.permutation(list(truth)))
+        shuffled_truth = {k: truth[k] for k in keys}
+        shuffled_preds = {k: preds[k] for k in reversed(keys)}
+        assert coco_mask_ap(shuffled_truth, shuffled_preds) == first
+
+
+def test_mask_ap_counts_every_detection_beyond_a_thousand():
+    truth = np.zeros((99, 99), np.int32)
+    truth[::3, ::3] = np.arange(1, 33 * 33 + 1).reshape(33, 33)  # 1089 one-pixel objects
+    preds = [(truth == i, 0.5) for i in range(1, 33 * 33 + 1)]
+    assert coco_mask_ap({"a": truth}, {"a": preds})["coco_ap"] == pytest.approx(1.0)

@@ -34,7 +34,7 @@ def row():
 def test_finish_image_writes_the_mask_and_completes_the_row(tmp_path):
     labels = np.array([[1, 1, 0, 0], [0, 0, 0, 2]], np.uint8)
     path = f"{tmp_path}/m/000000/000000-a.png.png"
-    done = finish_image(row(), labels, mask_path=path, pred_instances=True)
+    done = finish_image(row(), labels, mask_path=path, meaning="instances")
     assert done["status"] == "ok" and done["mask_path"] == path
     np.testing.assert_array_equal(read_label_image(done["mask_path"]), labels)
     assert (done["height"], done["width"], done["n_labels"], done["n_objects"]) == (2, 4, 2, 2)
@@ -59,7 +59,7 @@ def test_output_names_stay_short_for_names_at_the_file_system_limit():
 def test_a_long_image_name_gets_its_mask_written(tmp_path):
     (image_id,) = ids = ["z" * 250 + ".png"]
     path = shard_output_paths(str(tmp_path), "m", "000000", ids)[image_id]
-    done = finish_image(row(), np.ones((2, 2), np.uint8), mask_path=path, pred_instances=False)
+    done = finish_image(row(), np.ones((2, 2), np.uint8), mask_path=path, meaning="foreground")
     assert os.path.exists(done["mask_path"])
 
 
@@ -91,7 +91,7 @@ def test_a_failed_mask_write_fails_the_job_not_the_image(tmp_path, monkeypatch):
     (tmp_path / "m").write_bytes(b"not a folder")
     with pytest.raises(OutputWriteError, match="cannot write .*a.png.png"):
         finish_image(row(), np.ones((2, 2), np.uint8), mask_path=f"{tmp_path}/m/a.png.png",
-                     pred_instances=False)
+                     meaning="foreground")
     # A full disk while writing: the temporary file is removed.
     import segpipe.imageio
 
@@ -112,7 +112,7 @@ def test_a_failed_mask_write_fails_the_job_not_the_image(tmp_path, monkeypatch):
     (tmp_path / "ok").mkdir()
     with pytest.raises(OutputWriteError, match="No space left on device"):
         finish_image(row(), np.ones((2, 2), np.uint8), mask_path=f"{tmp_path}/ok/a.png.png",
-                     pred_instances=False)
+                     meaning="foreground")
     assert os.listdir(tmp_path / "ok") == []
 
 

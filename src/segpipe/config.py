@@ -69,7 +69,13 @@ def validate_config(config, schema):
 def method_defaults(schema, kind):
     """Defaults of one method kind's settings, read from the schema's ``$defs``."""
     props = schema["$defs"][kind]["properties"]
-    return {k: copy.deepcopy(v["default"]) for k, v in props.items() if "default" in v}
+    defaults = {}
+    for key, spec in props.items():
+        if "default" not in spec and "$ref" in spec:  # a shared block ("#/$defs/name")
+            spec = schema["$defs"].get(spec["$ref"].rsplit("/", 1)[-1], {})
+        if "default" in spec:
+            defaults[key] = copy.deepcopy(spec["default"])
+    return defaults
 
 
 def replace_methods_from(config, configfiles):

@@ -8,16 +8,10 @@ per object).
 
 from __future__ import annotations
 
-import contextlib
-import io
 from typing import NamedTuple
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
-
 from segpipe.rle import encode_mask, encode_objects
 
 TRUTH_KINDS = ("binary", "labels", "instances")
@@ -25,10 +19,6 @@ TRUTH_KINDS = ("binary", "labels", "instances")
 # The IoU thresholds of COCO, written out: np.arange(0.5, 1.0, 0.05) drifts above the
 # round values (0.7000000000000002), which would shift matches under a strict ">".
 IOU_THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
-
-# COCO's default keeps the 100 best-scoring detections of an image; an image can hold a
-# few hundred nuclei, so more detections are kept, or recall would be capped.
-COCO_MAX_DETECTIONS = 1000
 
 # Ids below this bound are numbered 0..n-1 through a lookup table, in linear time; larger
 # ids (or negative ones) go through np.unique, which sorts the pixels.
@@ -183,39 +173,154 @@ def object_f1(pred_objects, truth_objects, *, thresholds=IOU_THRESHOLDS):
     return _object_f1_of(_contingency(pred_objects, truth_objects), thresholds)
 
 
-def objects_of(labels, *, instances):
-    """The object label map of a label image.
+def objects_of(labels, meaning):
+    """The object label map of a label image, as its labels' meaning defines objects.
 
     Parameters
     ----------
     labels : (M, N) ndarray of int
-    instances : bool
-        True if every non-zero id of ``labels`` is one object already (instance
-        segmentation); otherwise the objects are the 8-connected components of the
-        foreground ``labels > 0``, so touching regions of different labels form one object.
+    meaning : {"foreground", "instances", "classes", "regions"}
+        ``instances``: every non-zero id is one object already. ``foreground``: the objects
+        are the 8-connected components of ``labels > 0``. Classes and regions have no
+        objects (None).
 
     Returns
     -------
-    (M, N) ndarray of int
-        ``labels`` itself if ``instances``; otherwise int32 component ids 1..n, 0 outside.
+    (M, N) ndarray of int or None
+        ``labels`` itself for instances; int32 component ids 1..n (raster order), 0
+        outside, for a foreground; None for classes and regions.
 
     Examples
     --------
-    >>> labels = np.array([[1, 2, 0, 0], [0, 0, 0, 1]], dtype=np.uint8)
-    >>> objects_of(labels, instances=False)
+    >>> labels = np.array([[1, 1, 0, 0], [0, 0, 0, 1]], dtype=np.uint8)
+    >>> objects_of(labels, "foreground")
     array([[1, 1, 0, 0],
            [0, 0, 0, 2]], dtype=int32)
     """
-    if instances:
+    if meaning == "instances":
         return labels
+    if meaning != "foreground":
+        if meaning not in ("classes", "regions"):
+            raise ValueError(f"unknown label meaning {meaning!r}")
+        return None
     _, components = cv2.connectedComponents(
         (labels > 0).view(np.uint8), connectivity=8, ltype=cv2.CV_32S
     )
     return components
 
 
+# Truth kinds as label meanings: binary and class truth have objects as components.
+TRUTH_MEANING = {"binary": "foreground", "labels": "foreground", "instances": "instances"}
+
+
+class MaskAP:
+    """Class-agnostic COCO mask average precision, accumulated one image at a time.
+
+    The same matching and precision-recall arithmetic as pycocotools' ``COCOeval``
+    (iouType "segm", one category, all object sizes, no crowd regions), with two
+    differences that make it hold on real data:
+
+    - Memory follows one image: :meth:`add_image` matches that image's detections and
+      keeps only their scores and match flags (10 booleans each), never masks.
+    - Every detection counts (COCOeval keeps the ``maxDets`` best per image), and the
+      result does not depend on the order images or detections arrive in: detections are
+      ranked by falling score, ties broken by image key, then by the detection's position
+      in its image's list (COCOeval breaks ties by the order it was given things).
+
+    ``tests/test_evaluation.py`` checks it against ``COCOeval`` on random images.
+    """
+
+    def __init__(self, thresholds=IOU_THRESHOLDS):
+        self.thresholds = np.asarray(thresholds, dtype=np.float64)
+        self.n_truth = 0
+        self.images = 0
+        self._scores, self._matched, self._keys, self._ranks = [], [], [], []
+        self._key_names = []
+
+    def add_image(self, key, truth_rles, detections, scores):
+        """Match one image's detections to its true objects.
+
+        Parameters
+        ----------
+        key : str
+            The image's key; sorts ties between images.
+        truth_rles : list of dict
+            COCO RLEs of the true objects.
+        detections : list of dict
+            COCO RLEs of the detected objects, in a deterministic order (e.g. by label).
+        scores : sequence of float
+            One confidence per detection.
+        """
+        from pycocotools import mask as mask_utils
+
+        scores = np.asarray(scores, dtype=np.float64)
+        if len(detections) != scores.size:
+            raise ValueError(f"{key}: {len(detections)} detections but {scores.size} scores")
+        self.images += 1
+        self.n_truth += len(truth_rles)
+        if not detections:
+            return
+        order = np.argsort(-scores, kind="stable")
+        matched = np.zeros((len(order), self.thresholds.size), dtype=bool)
+        if truth_rles:
+            ious = np.asarray(mask_utils.iou([detections[i] for i in order], truth_rles,
+                                             [0] * len(truth_rles)), dtype=np.float64)
+            ious = ious.reshape(len(order), len(truth_rles))
+            for t, threshold in enumerate(self.thresholds):
+                taken = np.zeros(len(truth_rles), dtype=bool)
+                least = min(threshold, 1 - 1e-10)
+                for d in range(len(order)):
+                    candidates = np.where(taken | (ious[d] < least), -1.0, ious[d])
+                    # COCOeval keeps the last true object of the largest IoU.
+                    m = candidates.size - 1 - int(np.argmax(candidates[::-1]))
+                    if candidates[m] >= 0:
+                        taken[m] = True
+                        matched[d, t] = True
+        self._scores.append(scores[order])
+        self._matched.append(matched)
+        self._keys.append(np.full(order.size, len(self._keys)))
+        self._ranks.append(np.arange(order.size))
+        self._key_names.append(str(key))
+
+    def result(self):
+        """``coco_ap`` (mean over the IoU thresholds), ``coco_ap50``, ``coco_ap75``.
+
+        NaN each if no image has a true object; 0.0 if there is no detection at all.
+        """
+        names = ("coco_ap", "coco_ap50", "coco_ap75")
+        if self.n_truth == 0:
+            return dict.fromkeys(names, float("nan"))
+        if not self._scores:
+            return dict.fromkeys(names, 0.0)
+        scores = np.concatenate(self._scores)
+        matched = np.concatenate(self._matched)
+        # Ties between images by image key (not by arrival), then by rank in the image.
+        key_rank = np.argsort(np.argsort(np.array(self._key_names, dtype=object)))
+        keys = key_rank[np.concatenate(self._keys)]
+        order = np.lexsort((np.concatenate(self._ranks), keys, -scores))
+        matched = matched[order]
+        tp = np.cumsum(matched, axis=0, dtype=np.float64)
+        fp = np.cumsum(~matched, axis=0, dtype=np.float64)
+        recall = tp / self.n_truth
+        precision = tp / (tp + fp)
+        # The precision envelope: the best precision at this recall or any higher one.
+        precision = np.maximum.accumulate(precision[::-1], axis=0)[::-1]
+        points = np.linspace(0.0, 1.0, 101)
+        per_threshold = np.empty(self.thresholds.size)
+        for t in range(self.thresholds.size):
+            index = np.searchsorted(recall[:, t], points, side="left")
+            reached = index < recall.shape[0]
+            at = precision[np.minimum(index, recall.shape[0] - 1), t]
+            per_threshold[t] = np.where(reached, at, 0.0).mean()
+        return {
+            "coco_ap": float(per_threshold.mean()),
+            "coco_ap50": float(per_threshold[np.isclose(self.thresholds, 0.5)].mean()),
+            "coco_ap75": float(per_threshold[np.isclose(self.thresholds, 0.75)].mean()),
+        }
+
+
 def coco_mask_ap(truth_by_image, pred_by_image):
-    """Class-agnostic COCO mask average precision over a set of images.
+    """Class-agnostic COCO mask average precision over a set of images (:class:`MaskAP`).
 
     Parameters
     ----------
@@ -230,11 +335,8 @@ def coco_mask_ap(truth_by_image, pred_by_image):
     Returns
     -------
     dict of float
-        ``coco_ap`` (AP averaged over IoU 0.5:0.95), ``coco_ap50`` and ``coco_ap75``, as
-        pycocotools' ``COCOeval`` (iouType "segm") computes them for all object sizes
-        (its ``stats[0:3]``), keeping the `COCO_MAX_DETECTIONS` best-scoring detections
-        per image. NaN if no
-        image has a true object; 0.0 if there is no detection at all.
+        ``coco_ap`` (AP averaged over IoU 0.5:0.95), ``coco_ap50`` and ``coco_ap75``. NaN if
+        no image has a true object; 0.0 if there is no detection at all.
 
     Examples
     --------
@@ -247,64 +349,24 @@ def coco_mask_ap(truth_by_image, pred_by_image):
     if unknown:
         names = sorted(map(str, unknown))
         raise ValueError(f"predictions for images without ground truth: {names}")
-    images, truth_annotations, detections = [], [], []
-    for image_id, (key, truth) in enumerate(truth_by_image.items(), start=1):
-        images.append({"id": image_id, "height": truth.shape[0], "width": truth.shape[1]})
-        for rle in encode_objects(truth):
-            truth_annotations.append({
-                # COCOeval keeps matched annotation ids in zero-filled arrays: ids start at 1.
-                "id": len(truth_annotations) + 1,
-                "image_id": image_id,
-                "category_id": 1,
-                "iscrowd": 0,
-                "segmentation": rle,
-                "area": float(mask_utils.area(rle)),
-                "bbox": mask_utils.toBbox(rle).tolist(),
-            })
-        for mask, score in pred_by_image.get(key, ()):
+    ap = MaskAP()
+    for key, truth in truth_by_image.items():
+        predictions = pred_by_image.get(key, ())
+        for mask, _ in predictions:
             if mask.shape != truth.shape:
                 raise ValueError(
                     f"image {key!r}: mask shape {mask.shape} differs from truth shape {truth.shape}"
                 )
-            rle = encode_mask(mask)
-            detections.append(
-                {"image_id": image_id, "category_id": 1, "segmentation": rle, "score": float(score)}
-            )
-    if not truth_annotations:
-        return dict.fromkeys(("coco_ap", "coco_ap50", "coco_ap75"), float("nan"))
-    if not detections:
-        # loadRes cannot take an empty list; without detections every precision is 0.
-        return dict.fromkeys(("coco_ap", "coco_ap50", "coco_ap75"), 0.0)
-    with contextlib.redirect_stdout(io.StringIO()):
-        truth_coco = COCO()
-        truth_coco.dataset = {
-            "images": images,
-            "annotations": truth_annotations,
-            "categories": [{"id": 1, "name": "object"}],
-        }
-        truth_coco.createIndex()
-        evaluation = COCOeval(truth_coco, truth_coco.loadRes(detections), iouType="segm")
-        evaluation.params.maxDets = [COCO_MAX_DETECTIONS]
-        # Only the "all sizes" range is reported; the small/medium/large ranges would
-        # each repeat the per-image matching.
-        evaluation.params.areaRng = [evaluation.params.areaRng[0]]
-        evaluation.params.areaRngLbl = ["all"]
-        evaluation.evaluate()
-        evaluation.accumulate()
-    # COCOeval.summarize would look up maxDets=100 for its first number whatever maxDets
-    # is set to (and find nothing), so the AP is read from the precision table it averages:
-    # axes IoU threshold, recall point, category, area range, max detections.
-    precision = evaluation.eval["precision"][:, :, 0, 0, 0]
-    thresholds = evaluation.params.iouThrs
-    return {
-        "coco_ap": float(precision.mean()),
-        "coco_ap50": float(precision[np.isclose(thresholds, 0.5)].mean()),
-        "coco_ap75": float(precision[np.isclose(thresholds, 0.75)].mean()),
-    }
+        ap.add_image(key, encode_objects(truth), [encode_mask(m) for m, _ in predictions],
+                     [s for _, s in predictions])
+    return ap.result()
 
 
-def image_scores(pred, truth, *, truth_kind, pred_instances, tolerance):
+def image_scores(pred, truth, *, truth_kind, pred_meaning, tolerance):
     """All per-image scores of a method's label image against the ground truth.
+
+    Which scores apply follows what the method's labels mean (``pred_meaning``); the
+    others are None, rather than numbers that mean nothing.
 
     Parameters
     ----------
@@ -316,50 +378,61 @@ def image_scores(pred, truth, *, truth_kind, pred_instances, tolerance):
         ``binary``: non-zero is foreground; its objects are the connected components.
         ``labels``: one id per class; its objects are the connected components of the
         foreground. ``instances``: one id per object.
-    pred_instances : bool
-        True if each non-zero id of ``pred`` is one object (Mask R-CNN); otherwise the
-        objects are the connected components of its foreground (classical methods).
+    pred_meaning : {"foreground", "classes", "regions", "instances"}
+        See :data:`segpipe.methods.base.LABEL_MEANINGS`.
     tolerance : float
         Distance tolerance of `boundary_f1`, in pixels.
 
     Returns
     -------
     dict
-        ``iou``, ``dice``, ``precision``, ``recall`` (`foreground_scores`),
-        ``boundary_f1``, ``ari``, ``vi_split``, ``vi_merge`` (`label_agreement`),
-        ``object_f1_50`` and ``object_f1_mean`` (`object_f1` over `IOU_THRESHOLDS`).
-        For binary truth the boundaries are those of the foregrounds, as binary truth
-        has no boundaries between touching objects, and ``ari``, ``vi_split`` and
-        ``vi_merge`` are None, as a foreground mask is no partition to agree with.
+        ``iou``, ``dice``, ``precision``, ``recall`` (`foreground_scores`): for foreground
+        and instances only. ``boundary_f1``: always; against binary truth, the boundaries
+        of the foregrounds (binary truth has none between touching objects), or of the
+        method's classes or regions. ``ari``, ``vi_split``, ``vi_merge``
+        (`label_agreement`): always, but None against binary truth, which is no partition
+        to agree with. ``object_f1_50``, ``object_f1_mean`` (`object_f1` over
+        `IOU_THRESHOLDS`, on :func:`objects_of` both maps): foreground and instances only.
 
     Examples
     --------
     >>> truth = np.array([[1, 1, 0, 2, 2]])
     >>> pred = np.array([[1, 1, 0, 1, 1]])  # one label, two objects
-    >>> scores = image_scores(pred, truth, truth_kind="instances", pred_instances=False,
+    >>> scores = image_scores(pred, truth, truth_kind="instances", pred_meaning="foreground",
     ...                       tolerance=1)
     >>> scores["object_f1_50"], scores["vi_split"], scores["vi_merge"]
     (1.0, 0.0, 0.8)
+    >>> image_scores(pred, truth, truth_kind="instances", pred_meaning="classes",
+    ...              tolerance=1)["iou"] is None
+    True
     """
     if truth_kind not in TRUTH_KINDS:
         raise ValueError(f"truth_kind must be one of {TRUTH_KINDS}, got {truth_kind!r}")
     _check_same_shape(pred, truth)
-    scores = foreground_scores(pred, truth)
+    has_objects = pred_meaning in ("foreground", "instances")
+    if has_objects:
+        scores = foreground_scores(pred, truth)
+    else:
+        objects_of(pred, pred_meaning)  # checks the meaning
+        scores = dict.fromkeys(("iou", "dice", "precision", "recall"))
     if truth_kind == "binary":
-        scores["boundary_f1"] = boundary_f1(pred > 0, truth > 0, tolerance=tolerance)
+        pred_boundaries = pred > 0 if has_objects else pred
+        scores["boundary_f1"] = boundary_f1(pred_boundaries, truth > 0, tolerance=tolerance)
         scores.update(ari=None, vi_split=None, vi_merge=None)
         label_table = None
     else:
         scores["boundary_f1"] = boundary_f1(pred, truth, tolerance=tolerance)
         label_table = _contingency(pred, truth)
         scores.update(_agreement_of(label_table))
-    if pred_instances and truth_kind == "instances":
+    if not has_objects:
+        scores.update(object_f1_50=None, object_f1_mean=None)
+        return scores
+    if pred_meaning == "instances" and truth_kind == "instances":
         # Both label maps are object maps already: their table is the one just built.
         object_table = label_table
     else:
         object_table = _contingency(
-            objects_of(pred, instances=pred_instances),
-            objects_of(truth, instances=truth_kind == "instances"),
+            objects_of(pred, pred_meaning), objects_of(truth, TRUTH_MEANING[truth_kind])
         )
     scores.update(_object_f1_of(object_table, np.asarray(IOU_THRESHOLDS)))
     return scores

@@ -89,8 +89,9 @@ def prepare_shard_folder(folder, keep):
                 log.warning("could not remove stale %s (%s)", entry.path, err.strerror or err)
 
 
-def finish_image(row, labels, *, mask_path, ground_truth=None, pred_instances, edge_map=None,
-                 edge_path=None):
+def finish_image(row, labels, *, mask_path, meaning, ground_truth=None, edge_map=None,
+                 edge_path=None, objects_out=None, grey=None, measure=True, scores=None,
+                 class_names=None):
     """Write an image's label image (and edge map), measure it, and complete its row.
 
     Parameters
@@ -102,12 +103,22 @@ def finish_image(row, labels, *, mask_path, ground_truth=None, pred_instances, e
     labels : (M, N) ndarray of uint8 or uint16
     mask_path : str
         Where the label image goes (:func:`shard_output_paths`); recorded as ``mask_path``.
+    meaning : {"foreground", "classes", "regions", "instances"}
+        What the labels mean (the method's ``MethodSpec.labels``): decides the scores that
+        apply and what the objects are.
     ground_truth : segpipe.ground_truth.GroundTruth, optional
-    pred_instances : bool
-        Whether each label is one object (scored as is) rather than a class or region
-        (scored by the connected components of the foreground).
     edge_map : (M, N) ndarray, optional
         Written to ``edge_path`` and recorded as ``edge_path``.
+    objects_out : list, optional
+        Receives the image's per-object columns (:func:`segpipe.measure.measure_objects`)
+        when the labels have objects; None measures no object.
+    grey : (M, N) ndarray, optional
+        The intensity image objects are measured and scored on.
+    measure : bool
+        Shape and intensity columns too (``measure_objects``), not only label, area, box
+        and score.
+    scores, class_names : sequence, optional
+        Per label 1..K: the method's own confidences and class names (Mask R-CNN).
 
     Returns
     -------
@@ -119,15 +130,24 @@ def finish_image(row, labels, *, mask_path, ground_truth=None, pred_instances, e
     OutputWriteError
         If a file cannot be written: the job must fail, not the image.
     """
+    from segpipe.evaluation import objects_of
+
     t0 = time.perf_counter()
     _write(mask_path, labels)
     if edge_map is not None:
         _write(edge_path, edge_map)
         row["edge_path"] = edge_path
     t1 = time.perf_counter()
-    row.update(label_stats(labels))
+    row.update(label_stats(labels, meaning))
     if ground_truth is not None:
-        row.update(ground_truth.score(row["image_id"], labels, pred_instances=pred_instances))
+        row.update(ground_truth.score(row["image_id"], labels, pred_meaning=meaning))
+    if objects_out is not None and meaning in ("foreground", "instances"):
+        from segpipe.measure import measure_objects
+
+        objects_out.append(measure_objects(
+            objects_of(labels, meaning), grey, image_id=row["image_id"], method=row["method"],
+            scores=scores, class_names=class_names, shape=measure,
+        ))
     t2 = time.perf_counter()
     row.update(
         status="ok",

@@ -34,7 +34,7 @@ class GroundTruth:
         self.tolerance = tolerance
         self._coco = None
 
-    def score(self, image_id, labels, *, pred_instances):
+    def score(self, image_id, labels, *, pred_meaning):
         """Metric columns of one image's row: the scores, or null scores and a note.
 
         Parameters
@@ -42,16 +42,15 @@ class GroundTruth:
         image_id : str
         labels : (M, N) ndarray
             The method's label image.
-        pred_instances : bool
-            The labels are instances (Mask R-CNN) rather than classes or regions, whose
-            objects are the connected components of the foreground.
+        pred_meaning : {"foreground", "classes", "regions", "instances"}
+            What the method's labels mean; decides which scores apply.
         """
         from segpipe.evaluation import image_scores
 
         truth, where, note = self.read(image_id, labels.shape)
         if truth is None:
             return {"gt_path": where, "gt_note": note}
-        scores = image_scores(labels, truth, truth_kind=self.kind, pred_instances=pred_instances,
+        scores = image_scores(labels, truth, truth_kind=self.kind, pred_meaning=pred_meaning,
                               tolerance=self.tolerance)
         return {"gt_path": where, **scores}
 

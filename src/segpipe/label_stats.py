@@ -6,20 +6,23 @@ import cv2
 import numpy as np
 
 
-def label_stats(labels):
+def label_stats(labels, meaning="foreground"):
     """Count labels and objects of a label image.
 
     Parameters
     ----------
     labels : (M, N) ndarray of uint8 or uint16
         0 is background.
+    meaning : {"foreground", "classes", "regions", "instances"}
+        What the labels mean: decides what an object is.
 
     Returns
     -------
     dict
-        ``n_labels``: distinct non-zero labels present; ``n_objects``: 8-connected
-        components of the foreground (label > 0), so touching labels form one object;
-        ``foreground_fraction``: share of pixels with label > 0.
+        ``n_labels``: distinct non-zero labels present; ``n_objects``: the instances, or
+        the 8-connected components of a foreground (label > 0); None for classes and
+        regions, which have no objects; ``foreground_fraction``: share of pixels with
+        label > 0.
 
     Examples
     --------
@@ -33,10 +36,15 @@ def label_stats(labels):
         counts = cv2.calcHist([np.ascontiguousarray(labels)], [0], None, [256], [0, 256]).ravel()
     else:
         counts = np.bincount(labels.ravel())
-    foreground = labels > 0
-    n_components, _ = cv2.connectedComponents(foreground.view(np.uint8), connectivity=8)
+    n_labels = int(np.count_nonzero(counts[1:]))
+    if meaning == "instances":
+        n_objects = n_labels
+    elif meaning == "foreground":
+        n_objects = cv2.connectedComponents((labels > 0).view(np.uint8), connectivity=8)[0] - 1
+    else:
+        n_objects = None
     return {
-        "n_labels": int(np.count_nonzero(counts[1:])),
-        "n_objects": int(n_components - 1),
+        "n_labels": n_labels,
+        "n_objects": n_objects,
         "foreground_fraction": float(counts[1:].sum()) / labels.size,
     }

@@ -337,7 +337,7 @@ def remove_shard_outputs(results_dir, shards):
         for tree in ("masks", "edges"):
             for folder in results_dir.glob(f"{tree}/*/{shard}"):
                 shutil.rmtree(folder, ignore_errors=True)
-        for table in ("metrics", "instances"):
+        for table in ("metrics", "instances", "objects"):
             for path in results_dir.glob(f"{table}/*/{shard}.parquet"):
                 path.unlink(missing_ok=True)
 

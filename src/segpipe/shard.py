@@ -8,6 +8,7 @@ from pathlib import Path
 
 from segpipe.finish import finish_image, prepare_shard_folder, record_failure, shard_output_paths
 from segpipe.imageio import DEFAULT_MAX_PIXELS, read_image
+from segpipe.measure import grey_of
 from segpipe.methods import get_method
 from segpipe.progress import Progress
 from segpipe.table import empty_row, params_json, rows_to_table
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def segment_images(
     image_ids, *, input_dir, method, settings, shard, masks_dir, edges_dir, ground_truth=None,
-    progress_every_s=10.0, max_pixels=DEFAULT_MAX_PIXELS,
+    progress_every_s=10.0, max_pixels=DEFAULT_MAX_PIXELS, objects_out=None, measure=True,
 ):
     """Segment each image with one method; return one metrics row per image.
 
@@ -40,6 +41,11 @@ def segment_images(
         Scores each mask against it, in the same row.
     max_pixels : int
         Larger images get an error row without being decoded (``max_image_pixels``).
+    objects_out : list, optional
+        Receives each image's objects (:func:`segpipe.measure.measure_objects`), for
+        methods whose labels have objects; None measures none.
+    measure : bool
+        Measure shape and intensity of the objects (``measure_objects``).
 
     Returns
     -------
@@ -55,7 +61,7 @@ def segment_images(
     mask_paths = shard_output_paths(masks_dir, method, shard, image_ids)
     edge_paths = shard_output_paths(edges_dir, method, shard, image_ids)
     prepare_shard_folder(f"{masks_dir}/{method}/{shard}", mask_paths.values())
-    if spec.kind == "edges" or Path(f"{edges_dir}/{method}/{shard}").exists():
+    if spec.edge_maps or Path(f"{edges_dir}/{method}/{shard}").exists():
         prepare_shard_folder(f"{edges_dir}/{method}/{shard}", edge_paths.values())
     rows = []
     for image_id in image_ids:
@@ -63,7 +69,7 @@ def segment_images(
         path = Path(input_dir) / image_id
         try:
             _segment_one(row, path, spec, kwargs, mask_paths[image_id], edge_paths[image_id],
-                         ground_truth, max_pixels)
+                         ground_truth, max_pixels, objects_out, measure)
         except Exception as err:  # one bad image must not cost the other images of the shard
             record_failure(row, path, err)
         rows.append(row)
@@ -72,7 +78,8 @@ def segment_images(
     return rows_to_table(rows)
 
 
-def _segment_one(row, path, spec, kwargs, mask_path, edge_path, ground_truth, max_pixels):
+def _segment_one(row, path, spec, kwargs, mask_path, edge_path, ground_truth, max_pixels,
+                 objects_out, measure):
     t0 = time.perf_counter()
     notes = []
     image = read_image(path, mode=spec.colour, max_pixels=max_pixels, notes=notes)
@@ -80,19 +87,26 @@ def _segment_one(row, path, spec, kwargs, mask_path, edge_path, ground_truth, ma
     t1 = time.perf_counter()
     seg = spec.segment(image, **kwargs)
     row.update(decode_s=t1 - t0, segment_s=time.perf_counter() - t1,
-               thresholds=list(seg.thresholds))
-    finish_image(row, seg.labels, mask_path=mask_path, ground_truth=ground_truth,
-                 pred_instances=False, edge_map=seg.edge_map, edge_path=edge_path)
+               thresholds=list(seg.thresholds), foreground=seg.foreground)
+    grey = grey_of(image) if objects_out is not None and spec.has_objects else None
+    finish_image(row, seg.labels, mask_path=mask_path, meaning=spec.labels,
+                 ground_truth=ground_truth, edge_map=seg.edge_map, edge_path=edge_path,
+                 objects_out=objects_out, grey=grey, measure=measure)
 
 
 def run_shard(
     shard_file, output, *, input_dir, method, settings, masks_dir, edges_dir, ground_truth=None,
-    threads=1, max_pixels=DEFAULT_MAX_PIXELS,
+    threads=1, max_pixels=DEFAULT_MAX_PIXELS, objects_output=None, measure_objects=True,
 ):
-    """Segment the images listed in ``shard_file`` and write the metrics table ``output``."""
+    """Segment the images listed in ``shard_file``; write the metrics table ``output`` and
+    the objects table ``objects_output``.
+
+    Objects are measured when ``measure_objects`` is set or there is ground truth (COCO AP
+    ranks the objects by their scores); otherwise the objects table is empty."""
     import cv2
 
     from segpipe.manifest import read_shard
+    from segpipe.measure import objects_table
     from segpipe.table import write_table_atomic
 
     from threadpoolctl import threadpool_limits
@@ -104,6 +118,8 @@ def run_shard(
     shard = Path(shard_file).stem
     image_ids = read_shard(shard_file)
     log.info("%s shard %s: %d images, settings %s", method, shard, len(image_ids), settings)
+    wanted = objects_output is not None and (measure_objects or ground_truth is not None)
+    objects = [] if wanted else None
     table = segment_images(
         image_ids,
         input_dir=input_dir,
@@ -114,5 +130,9 @@ def run_shard(
         edges_dir=edges_dir,
         ground_truth=ground_truth,
         max_pixels=max_pixels,
+        objects_out=objects,
+        measure=measure_objects,
     )
     write_table_atomic(table, output)
+    if objects_output is not None:
+        write_table_atomic(objects_table(objects or ()), objects_output)

@@ -142,15 +142,31 @@ def _write_sorted(writer, table, key, *, rows_per_group=100_000):
         writer.write(table.take(order[start : start + rows_per_group]))
 
 
+def merge_objects(paths, out):
+    """Gather the per-shard object tables into one (``summary/objects.parquet``), by method,
+    then image and label, one method at a time."""
+    from segpipe.measure import OBJECTS_SCHEMA
+
+    with ParquetWriterAtomic(out, OBJECTS_SCHEMA) as writer:
+        for method_paths in by_method(paths).values():
+            table = read_tables(method_paths, OBJECTS_SCHEMA).sort_by(
+                [("image_id", "ascending"), ("label", "ascending")]
+            )
+            writer.write(table)
+            del table
+            pa.default_memory_pool().release_unused()
+
+
 def merge_metrics(paths, *, metrics_out, methods_out, instance_paths=(), instances_out=None,
-                  coco_outs=None, method_score_paths=None, primary_metric="iou"):
+                  coco_outs=None, method_score_paths=None, primary_metric="iou",
+                  object_paths=(), objects_out=None):
     """Gather a run's per-shard tables into ``results/summary/``.
 
     Writes ``metrics.parquet`` (all rows, by method and image id), ``methods.parquet`` (per
     method), and, when given, ``instances.parquet`` (all Mask R-CNN instances) and one
     COCO results file per Mask R-CNN method (``coco_outs``: method name to path).
     ``method_score_paths`` (method name to a JSON of whole-method scores) joins the
-    leaderboard.
+    leaderboard. ``objects_out``, when given, gathers ``object_paths`` (:func:`merge_objects`).
 
     One method at a time is read, sorted and appended to the output as row groups, so
     memory follows the largest method's rows, not the whole run's.
@@ -171,6 +187,8 @@ def merge_metrics(paths, *, metrics_out, methods_out, instance_paths=(), instanc
             pa.default_memory_pool().release_unused()
     leaderboard = rank_methods(pd.DataFrame(rows), primary_metric)
     write_table_atomic(pa.Table.from_pandas(leaderboard, preserve_index=False), methods_out)
+    if objects_out is not None:
+        merge_objects(object_paths, objects_out)
     if instances_out is None:
         return
     image_ids = sorted(image_ids)

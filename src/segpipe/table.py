@@ -17,6 +17,8 @@ IMAGE_METRICS = (
 )
 # Scores of a whole method (COCO mask AP), in methods.parquet only.
 METHOD_METRICS = ("coco_ap", "coco_ap50", "coco_ap75")
+# Why a method has no COCO AP (not applicable, or the scoring failed), in methods.parquet.
+METHOD_NOTES = ("coco_note",)
 # Metrics where a smaller value is better (for the leaderboard's rank).
 LOWER_IS_BETTER = frozenset({"vi_split", "vi_merge"})
 
@@ -37,6 +39,7 @@ METRICS_SCHEMA = pa.schema(
         pa.field("n_objects", pa.int32()),
         pa.field("foreground_fraction", pa.float64()),
         pa.field("thresholds", pa.list_(pa.float64())),
+        pa.field("foreground", pa.string()),
         pa.field("n_instances", pa.int32()),
         pa.field("mean_score", pa.float64()),
         pa.field("class_counts", pa.string()),
@@ -61,21 +64,26 @@ METRICS_SCHEMA = pa.schema(
                 "mask_path": "label PNG, relative to the working directory",
                 "edge_path": "edge strength PNG (edge methods only)",
                 "n_labels": "distinct non-zero labels in the mask",
-                "n_objects": "8-connected components of the foreground (label > 0)",
+                "n_objects": "objects: instances, or 8-connected components of a foreground "
+                             "(null for classes and regions)",
                 "foreground_fraction": "share of pixels with label > 0",
                 "thresholds": "thresholds used, on the 0..1 intensity scale",
+                "foreground": "the polarity used: bright or dark (foreground: auto decides "
+                              "per image)",
                 "n_instances": "Mask R-CNN: detections kept",
                 "mean_score": "Mask R-CNN: mean score of the detections",
                 "class_counts": "Mask R-CNN: JSON object, class name to count",
                 "runtime_s": "decode + segment + write + metrics",
                 "gt_path": "the ground-truth mask used (null without one)",
                 "gt_note": "why an image has no ground-truth scores",
-                "iou": "foreground IoU against the ground truth (also dice, precision, recall)",
+                "iou": "foreground IoU against the ground truth (also dice, precision, "
+                       "recall); null where labels are classes or regions",
                 "boundary_f1": "F1 of boundary pixels within boundary_tolerance pixels",
                 "ari": "adjusted Rand index of the label maps (labels/instances truth)",
                 "vi_split": "variation of information: H(pred | truth), over-segmentation",
                 "vi_merge": "variation of information: H(truth | pred), under-segmentation",
-                "object_f1_50": "F1 of objects matched at IoU > 0.5",
+                "object_f1_50": "F1 of objects matched at IoU > 0.5 (null where labels are "
+                                "classes or regions)",
                 "object_f1_mean": "object F1 averaged over IoU thresholds 0.5..0.95",
                 "params": "the method's settings as JSON",
             }

@@ -39,8 +39,8 @@ _resolved = resolve_config(
 config.clear()
 config.update(_resolved)
 METHODS = sorted(config["methods"])
-# Batched methods (Mask R-CNN) have their own rule, the one GPU rule.
-BATCHED = [m for m in METHODS if get_method(config["methods"][m]["kind"]).batched]
+# Methods of the batch runner (Mask R-CNN) have their own rule, the one GPU rule.
+BATCHED = [m for m in METHODS if get_method(config["methods"][m]["kind"]).runner == "batch"]
 CLASSICAL = [m for m in METHODS if m not in BATCHED]
 WEIGHTS = {
     m: resolve_weights(config["methods"][m]["model"], config["methods"][m]["weights"])
@@ -107,6 +107,20 @@ def get_instance_files(wildcards):
     )
 
 
+def get_object_files(wildcards):
+    return expand(
+        "results/objects/{method}/{shard}.parquet", method=METHODS, shard=get_shards()
+    )
+
+
+def get_method_object_files(wildcards):
+    return expand(
+        "results/objects/{method}/{shard}.parquet",
+        method=wildcards.method,
+        shard=get_shards(),
+    )
+
+
 def get_method_metrics_files(wildcards):
     return expand(
         "results/metrics/{method}/{shard}.parquet",
@@ -131,6 +145,8 @@ def get_merge_inputs(wildcards):
         "metrics": get_metrics_files(wildcards),
         "instances": get_instance_files(wildcards),
     }
+    if config["measure_objects"]:
+        inputs["objects"] = get_object_files(wildcards)
     if config["ground_truth_dir"] is not None:
         inputs["scores"] = expand(
             "results/evaluation/{method}.coco_ap.json", method=METHODS

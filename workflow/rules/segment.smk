@@ -1,10 +1,11 @@
-# One job per (method, shard). Masks are written beside the table as the images are
+# One job per (method, shard) of every method the per-image runner runs. Masks are written beside the table as the images are
 # done; the table is written last, atomically, and marks the job complete.
 rule segment_shard:
     input:
         shard="results/manifest/shards/{shard}.json",
     output:
-        "results/metrics/{method}/{shard}.parquet",
+        metrics="results/metrics/{method}/{shard}.parquet",
+        objects="results/objects/{method}/{shard}.parquet",
     log:
         "logs/segment_shard/{method}/{shard}.log",
     benchmark:
@@ -24,6 +25,7 @@ rule segment_shard:
         masks_dir="results/masks",
         edges_dir="results/edges",
         max_image_pixels=config["max_image_pixels"],
+        measure_objects=config["measure_objects"],
     script:
         "../scripts/segment_shard.py"
 
@@ -38,6 +40,7 @@ rule segment_shard_maskrcnn:
     output:
         metrics="results/metrics/{method}/{shard}.parquet",
         instances="results/instances/{method}/{shard}.parquet",
+        objects="results/objects/{method}/{shard}.parquet",
     log:
         "logs/segment_shard/{method}/{shard}.log",
     benchmark:
@@ -58,5 +61,6 @@ rule segment_shard_maskrcnn:
         masks_dir="results/masks",
         weights_dir="resources/weights",
         max_image_pixels=config["max_image_pixels"],
+        measure_objects=config["measure_objects"],
     script:
         "../scripts/segment_shard_maskrcnn.py"

@@ -2,6 +2,7 @@ rule score_coco_ap:
     input:
         metrics=get_method_metrics_files,
         instances=get_method_instance_files,
+        objects=get_method_object_files,
     output:
         "results/evaluation/{method}.coco_ap.json",
     log:
@@ -15,6 +16,7 @@ rule score_coco_ap:
         mem_mb=8000,
     params:
         truth=get_truth_settings,
+        settings=get_method_settings,
     script:
         "../scripts/score_coco_ap.py"
 
@@ -26,6 +28,9 @@ rule merge_metrics:
         metrics="results/summary/metrics.parquet",
         methods="results/summary/methods.parquet",
         instances="results/summary/instances.parquet",
+        objects=(
+            ["results/summary/objects.parquet"] if config["measure_objects"] else []
+        ),
         coco=expand("results/summary/{method}.coco.json", method=BATCHED),
     log:
         "logs/merge_metrics.log",

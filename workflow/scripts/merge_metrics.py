@@ -11,4 +11,6 @@ merge_metrics(
     coco_outs=dict(zip(snakemake.params.batched, snakemake.output.coco)),
     method_score_paths=dict(zip(snakemake.params.scored, snakemake.input.get("scores", []))),
     primary_metric=snakemake.params.primary_metric,
+    object_paths=snakemake.input.get("objects", []),
+    objects_out=snakemake.output.objects[0] if snakemake.output.objects else None,
 )

@@ -5,7 +5,7 @@ from segpipe.shard import run_shard
 log_to_file(snakemake.log[0])
 run_shard(
     snakemake.input.shard,
-    snakemake.output[0],
+    snakemake.output.metrics,
     input_dir=snakemake.params.input_dir,
     method=snakemake.wildcards.method,
     settings=dict(snakemake.params.settings),
@@ -14,4 +14,6 @@ run_shard(
     ground_truth=load_ground_truth(snakemake.params.truth),
     threads=snakemake.threads,
     max_pixels=snakemake.params.max_image_pixels,
+    objects_output=snakemake.output.objects,
+    measure_objects=snakemake.params.measure_objects,
 )

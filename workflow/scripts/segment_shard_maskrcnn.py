@@ -15,4 +15,6 @@ run_maskrcnn_shard(
     ground_truth=load_ground_truth(snakemake.params.truth),
     threads=snakemake.threads,
     max_pixels=snakemake.params.max_image_pixels,
+    objects_out=snakemake.output.objects,
+    measure_objects=snakemake.params.measure_objects,
 )

@@ -158,16 +158,22 @@ class _Image:
     decode_s: float
 
 
-def finish_detections(context, row, detections, decode_s, segment_s):
-    """Writer task: one image's label PNG, statistics, scores and instance rows.
+def finish_detections(context, row, detections, decode_s, segment_s, image=None):
+    """Writer task: one image's label PNG, statistics, scores, instance and object rows.
+
+    ``image`` (the decoded (3, M, N) tensor) is given when objects are measured.
 
     Returns
     -------
     row : dict
     instances : list of dict
         Rows of ``instances.parquet`` without ``class_name`` (the main process names them).
+    objects : dict or None
+        The image's object columns (:func:`segpipe.measure.measure_objects`), without
+        ``class_name``; None when objects are not measured or there are none.
     """
-    input_dir, mask_paths, ground_truth = context
+    input_dir, mask_paths, ground_truth, objects_mode = context
+    objects = [] if objects_mode is not None else None
     try:
         t0 = time.perf_counter()
         rles = detections.rles()
@@ -175,13 +181,19 @@ def finish_detections(context, row, detections, decode_s, segment_s):
         row.update(decode_s=decode_s, segment_s=segment_s,
                    n_instances=len(detections),
                    mean_score=float(detections.scores.mean()) if len(detections) else None)
+        grey = None
+        if image is not None:
+            from segpipe.measure import grey_of
+
+            grey = grey_of(image.permute(1, 2, 0).numpy())
+        # Labels are 1..N by falling score: detection i is label i + 1.
         finish_image(row, detections.labels, mask_path=mask_paths[row["image_id"]],
-                     ground_truth=ground_truth,
-                     pred_instances=True)
+                     meaning="instances", ground_truth=ground_truth, objects_out=objects,
+                     grey=grey, measure=bool(objects_mode), scores=detections.scores)
         row["write_s"] += rle_s
         row["runtime_s"] += rle_s
     except Exception as err:  # one image's failure is its row, not the shard's
-        return record_failure(row, Path(input_dir) / row["image_id"], err), []
+        return record_failure(row, Path(input_dir) / row["image_id"], err), [], None
     instances = [
         {
             "image_id": row["image_id"],
@@ -195,15 +207,18 @@ def finish_detections(context, row, detections, decode_s, segment_s):
         }
         for i in range(len(detections))
     ]
-    return row, instances
+    return row, instances, (objects[0] if objects else None)
 
 
 def run_maskrcnn_shard(
     shard_file, metrics_out, instances_out, *, input_dir, method, settings, masks_dir,
     weights_dir="resources/weights", ground_truth=None, threads=1,
-    max_pixels=DEFAULT_MAX_PIXELS,
+    max_pixels=DEFAULT_MAX_PIXELS, objects_out=None, measure_objects=True,
 ):
-    """Segment the shard's images with Mask R-CNN; write metrics and instance tables.
+    """Segment the shard's images with Mask R-CNN; write metrics, instance and object tables.
+
+    The objects table (``objects_out``) follows :func:`segpipe.shard.run_shard`: measured
+    when ``measure_objects`` is set or there is ground truth, else empty.
 
     If the weights are not in ``weights_dir`` (the fetch failed), every image gets an
     error row saying which file to put where, and no model is built.
@@ -223,7 +238,8 @@ def run_maskrcnn_shard(
             for i in image_ids}
     mask_paths = shard_output_paths(masks_dir, method, shard, image_ids)
     prepare_shard_folder(f"{masks_dir}/{method}/{shard}", mask_paths.values())
-    instances, stats = [], {}
+    instances, objects, stats = [], [], {}
+    measuring = objects_out is not None and (measure_objects or ground_truth is not None)
 
     source = resolve_weights(settings["model"], settings["weights"], weights_dir=weights_dir)
     status = read_status(source.status_path) if source.kind == "named" else None
@@ -237,15 +253,24 @@ def run_maskrcnn_shard(
             rows, image_ids, input_dir=input_dir, settings=settings, mask_paths=mask_paths,
             weights_dir=weights_dir, threads=threads, label=f"{method} shard {shard}",
             ground_truth=ground_truth, max_pixels=max_pixels,
+            objects_out=objects if measuring else None, measure=measure_objects,
         )
     write_table_atomic(rows_to_table([rows[i] for i in image_ids]), metrics_out)
     write_table_atomic(pa.Table.from_pylist(instances, schema=INSTANCES_SCHEMA), instances_out)
+    if objects_out is not None:
+        from segpipe.measure import objects_table
+
+        write_table_atomic(objects_table(objects), objects_out)
     return stats
 
 
 def segment_shard_images(rows, image_ids, *, input_dir, settings, mask_paths, weights_dir, threads,
-                         label, ground_truth=None, max_pixels=DEFAULT_MAX_PIXELS):
+                         label, ground_truth=None, max_pixels=DEFAULT_MAX_PIXELS,
+                         objects_out=None, measure=True):
     """The pipeline over one shard's images; fills ``rows`` (by image id) in place.
+
+    ``objects_out``, when given, receives each image's object columns in ``image_ids``
+    order (``measure``: shape and intensity too).
 
     Returns
     -------
@@ -263,20 +288,22 @@ def segment_shard_images(rows, image_ids, *, input_dir, settings, mask_paths, we
     cuda = wants_cuda(settings["device"])
     workers, writers = resolve_processes(settings, threads=threads, cuda=cuda)
     order = {image_id: n for n, image_id in enumerate(image_ids)}
-    found = {}
+    found, found_objects = {}, {}
     progress = Progress(len(image_ids), log, label=label)
     finish_s = 0.0
 
     def collect(done):
         nonlocal finish_s
-        for row, instance_rows in done:
+        for row, instance_rows, objects in done:
             rows[row["image_id"]] = row
             found[row["image_id"]] = instance_rows
+            found_objects[row["image_id"]] = objects
             finish_s += (row["write_s"] or 0.0) + (row["metrics_s"] or 0.0)
             progress.update(errors=row["status"] == "error")
 
     # Writer processes are forked before CUDA is initialised and loader threads exist.
-    context = (str(input_dir), mask_paths, ground_truth)
+    context = (str(input_dir), mask_paths, ground_truth,
+               None if objects_out is None else bool(measure))
     with WriterPool(finish_detections, context, writers=writers, depth=2 * max(1, writers)) as pool:
         device = resolve_device(settings["device"])
         torch.set_num_threads(max(1, threads - workers - writers))
@@ -314,9 +341,10 @@ def segment_shard_images(rows, image_ids, *, input_dir, settings, mask_paths, we
                 if position in failed:
                     row.update(status="error", error=failed[position])
                     log.warning(row["error"])
-                    collect([(row, [])])
+                    collect([(row, [], None)])
                     continue
-                collect(pool.submit(row, result, item.decode_s, per_image_s))
+                image = item.tensor if objects_out is not None else None
+                collect(pool.submit(row, result, item.decode_s, per_image_s, image))
 
         mark = loop_start = time.perf_counter()
         for items in loader:
@@ -328,7 +356,7 @@ def segment_shard_images(rows, image_ids, *, input_dir, settings, mask_paths, we
                     row = rows[image_ids[index]]
                     row.update(status="error", error=error, decode_s=seconds)
                     log.warning(error)
-                    collect([(row, [])])
+                    collect([(row, [], None)])
                     continue
                 for batch in buckets.add(_Image(index, tensor, seconds), *tensor.shape[-2:]):
                     run(batch)
@@ -345,6 +373,11 @@ def segment_shard_images(rows, image_ids, *, input_dir, settings, mask_paths, we
         instance_rows = found[image_id]
         for inst in instance_rows:
             inst["class_name"] = names[inst["class_id"]]
+        objects = found_objects.get(image_id)
+        if objects_out is not None and objects is not None:
+            class_of = {inst["instance_id"]: inst["class_name"] for inst in instance_rows}
+            objects["class_name"] = [class_of[int(k)] for k in objects["label"]]
+            objects_out.append(objects)
         counts = Counter(inst["class_name"] for inst in instance_rows)
         if rows[image_id]["status"] == "ok":
             rows[image_id]["class_counts"] = json.dumps(dict(sorted(counts.items())))

@@ -1,7 +1,9 @@
 """The method registry: one entry per config ``kind``.
 
-Adding a method is one function, one entry here and one block in
-``workflow/schemas/config.schema.yaml``; the rules need no change.
+Adding a method is one function, one entry here (its :class:`MethodSpec`: what its labels
+mean, which runner, what input) and one block in ``workflow/schemas/config.schema.yaml``;
+the rules, scoring, summary and report need no change (``tests/test_registry.py`` runs a
+toy method through the workflow to check it).
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from pathlib import Path
 
 from segpipe.errors import ConfigError
 from segpipe.maskrcnn import segment_maskrcnn
-from segpipe.methods.base import MethodSpec, Segmentation
+from segpipe.methods.base import LABEL_MEANINGS, MethodSpec, Segmentation
 from segpipe.methods.edges import segment_edges
 from segpipe.methods.kmeans import segment_kmeans
+from segpipe.methods.region_growing import segment_region_growing
+from segpipe.methods.superpixels import segment_superpixels
 from segpipe.methods.threshold import segment_multi_threshold, segment_threshold
+from segpipe.methods.watershed import segment_watershed
 
 
 def _check_threshold(name, settings):
@@ -48,23 +53,42 @@ def _check_maskrcnn(name, settings):
         )
 
 
-REGISTRY = {
-    spec.kind: spec
-    for spec in (
-        # bytes_per_pixel: peak memory beyond the decoded image on a 9 MP 8-bit image
-        # (benchmarks/bench_memory.py: 0.5, 3, 19 and 40 bytes per pixel), plus the
-        # image, doubled for 16-bit samples.
-        MethodSpec("threshold", segment_threshold, "grey", _check_threshold,
-                   bytes_per_pixel=4),
-        MethodSpec("multi_threshold", segment_multi_threshold, "grey", _check_multi_threshold,
-                   bytes_per_pixel=8),
-        MethodSpec("edges", segment_edges, "grey", bytes_per_pixel=40),
-        MethodSpec("kmeans", segment_kmeans, "rgb", bytes_per_pixel=86),
-        # The image as a float tensor on the host, its pasted masks and label image.
-        MethodSpec("maskrcnn", segment_maskrcnn, "rgb", _check_maskrcnn, batched=True,
-                   bytes_per_pixel=32),
-    )
-}
+# bytes_per_pixel: peak memory beyond the decoded image on a 9 MP 8-bit image
+# (benchmarks/bench_memory.py), plus the image, doubled for 16-bit samples.
+BUILTIN = (
+    MethodSpec("threshold", segment_threshold, "foreground", "grey", _check_threshold,
+               bytes_per_pixel=4,
+               summary="one global threshold (mean, Otsu or a value); 1 = foreground"),
+    MethodSpec("multi_threshold", segment_multi_threshold, "classes", "grey",
+               _check_multi_threshold, bytes_per_pixel=8,
+               summary="several thresholds (multi-Otsu or given); intensity bands 0..N-1"),
+    MethodSpec("edges", segment_edges, "regions", "grey", edge_maps=True, bytes_per_pixel=40,
+               summary="3x3 Sobel or Laplace edges; the regions they enclose, 0 on edges"),
+    MethodSpec("kmeans", segment_kmeans, "classes", "rgb", bytes_per_pixel=86,
+               summary="k-means on pixel colours; clusters 0..k-1 from the darkest"),
+    MethodSpec("watershed", segment_watershed, "instances", "grey", bytes_per_pixel=40,
+               summary="marker-controlled watershed of a threshold; splits touching objects"),
+    MethodSpec("superpixels", segment_superpixels, "regions", "rgb", bytes_per_pixel=60,
+               summary="SLIC or Felzenszwalb superpixels; regions 1..K cover the image"),
+    MethodSpec("region_growing", segment_region_growing, "instances", "grey",
+               bytes_per_pixel=24,
+               summary="objects grown from local extremes within an intensity tolerance"),
+    # The image as a float tensor on the host, its pasted masks and label image.
+    MethodSpec("maskrcnn", segment_maskrcnn, "instances", "rgb", _check_maskrcnn,
+               runner="batch", bytes_per_pixel=32,
+               summary="torchvision Mask R-CNN, batched on a GPU: class, box, score, mask"),
+)
+
+REGISTRY = {spec.kind: spec for spec in BUILTIN}
+
+
+def register(spec):
+    """Add a method kind (a :class:`MethodSpec`) to the registry; it also needs a block in
+    the config schema. Returns ``spec``. Raises ValueError if the kind exists."""
+    if spec.kind in REGISTRY:
+        raise ValueError(f"method kind {spec.kind!r} is registered already")
+    REGISTRY[spec.kind] = spec
+    return spec
 
 
 def get_method(kind):
@@ -75,4 +99,4 @@ def get_method(kind):
         raise KeyError(f"unknown method kind {kind!r}; known: {sorted(REGISTRY)}") from None
 
 
-__all__ = ["MethodSpec", "Segmentation", "REGISTRY", "get_method"]
+__all__ = ["LABEL_MEANINGS", "MethodSpec", "Segmentation", "REGISTRY", "get_method", "register"]

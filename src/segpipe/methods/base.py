@@ -21,41 +21,81 @@ class Segmentation:
     edge_map : (M, N) ndarray of uint16, optional
         Edge strength for the edge methods, scaled so that 65535 is the kernel's
         largest possible response.
+    foreground : {"bright", "dark"}, optional
+        The polarity used, for methods with a ``foreground`` setting (``auto`` chooses
+        it per image); recorded in the row's ``foreground`` column.
     """
 
     labels: np.ndarray
     thresholds: tuple = ()
     edge_map: np.ndarray | None = None
+    foreground: str | None = None
+
+
+# What a method's non-zero labels mean; scoring, objects and the report follow it.
+#   foreground: 1 is object, 0 background; the objects are the 8-connected components.
+#   classes:    ordered bands or clusters (0 included); no objects, no foreground.
+#   regions:    a partition of the image into regions; no objects, no foreground.
+#   instances:  each non-zero label is one object.
+LABEL_MEANINGS = ("foreground", "classes", "regions", "instances")
+# Where a method runs: "image" in the per-image loop of segpipe.shard (one CPU core per
+# job), "batch" in the device rule, which gets lists of images (Mask R-CNN's GPU rule).
+RUNNERS = ("image", "batch")
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A registry entry: one ``kind`` of the config.
+    """A registry entry: everything the workflow needs to know about one ``kind``.
 
     Attributes
     ----------
     kind : str
-        The config's ``kind`` value.
+        The config's ``kind`` value; it must also have a block in the config schema.
     segment : callable
-        ``segment(image, **settings) -> Segmentation`` on one decoded image (or, for a
-        batched method, on a list of images).
+        ``segment(image, **settings) -> Segmentation`` on one decoded image (or, for the
+        batch runner, on a list of images).
+    labels : {"foreground", "classes", "regions", "instances"}
+        What the labels mean (:data:`LABEL_MEANINGS`). Decides which metrics apply
+        (foreground metrics for foreground and instances; object F1, COCO AP and the
+        per-object table on the method's objects), never the kind's name.
     colour : {"grey", "rgb"}
-        How the image is decoded for this method (see :mod:`segpipe.imageio`).
+        How the image is decoded for this method (see :mod:`segpipe.imageio`); 16-bit
+        samples are kept in both.
     check : callable, optional
         ``check(name, settings)`` raises ``ConfigError`` for settings the JSON schema
         cannot express (for example an unsorted threshold list); called before any job.
-    batched : bool
-        ``segment`` takes a list of images and the method has its own rule (Mask R-CNN's,
-        the GPU rule) instead of the per-image loop of ``segment_shard``.
+    runner : {"image", "batch"}
+        ``image``: the per-image loop of ``segment_shard``. ``batch``: ``segment`` takes a
+        list of images and runs in the device rule (Mask R-CNN's GPU rule).
+    edge_maps : bool
+        The method returns an ``edge_map`` that is written beside its masks.
     bytes_per_pixel : float
         Peak memory of segmenting one image, per pixel, decoded image included, measured
         on 8-bit images and doubled for 16-bit ones; a job's memory request is this times
         ``max_image_pixels`` (``workflow/rules/common.smk``).
+    summary : str
+        One line for ``segpipe methods`` and the README.
     """
 
     kind: str
     segment: Callable[..., Segmentation]
+    labels: str
     colour: str = "grey"
     check: Callable[[str, dict], None] | None = field(default=None)
-    batched: bool = False
+    runner: str = "image"
+    edge_maps: bool = False
     bytes_per_pixel: float = 48.0
+    summary: str = ""
+
+    def __post_init__(self):
+        if self.labels not in LABEL_MEANINGS:
+            raise ValueError(f"{self.kind}: labels must be one of {LABEL_MEANINGS}, got {self.labels!r}")
+        if self.runner not in RUNNERS:
+            raise ValueError(f"{self.kind}: runner must be one of {RUNNERS}, got {self.runner!r}")
+        if self.colour not in ("grey", "rgb"):
+            raise ValueError(f"{self.kind}: colour must be 'grey' or 'rgb', got {self.colour!r}")
+
+    @property
+    def has_objects(self):
+        """Whether the labels define objects (for object F1, COCO AP, object tables)."""
+        return self.labels in ("foreground", "instances")

@@ -108,6 +108,57 @@ def compute_threshold(grey, *, method="otsu", value=None):
     raise ValueError(f"method must be 'mean', 'otsu' or 'value', got {method!r}")
 
 
+POLARITIES = ("bright", "dark", "auto")
+
+
+def auto_polarity(bright):
+    """The side of a threshold that holds the objects: ``"bright"`` or ``"dark"``.
+
+    Objects (nuclei, cells, particles) seldom fill the image border, while the background
+    surrounds them: the side that covers less of the border pixels is the foreground. On
+    a tie (no border pixel on either side, or as many on both) the side with fewer pixels
+    is, as objects usually cover less of an image than their background.
+
+    Parameters
+    ----------
+    bright : (M, N) ndarray of bool
+        Pixels above the threshold.
+
+    Examples
+    --------
+    >>> bright = np.ones((5, 5), bool); bright[1:4, 1:4] = False  # a dark blob inside
+    >>> auto_polarity(bright)
+    'dark'
+    """
+    border = np.concatenate((bright[0], bright[-1], bright[1:-1, 0], bright[1:-1, -1]))
+    on_border = int(np.count_nonzero(border))
+    off_border = border.size - on_border
+    if on_border != off_border:
+        return "bright" if on_border < off_border else "dark"
+    n_bright = int(np.count_nonzero(bright))
+    return "bright" if 2 * n_bright <= bright.size else "dark"
+
+
+def foreground_mask(grey, threshold, foreground="bright"):
+    """The foreground of a threshold: pixels above it (bright), the rest (dark), or auto.
+
+    Dark foreground is every pixel at or below the threshold, so that bright and dark are
+    exact complements.
+
+    Returns
+    -------
+    mask : (M, N) ndarray of bool
+    polarity : {"bright", "dark"}
+        The side used (``auto`` resolved by :func:`auto_polarity`).
+    """
+    if foreground not in POLARITIES:
+        raise ValueError(f"foreground must be one of {POLARITIES}, got {foreground!r}")
+    bright = grey > threshold
+    if foreground == "auto":
+        foreground = auto_polarity(bright)
+    return (bright if foreground == "bright" else ~bright), foreground
+
+
 def segment_threshold(grey, *, method="otsu", value=None, foreground="bright"):
     """Binary segmentation by one global threshold.
 
@@ -117,14 +168,15 @@ def segment_threshold(grey, *, method="otsu", value=None, foreground="bright"):
     method : {"mean", "otsu", "value"}
     value : float, optional
         Fixed threshold on the 0..1 scale, for ``method="value"``.
-    foreground : {"bright", "dark"}
-        Which side of the threshold gets label 1: pixels above it (bright) or the rest.
+    foreground : {"bright", "dark", "auto"}
+        Which side of the threshold gets label 1: pixels strictly above it (bright), pixels
+        at or below it (dark), or the side :func:`auto_polarity` picks for each image.
 
     Returns
     -------
     Segmentation
         ``labels`` is uint8 with 1 for foreground and 0 elsewhere; ``thresholds`` holds
-        the threshold on the 0..1 scale.
+        the threshold on the 0..1 scale; ``foreground`` the side used.
 
     Examples
     --------
@@ -132,12 +184,12 @@ def segment_threshold(grey, *, method="otsu", value=None, foreground="bright"):
     >>> segment_threshold(grey, method="value", value=0.5).labels
     array([[0, 0, 1, 1]], dtype=uint8)
     """
-    if foreground not in ("bright", "dark"):
-        raise ValueError(f"foreground must be 'bright' or 'dark', got {foreground!r}")
+    if foreground not in POLARITIES:
+        raise ValueError(f"foreground must be one of {POLARITIES}, got {foreground!r}")
     t = compute_threshold(grey, method=method, value=value)
-    bright = grey > t
-    labels = (bright if foreground == "bright" else ~bright).view(np.uint8)
-    return Segmentation(labels=labels, thresholds=(t / intensity_max(grey.dtype),))
+    mask, polarity = foreground_mask(grey, t, foreground)
+    return Segmentation(labels=mask.view(np.uint8), thresholds=(t / intensity_max(grey.dtype),),
+                        foreground=polarity)
 
 
 # Multi-Otsu searches all threshold combinations over the histogram bins; 16-bit images
@@ -145,8 +197,8 @@ def segment_threshold(grey, *, method="otsu", value=None, foreground="bright"):
 _MULTI_OTSU_BINS = 256
 
 
-def segment_multi_threshold(grey, *, classes=None, thresholds=None):
-    """Several thresholds give intensity bands labelled 0..N-1 from dark to bright.
+def segment_multi_threshold(grey, *, classes=None, thresholds=None, foreground="bright"):
+    """Several thresholds give intensity bands labelled 0..N-1 from the background side.
 
     Parameters
     ----------
@@ -156,11 +208,16 @@ def segment_multi_threshold(grey, *, classes=None, thresholds=None):
     thresholds : sequence of float, optional
         Fixed, strictly rising thresholds on the 0..1 scale; N thresholds give N+1 bands.
         Exactly one of ``classes`` and ``thresholds`` is given.
+    foreground : {"bright", "dark", "auto"}
+        ``bright``: band 0 is the darkest (a pixel above k of the thresholds gets label k);
+        ``dark``: the order is reversed, band 0 is the brightest; ``auto`` picks the order
+        per image by :func:`auto_polarity` of Otsu's threshold.
 
     Returns
     -------
     Segmentation
-        ``labels`` is uint8; a pixel above k of the thresholds gets label k.
+        ``labels`` is uint8, ``thresholds`` the cuts on the 0..1 scale (rising),
+        ``foreground`` the order used.
 
     Examples
     --------
@@ -182,8 +239,15 @@ def segment_multi_threshold(grey, *, classes=None, thresholds=None):
     # The band of every possible intensity, looked up per pixel: same result as
     # np.digitize over the image, at a fraction of its cost.
     lut = np.digitize(np.arange(top + 1), cuts, right=True).astype(np.uint8)
+    if foreground not in POLARITIES:
+        raise ValueError(f"foreground must be one of {POLARITIES}, got {foreground!r}")
+    if foreground == "auto":
+        foreground = auto_polarity(grey > compute_threshold(grey, method="otsu"))
+    if foreground == "dark":
+        lut = (cuts.size - lut).astype(np.uint8)
     labels = cv2.LUT(grey, lut) if grey.dtype == np.uint8 else lut[grey]
-    return Segmentation(labels=labels, thresholds=tuple(float(c) / top for c in cuts))
+    return Segmentation(labels=labels, thresholds=tuple(float(c) / top for c in cuts),
+                        foreground=foreground)
 
 
 def _multi_otsu(grey, classes):
