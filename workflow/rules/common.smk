@@ -40,7 +40,9 @@ config.clear()
 config.update(_resolved)
 METHODS = sorted(config["methods"])
 # Methods of the batch runner (Mask R-CNN) have their own rule, the one GPU rule.
-BATCHED = [m for m in METHODS if get_method(config["methods"][m]["kind"]).runner == "batch"]
+BATCHED = [
+    m for m in METHODS if get_method(config["methods"][m]["kind"]).runner == "batch"
+]
 CLASSICAL = [m for m in METHODS if m not in BATCHED]
 WEIGHTS = {
     m: resolve_weights(config["methods"][m]["model"], config["methods"][m]["weights"])

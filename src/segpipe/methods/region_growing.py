@@ -10,8 +10,8 @@ from segpipe.methods.base import Segmentation
 from segpipe.methods.objects import cleaned_foreground, relabel
 
 
-def segment_region_growing(grey, *, tolerance=0.15, threshold="otsu", foreground="auto",
-                           min_distance=5, sigma=1.0, min_size=16):
+def segment_region_growing(grey, *, tolerance=0.3, threshold="otsu", foreground="auto",
+                           min_distance=5, sigma=1.0, min_size=32):
     """Grow one object from each local extreme of the foreground, within a tolerance.
 
     Seeds are the local maxima (bright foreground) or minima (dark) of the image smoothed

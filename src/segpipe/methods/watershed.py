@@ -12,34 +12,43 @@ MARKERS = ("distance", "threshold")
 ELEVATIONS = ("distance", "sobel")
 
 
-def distance_markers(mask, *, min_distance=5, footprint=None):
+def distance_markers(mask, *, h=0.5, sigma=1.0, min_distance=7, footprint=None):
     """One marker per peak of the distance to the background, inside ``mask``.
 
-    Peaks are ``skimage.feature.peak_local_max`` of the Euclidean distance transform, at
-    least ``min_distance`` pixels apart (a square ``footprint`` of that side overrides the
-    neighbourhood); peaks on one plateau are one marker (their 8-connected group). A
-    foreground component without a peak (too thin) gets one marker of its own, so no
-    object is lost.
+    The Euclidean distance transform is smoothed with a Gaussian of ``sigma`` pixels: the
+    raw transform has ridges and plateaus whose many equal maxima would each become a
+    marker and cut one object into several. Its peaks are then either the regional maxima
+    at least ``h`` pixels higher than the saddle to any higher peak
+    (``skimage.morphology.h_maxima``, when ``h`` is set), or the local maxima at least
+    ``min_distance`` apart (``skimage.feature.peak_local_max``; a square ``footprint`` of
+    that side overrides the neighbourhood). Touching peaks form one marker. A foreground
+    component without a peak gets a marker of its own, so no object is lost.
 
     Returns
     -------
     markers : (M, N) ndarray of int32
         0 = no marker, 1..K markers.
     distance : (M, N) ndarray of float32
+        The smoothed distance transform.
     """
-    from skimage.feature import peak_local_max
-
     distance = cv2.distanceTransform(mask.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    if sigma > 0:
+        distance = cv2.GaussianBlur(distance, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+        distance[~mask] = 0
     n, components = cv2.connectedComponents(mask.view(np.uint8), connectivity=8,
                                             ltype=cv2.CV_32S)
     peaks = np.zeros(mask.shape, np.uint8)
-    if n > 1:
+    if n > 1 and h is not None:
+        from skimage.morphology import h_maxima
+
+        peaks = h_maxima(distance, h).astype(np.uint8) & mask.view(np.uint8)
+    elif n > 1:
+        from skimage.feature import peak_local_max
+
         kwargs = {"footprint": np.ones((footprint, footprint), bool)} if footprint else {}
         coords = peak_local_max(distance, min_distance=min_distance, labels=components,
                                 exclude_border=False, **kwargs)
         peaks[tuple(coords.T)] = 1
-        # Peaks of one plateau lie next to each other or nearly: merge within a small disk.
-        peaks = cv2.dilate(peaks, disk(1)) & mask.view(np.uint8)
     _, markers = cv2.connectedComponents(peaks, connectivity=8, ltype=cv2.CV_32S)
     has_marker = np.zeros(n, bool)
     has_marker[components[markers > 0]] = True
@@ -82,16 +91,17 @@ def threshold_markers(mask, *, min_distance=5):
 
 
 def segment_watershed(grey, *, markers="distance", elevation="distance", threshold="otsu",
-                      foreground="auto", min_size=16, min_distance=5, footprint=None):
+                      foreground="auto", min_size=32, h=0.5, sigma=1.0, min_distance=7,
+                      footprint=None):
     """Marker-controlled watershed of a thresholded foreground.
 
     Parameters
     ----------
     grey : (M, N) ndarray of uint8 or uint16
     markers : {"distance", "threshold"}
-        ``distance``: peaks of the distance transform (:func:`distance_markers`), which split
-        touching round objects at their necks. ``threshold``: the foreground's eroded
-        cores (:func:`threshold_markers`).
+        ``distance``: peaks of the smoothed distance transform (:func:`distance_markers`),
+        which split touching round objects at their necks. ``threshold``: the
+        foreground's eroded cores (:func:`threshold_markers`).
     elevation : {"distance", "sobel"}
         What is flooded: the negated distance transform (splits by shape) or the Sobel
         gradient of the image (splits along intensity edges).
@@ -101,10 +111,18 @@ def segment_watershed(grey, *, markers="distance", elevation="distance", thresho
     min_size : int
         Specks and holes smaller than this are removed first; objects smaller than this
         after the split are dropped.
+    h : float or None
+        Distance markers: least height of a peak above the saddle to a higher one, in
+        pixels (h-maxima); None finds peaks by ``min_distance`` instead.
+    sigma : float
+        Distance markers: Gaussian smoothing of the distance transform, in pixels.
     min_distance : int
-        Least distance between two markers, in pixels (about the smallest object radius).
+        Least distance between two markers, in pixels (about the smallest object radius):
+        of distance peaks when ``h`` is None; threshold markers erode the foreground by
+        half of it.
     footprint : int, optional
-        Side of the square neighbourhood a distance peak must be the maximum of.
+        Side of the square neighbourhood a distance peak must be the maximum of (with
+        ``h`` None).
 
     Returns
     -------
@@ -132,7 +150,8 @@ def segment_watershed(grey, *, markers="distance", elevation="distance", thresho
     mask, polarity, t = cleaned_foreground(grey, threshold=threshold, foreground=foreground,
                                            min_size=min_size)
     if markers == "distance":
-        seeds, distance = distance_markers(mask, min_distance=min_distance, footprint=footprint)
+        seeds, distance = distance_markers(mask, h=h, sigma=sigma, min_distance=min_distance,
+                                           footprint=footprint)
     else:
         seeds = threshold_markers(mask, min_distance=min_distance)
         distance = None
