@@ -25,9 +25,26 @@ METHOD_NAME = r"[A-Za-z][A-Za-z0-9_]*"
 
 
 def load_schema(path):
-    """Read the config schema (YAML)."""
+    """Read the config schema (YAML), with the blocks of kinds registered from outside
+    the package (``MethodSpec.schema``) added."""
+    from segpipe.methods import REGISTRY
+
     with open(path) as fh:
-        return yaml.safe_load(fh)
+        schema = yaml.safe_load(fh)
+    method = schema["$defs"]["method"]
+    for kind, spec in REGISTRY.items():
+        if kind in schema["$defs"] or spec.schema is None:
+            continue
+        schema["$defs"][kind] = {
+            "description": spec.summary,
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"kind": {"const": kind}, **copy.deepcopy(spec.schema)},
+        }
+        method["properties"]["kind"]["enum"].append(kind)
+        method["allOf"].append({"if": {"properties": {"kind": {"const": kind}}},
+                                "then": {"$ref": f"#/$defs/{kind}"}})
+    return schema
 
 
 def _key_of(error):

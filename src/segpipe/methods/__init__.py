@@ -91,6 +91,27 @@ def register(spec):
     return spec
 
 
+# Modules that register more kinds (``register``), imported with the registry: a
+# comma-separated list of importable names. The variable reaches every job, local or on a
+# cluster node, as the rest of the environment does.
+PLUGINS_VARIABLE = "SEGPIPE_METHODS"
+
+
+def load_plugins(names=None):
+    """Import the modules named in ``$SEGPIPE_METHODS`` (or ``names``); each registers its
+    kinds. An import error names the variable, so a typo is not a mystery."""
+    import importlib
+    import os
+
+    if names is None:
+        names = os.environ.get(PLUGINS_VARIABLE, "")
+    for name in filter(None, (n.strip() for n in names.split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ImportError(f"{PLUGINS_VARIABLE}: cannot import method module {name!r}: {err}") from err
+
+
 def get_method(kind):
     """The registry entry for a config ``kind``; raises KeyError naming the known kinds."""
     try:
@@ -99,4 +120,6 @@ def get_method(kind):
         raise KeyError(f"unknown method kind {kind!r}; known: {sorted(REGISTRY)}") from None
 
 
-__all__ = ["LABEL_MEANINGS", "MethodSpec", "Segmentation", "REGISTRY", "get_method", "register"]
+load_plugins()
+
+__all__ = ["LABEL_MEANINGS", "MethodSpec", "Segmentation", "REGISTRY", "get_method", "load_plugins", "register"]

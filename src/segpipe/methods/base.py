@@ -75,6 +75,11 @@ class MethodSpec:
         ``max_image_pixels`` (``workflow/rules/common.smk``).
     summary : str
         One line for ``segpipe methods`` and the README.
+    schema : dict, optional
+        For a kind registered from outside the package: the JSON-schema ``properties`` of
+        its settings (``kind`` excluded), added to the config schema when it is loaded
+        (:func:`segpipe.config.load_schema`). Built-in kinds have their block in
+        ``workflow/schemas/config.schema.yaml`` instead.
     """
 
     kind: str
@@ -86,6 +91,7 @@ class MethodSpec:
     edge_maps: bool = False
     bytes_per_pixel: float = 48.0
     summary: str = ""
+    schema: dict | None = field(default=None, compare=False, hash=False)
 
     def __post_init__(self):
         if self.labels not in LABEL_MEANINGS:
