@@ -37,6 +37,7 @@ rule all:
         expand("results/summary/{method}.coco.json", method=BATCHED),
         "results/report/leaderboard.html",
         expand("results/report/overlays/{method}.png", method=METHODS),
+        ["results/report/objects.png"] if config["measure_objects"] else [],
 
 
 onsuccess:

@@ -317,3 +317,32 @@ def test_leaderboard_puts_methods_without_a_rank_last(tmp_path):
     report.leaderboard_html(methods, out)
     page = out.read_text(encoding="utf-8")
     assert page.index("mid &lt;b&gt;") < page.index("fast_bad") < page.index("slow_good")
+
+
+def test_plot_objects_draws_areas_and_counts_of_methods_with_objects(tmp_path):
+    rng = np.random.default_rng(0)
+    objects = pd.DataFrame({
+        "method": ["ws"] * 300 + ["otsu"] * 50,
+        "area": np.concatenate([rng.integers(20, 400, 300), rng.integers(200, 3000, 50)]),
+    })
+    metrics = pd.DataFrame({
+        "method": ["ws", "ws", "otsu", "otsu", "km", "km"],
+        "image_id": ["a", "b"] * 3,
+        "status": "ok",
+        "n_objects": pd.array([200, 100, 30, 20, None, None], dtype="Int64"),
+    })
+    fig = report.plot_objects(objects, metrics, tmp_path / "objects.png")
+    read_png(tmp_path / "objects.png")
+    names = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    # km labels classes: no objects, no row. Largest median area at the top.
+    assert names == ["otsu", "ws"]
+    assert "350 objects of 2 images" in fig._suptitle.get_text()
+    assert fig.axes[0].get_xscale() == fig.axes[1].get_xscale() == "log"
+
+
+def test_plot_objects_without_any_object_method_says_so(tmp_path):
+    metrics = pd.DataFrame({"method": ["km"], "image_id": ["a"], "status": "ok",
+                            "n_objects": pd.array([None], dtype="Int64")})
+    fig = report.plot_objects(pd.DataFrame({"method": [], "area": []}), metrics,
+                              tmp_path / "o.png")
+    assert "No method with objects" in fig.texts[0].get_text()

@@ -222,6 +222,79 @@ def plot_metric_distributions(metrics, out_png, *, metrics_to_plot=None):
     return _save(fig, out_png)
 
 
+# Points drawn per method in the object figure; its boxes use every object.
+OBJECT_POINTS = 2000
+
+
+def plot_objects(objects, metrics, out_png):
+    """Object areas and objects per image, one row per method with objects.
+
+    Parameters
+    ----------
+    objects : pandas.DataFrame
+        ``method`` and ``area`` of every object (``summary/objects.parquet``).
+    metrics : pandas.DataFrame
+        The per-image table: ``n_objects`` of the ok rows (null for methods whose labels
+        are classes or regions, which are left out).
+    out_png : str or os.PathLike
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notes
+    -----
+    Both axes are logarithmic: nuclei and specks differ by orders of magnitude. Methods
+    are ordered by median object area, largest at the top. The boxes use every object;
+    at most :data:`OBJECT_POINTS` points per method are drawn (a fixed random sample).
+    """
+    ok = metrics[(metrics["status"] == "ok") & metrics["n_objects"].notna()]
+    methods = sorted(set(ok["method"]))
+    if not methods:
+        return _save(_message_figure("No method with objects (instances or a foreground)."),
+                     out_png)
+    areas = {m: g["area"].to_numpy(float) for m, g in objects.groupby("method") if m in methods}
+    counts = {m: g["n_objects"].to_numpy(float) for m, g in ok.groupby("method")}
+    medians = pd.Series({m: np.median(areas[m]) if m in areas else np.nan for m in methods})
+    order = list(medians.sort_values(ascending=False, na_position="last", kind="stable").index)
+    positions = np.arange(len(order), 0, -1)
+    names_w = 0.3 + _text_width_in(order, size=9)
+    panel_w, panel_h = 3.6, max(1.2, 0.3 + 0.25 * len(order))
+    width, height = names_w + 2 * panel_w + 0.5, panel_h + 1.1
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(1, 2, sharey=True, gridspec_kw={
+        "left": names_w / width, "right": 1 - 0.2 / width, "top": 1 - 0.6 / height,
+        "bottom": 0.5 / height, "wspace": 0.3 / panel_w})
+    rng = np.random.default_rng(0)
+    for ax, values, title in ((axes[0], areas, "Object area (pixels)"),
+                              (axes[1], counts, "Objects per image")):
+        data, places = [], []
+        for method, y in zip(order, positions):
+            v = values.get(method, np.empty(0))
+            v = v[v > 0]  # log axis: an image without objects has no point
+            if v.size:
+                data.append(v)
+                places.append(y)
+        if not data:
+            ax.set_title(title + ": none", fontsize=10)
+            continue
+        _draw_boxes(ax, data, places)
+        for v, y in zip(data, places):
+            shown = v if v.size <= OBJECT_POINTS else rng.choice(v, OBJECT_POINTS, replace=False)
+            ys = y + rng.uniform(-0.2, 0.2, shown.size)
+            ax.scatter(shown, ys, s=5, color=POINT_COLOUR, alpha=0.3, linewidths=0, zorder=3)
+        _log_x(ax)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", color="#e3e3e3", linewidth=0.8)
+        ax.set_axisbelow(True)
+    axes[0].set_yticks(positions, order, fontsize=9)
+    axes[0].set_ylim(0.4, len(order) + 0.6)
+    n_objects = sum(v.size for v in areas.values())
+    fig.suptitle(f"{n_objects:,} objects of {ok['image_id'].nunique()} images; methods by "
+                 "median area, largest at the top", fontsize=11, y=1 - 0.12 / height, va="top")
+    return _save(fig, out_png)
+
+
 _TEXT_TO_PATH = TextToPath()
 
 

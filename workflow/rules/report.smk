@@ -54,3 +54,25 @@ rule plot_overlays:
         metric=config["primary_metric"],
     script:
         "../scripts/plot_overlays.py"
+
+
+# Object areas and counts per method, from the per-object table (measure_objects).
+rule plot_objects:
+    input:
+        objects="results/summary/objects.parquet",
+        metrics="results/summary/metrics.parquet",
+    output:
+        report(
+            "results/report/objects.png",
+            caption="../report/objects.rst",
+            category="1. Leaderboard",
+        ),
+    log:
+        "logs/plot_objects.log",
+    conda:
+        "../../envs/classical.yaml"
+    resources:
+        runtime=30,
+        mem_mb=8000,
+    script:
+        "../scripts/plot_objects.py"
