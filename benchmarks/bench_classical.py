@@ -81,9 +81,13 @@ QUICK = {
 # The code that is measured: the package and everything a workflow run reads.
 CODE_PATHS = ("src/segpipe", "workflow", "Snakefile", "config", "envs", "profiles/default")
 
-# The method kinds this benchmark is about; others in the config (a neural network that
-# wants weights and a GPU) are left out and named in the report.
-CLASSICAL_KINDS = frozenset({"threshold", "multi_threshold", "edges", "kmeans"})
+# The method kinds this benchmark is about (called once segpipe is importable): those of the per-image CPU runner, read from
+# the registry; others in the config (the batch runner's Mask R-CNN, which wants weights
+# and a GPU) are left out and named in the report.
+def _classical_kinds():
+    from segpipe.methods import REGISTRY
+
+    return frozenset(kind for kind, spec in REGISTRY.items() if spec.runner == "image")
 
 # Targets of the design; each is checked and reported as pass/fail.
 OTSU_E2E_TARGET_S = 0.020
@@ -407,7 +411,7 @@ def load_config(code, input_dir, shard_size):
 
     with open(code / "config/config.yaml") as fh:
         raw = yaml.safe_load(fh)
-    skipped = [m for m, s in raw["methods"].items() if s["kind"] not in CLASSICAL_KINDS]
+    skipped = [m for m, s in raw["methods"].items() if s["kind"] not in _classical_kinds()]
     raw["methods"] = {m: s for m, s in raw["methods"].items() if m not in skipped}
     raw["input_dir"] = str(input_dir)
     if shard_size is not None:

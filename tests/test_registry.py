@@ -94,4 +94,4 @@ def test_a_toy_method_runs_end_to_end_with_no_rule_change(tmp_path):
     bad = write_config(tmp_path / "bad.yaml", input_dir=str(images),
                        methods={"blobs": {"kind": "toy", "level": 3}})
     proc = run_snakemake(work, "--configfile", bad, "-n", check=False, env=env)
-    assert proc.returncode != 0 and "methods.blobs.level" in proc.stderr
+    assert proc.returncode != 0 and "methods.blobs.level" in proc.stdout + proc.stderr

@@ -25,6 +25,7 @@ METHODS = {
     "bands": {"kind": "multi_threshold", "classes": 3},
     "lap": {"kind": "edges", "operator": "laplace"},
     "km": {"kind": "kmeans", "k": 3},
+    "ws": {"kind": "watershed", "foreground": "bright", "min_size": 8},
 }
 
 
@@ -97,6 +98,26 @@ def test_sixteen_bit_and_dark_foreground_rows(finished_run):
     # value 0.5, dark: foreground is the background of these bright-blob images
     assert m.loc[("dark", "a.png"), "foreground_fraction"] > 0.5
     assert m.loc[("dark", "a.png"), "thresholds"].tolist() == [0.5]
+
+
+def test_objects_follow_what_the_labels_mean(finished_run):
+    work, m = finished_run["work"], finished_run["metrics"]
+    objects = pd.read_parquet(work / "results/summary/objects.parquet")
+    ok = m[m["status"] == "ok"]
+    # Foreground (components) and instances have objects; classes and regions have none.
+    assert set(objects["method"]) == {"otsu", "dark", "ws"}
+    assert ok.loc[ok["method"].isin(["bands", "lap", "km"]), "n_objects"].isna().all()
+    counts = objects.groupby(["method", "image_id"]).size()
+    for row in ok[ok["method"].isin(["otsu", "dark", "ws"])].itertuples():
+        assert counts.get((row.method, row.image_id), 0) == row.n_objects
+    ws = ok[ok["method"] == "ws"]
+    assert (ws["n_objects"] == ws["n_labels"]).all()  # instances: every label an object
+    assert (ws["foreground"] == "bright").all()
+    assert str(objects["label"].dtype) == "int32" and str(objects["area"].dtype) == "int64"
+    assert objects["solidity"].between(0, 1).all() and (objects["score"] >= 0).all()
+    # Per shard too, and the report's figure.
+    assert len(list((work / "results/objects/ws").glob("*.parquet"))) == 3
+    assert (work / "results/report/objects.png").stat().st_size > 0
 
 
 def test_methods_summary(finished_run):
@@ -297,8 +318,10 @@ def test_ground_truth_scores_notes_and_coco_json(tmp_path):
         (tmp_path / "truth.json").write_text(json.dumps(coco))
         work = tmp_path / name
         work.mkdir()
+        # The COCO run also measures no objects: object rows for COCO AP only.
         cfg = write_config(tmp_path / f"{name}.yaml", input_dir=str(images), ground_truth_dir=str(source),
-                           ground_truth_kind="instances", methods=methods, primary_metric="object_f1_50")
+                           ground_truth_kind="instances", methods=methods, primary_metric="object_f1_50",
+                           measure_objects=name == "folder")
         run_snakemake(work, "--configfile", cfg)
         m = pd.read_parquet(work / "results/summary/metrics.parquet").set_index(["method", "image_id"])
         for image_id in perfect:
@@ -316,10 +339,24 @@ def test_ground_truth_scores_notes_and_coco_json(tmp_path):
         board = pd.read_parquet(work / "results/summary/methods.parquet").set_index("method")
         assert set(board.index) == {"otsu", "band_classes2", "band_classes3"}
         assert board.loc["otsu", "iou_n"] == 2 and board.loc["otsu", "coco_ap"] == pytest.approx(1.0)
-        # ranked by object_f1_50: otsu is perfect, and two-class multi-Otsu finds the same
-        # threshold, so they share rank 1; three classes come last
-        assert list(board["rank"]) == [1, 1, 3] and board.index[-1] == "band_classes3"
-        assert board.loc["band_classes2", "object_f1_50_mean"] == pytest.approx(1.0)
+        # Multi-Otsu labels classes: no foreground or object scores, and AP says why; both
+        # rank below otsu, which is perfect by object_f1_50.
+        band = m.loc["band_classes2"]
+        assert band["iou"].isna().all() and band["object_f1_50"].isna().all()
+        assert band.loc["a.png", "ari"] > 0.5
+        assert pd.isna(board.loc["band_classes2", "coco_ap"])
+        assert "classes" in board.loc["band_classes2", "coco_note"]
+        assert pd.isna(board.loc["otsu", "coco_note"])
+        assert list(board["rank"]) == [1, 2, 2] and board.index[0] == "otsu"
+        shard_objects = pd.concat(pd.read_parquet(p)
+                                  for p in (work / "results/objects/otsu").glob("*.parquet"))
+        assert len(shard_objects) == m.loc["otsu", "n_objects"].sum()
+        summary_objects = work / "results/summary/objects.parquet"
+        if name == "folder":
+            assert summary_objects.exists() and shard_objects["solidity"].notna().all()
+        else:  # measure_objects: false
+            assert not summary_objects.exists() and shard_objects["solidity"].isna().all()
+            assert not (work / "results/report/objects.png").exists()
 
 
 def test_killed_run_resumes_to_the_same_results(tmp_path):
