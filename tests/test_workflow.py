@@ -262,6 +262,15 @@ def test_maskrcnn_beside_the_classical_methods(tmp_path):
     methods_table = pd.read_parquet(tmp_path / "results/summary/methods.parquet").set_index("method")
     assert methods_table.loc["mr", "n_instances_mean"] == 3
     assert (m.loc[m["method"] == "otsu", "status"] == "ok").sum() == 7
+    # Objects of the instance label image, with the detection's class and score, measured
+    # on the grey image (the writer gets the decoded image).
+    objects = pd.read_parquet(tmp_path / "results/summary/objects.parquet")
+    mine = objects[objects["method"] == "mr"].merge(
+        inst, left_on=["image_id", "label"], right_on=["image_id", "instance_id"])
+    assert len(mine) == (objects["method"] == "mr").sum() == ok["n_labels"].sum()
+    assert (mine["class_name_x"] == mine["class_name_y"]).all()
+    assert np.allclose(mine["score_x"], mine["score_y"])
+    assert mine["mean_intensity"].notna().all() and (mine["area_x"] <= mine["area_y"]).all()
 
 
 def test_offline_run_without_weights_finishes_the_rest_and_says_what_to_do(tmp_path):

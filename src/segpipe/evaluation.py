@@ -232,10 +232,14 @@ class MaskAP:
 
     def __init__(self, thresholds=IOU_THRESHOLDS):
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
+        if self.thresholds.size > 16:
+            raise ValueError("at most 16 IoU thresholds (match flags are 16-bit)")
         self.n_truth = 0
         self.images = 0
-        self._scores, self._matched, self._keys, self._ranks = [], [], [], []
-        self._key_names = []
+        # Per detection only: its score, its image's number and its match at each
+        # threshold as one bit of a uint16: 14 bytes, all that the ranking needs.
+        self._scores, self._images, self._matches = [], [], []
+        self._keys = []
 
     def add_image(self, key, truth_rles, detections, scores):
         """Match one image's detections to its true objects.
@@ -256,61 +260,63 @@ class MaskAP:
         scores = np.asarray(scores, dtype=np.float64)
         if len(detections) != scores.size:
             raise ValueError(f"{key}: {len(detections)} detections but {scores.size} scores")
+        number = self.images
         self.images += 1
         self.n_truth += len(truth_rles)
+        self._keys.append(str(key))
         if not detections:
             return
         order = np.argsort(-scores, kind="stable")
-        matched = np.zeros((len(order), self.thresholds.size), dtype=bool)
+        matches = np.zeros(order.size, dtype=np.uint16)
         if truth_rles:
             ious = np.asarray(mask_utils.iou([detections[i] for i in order], truth_rles,
                                              [0] * len(truth_rles)), dtype=np.float64)
-            ious = ious.reshape(len(order), len(truth_rles))
+            ious = ious.reshape(order.size, len(truth_rles))
             for t, threshold in enumerate(self.thresholds):
                 taken = np.zeros(len(truth_rles), dtype=bool)
                 least = min(threshold, 1 - 1e-10)
-                for d in range(len(order)):
+                for d in range(order.size):
                     candidates = np.where(taken | (ious[d] < least), -1.0, ious[d])
                     # COCOeval keeps the last true object of the largest IoU.
                     m = candidates.size - 1 - int(np.argmax(candidates[::-1]))
                     if candidates[m] >= 0:
                         taken[m] = True
-                        matched[d, t] = True
+                        matches[d] |= np.uint16(1 << t)
         self._scores.append(scores[order])
-        self._matched.append(matched)
-        self._keys.append(np.full(order.size, len(self._keys)))
-        self._ranks.append(np.arange(order.size))
-        self._key_names.append(str(key))
+        self._images.append(np.full(order.size, number, dtype=np.int32))
+        self._matches.append(matches)
 
     def result(self):
         """``coco_ap`` (mean over the IoU thresholds), ``coco_ap50``, ``coco_ap75``.
 
         NaN each if no image has a true object; 0.0 if there is no detection at all.
+        Memory: about 50 bytes per detection while ranking them.
         """
         names = ("coco_ap", "coco_ap50", "coco_ap75")
         if self.n_truth == 0:
             return dict.fromkeys(names, float("nan"))
         if not self._scores:
             return dict.fromkeys(names, 0.0)
-        scores = np.concatenate(self._scores)
-        matched = np.concatenate(self._matched)
-        # Ties between images by image key (not by arrival), then by rank in the image.
-        key_rank = np.argsort(np.argsort(np.array(self._key_names, dtype=object)))
-        keys = key_rank[np.concatenate(self._keys)]
-        order = np.lexsort((np.concatenate(self._ranks), keys, -scores))
-        matched = matched[order]
-        tp = np.cumsum(matched, axis=0, dtype=np.float64)
-        fp = np.cumsum(~matched, axis=0, dtype=np.float64)
-        recall = tp / self.n_truth
-        precision = tp / (tp + fp)
-        # The precision envelope: the best precision at this recall or any higher one.
-        precision = np.maximum.accumulate(precision[::-1], axis=0)[::-1]
+        # Falling score; ties by image key, not arrival; within an image, the stable sort
+        # keeps the image's own order (falling score, then position).
+        key_rank = np.empty(len(self._keys), dtype=np.int32)
+        key_rank[np.argsort(np.array(self._keys, dtype=object), kind="stable")] = np.arange(
+            len(self._keys), dtype=np.int32)
+        order = np.lexsort((key_rank[np.concatenate(self._images)],
+                            -np.concatenate(self._scores)))
+        matches = np.concatenate(self._matches)[order]
+        del order
         points = np.linspace(0.0, 1.0, 101)
+        ranks = np.arange(1, matches.size + 1, dtype=np.float64)
         per_threshold = np.empty(self.thresholds.size)
         for t in range(self.thresholds.size):
-            index = np.searchsorted(recall[:, t], points, side="left")
-            reached = index < recall.shape[0]
-            at = precision[np.minimum(index, recall.shape[0] - 1), t]
+            tp = np.cumsum((matches >> t) & 1, dtype=np.int64)
+            recall = tp / self.n_truth
+            # The precision envelope: the best precision at this recall or any higher one.
+            precision = np.maximum.accumulate((tp / ranks)[::-1])[::-1]
+            index = np.searchsorted(recall, points, side="left")
+            reached = index < recall.size
+            at = precision[np.minimum(index, recall.size - 1)]
             per_threshold[t] = np.where(reached, at, 0.0).mean()
         return {
             "coco_ap": float(per_threshold.mean()),

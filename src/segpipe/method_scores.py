@@ -91,21 +91,22 @@ def method_coco_ap(shards, ground_truth, *, meaning):
             "coco_note": note}
 
 
-def iter_shards(metrics_paths, detection_paths, detection_schema):
-    """(metrics, detections) DataFrames per shard, read one shard at a time."""
+def iter_shards(metrics_paths, detection_paths, detection_schema, columns):
+    """(metrics, detections) DataFrames per shard, read one shard at a time, with only
+    the detection ``columns`` scoring needs."""
     import pyarrow.parquet as pq
 
     from segpipe.table import METRICS_SCHEMA
 
     detections = {Path(p).stem: p for p in detection_paths}
-    columns = ["image_id", "status", "mask_path"]
     for path in sorted(map(str, metrics_paths)):
-        metrics = pq.read_table(path, schema=METRICS_SCHEMA, columns=columns).to_pandas()
+        metrics = pq.read_table(path, schema=METRICS_SCHEMA,
+                                columns=["image_id", "status", "mask_path"]).to_pandas()
         other = detections.get(Path(path).stem)
         if other is None:
-            table = detection_schema.empty_table()
+            table = detection_schema.empty_table().select(columns)
         else:
-            table = pq.read_table(other, schema=detection_schema)
+            table = pq.read_table(other, schema=detection_schema, columns=columns)
         yield metrics, table.to_pandas()
 
 
@@ -121,9 +122,11 @@ def write_method_coco_ap(metrics_paths, instance_paths, out, *, ground_truth, me
 
     try:
         if instance_paths:
-            shards = iter_shards(metrics_paths, instance_paths, INSTANCES_SCHEMA)
+            shards = iter_shards(metrics_paths, instance_paths, INSTANCES_SCHEMA,
+                                 ["image_id", "instance_id", "score", "rle"])
         else:
-            shards = iter_shards(metrics_paths, object_paths, OBJECTS_SCHEMA)
+            shards = iter_shards(metrics_paths, object_paths, OBJECTS_SCHEMA,
+                                 ["image_id", "label", "score"])
         scores = method_coco_ap(shards, ground_truth, meaning=meaning)
     except Exception as err:  # a failed score must not cost the run its summary
         log.exception("COCO mask AP failed")
