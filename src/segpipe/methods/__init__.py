@@ -54,7 +54,8 @@ def _check_maskrcnn(name, settings):
 
 
 # bytes_per_pixel: peak memory beyond the decoded image on a 9 MP 8-bit image
-# (benchmarks/bench_memory.py), plus the image, doubled for 16-bit samples.
+# (benchmarks/bench_memory.py; docs/benchmarks.md, "memory"), plus the image, doubled
+# for 16-bit samples.
 BUILTIN = (
     MethodSpec("threshold", segment_threshold, "foreground", "grey", _check_threshold,
                bytes_per_pixel=4,
@@ -66,12 +67,12 @@ BUILTIN = (
                summary="3x3 Sobel or Laplace edges; the regions they enclose, 0 on edges"),
     MethodSpec("kmeans", segment_kmeans, "classes", "rgb", bytes_per_pixel=86,
                summary="k-means on pixel colours; clusters 0..k-1 from the darkest"),
-    MethodSpec("watershed", segment_watershed, "instances", "grey", bytes_per_pixel=40,
+    MethodSpec("watershed", segment_watershed, "instances", "grey", bytes_per_pixel=188,
                summary="marker-controlled watershed of a threshold; splits touching objects"),
-    MethodSpec("superpixels", segment_superpixels, "regions", "rgb", bytes_per_pixel=60,
+    MethodSpec("superpixels", segment_superpixels, "regions", "rgb", bytes_per_pixel=164,
                summary="SLIC or Felzenszwalb superpixels; regions 1..K cover the image"),
     MethodSpec("region_growing", segment_region_growing, "instances", "grey",
-               bytes_per_pixel=24,
+               bytes_per_pixel=78,
                summary="objects grown from local extremes within an intensity tolerance"),
     # The image as a float tensor on the host, its pasted masks and label image.
     MethodSpec("maskrcnn", segment_maskrcnn, "instances", "rgb", _check_maskrcnn,
