@@ -547,7 +547,9 @@ def leaderboard_html(methods, out_html, *, metric="iou"):
     if primary:
         note = (f"Sorted by rank. Highlighted: {html.escape(name)}, the primary metric. "
                 "↑ higher is better, ↓ lower is better; numbers to 3 significant digits; "
-                "– no value.")
+                "– no value: the metric does not apply to what the method's labels mean "
+                "(foreground scores, object F1 and COCO AP need a foreground or instances; "
+                "classes and regions have partition scores only), or no image was scored.")
     else:
         note = (f"No ground truth: there is no {html.escape(name)} to compare methods by. "
                 "Sorted by rank; numbers to 3 significant digits; – no value.")

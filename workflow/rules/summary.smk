@@ -12,8 +12,11 @@ rule score_coco_ap:
     conda:
         "../../envs/maskrcnn.yaml"
     resources:
-        runtime=120,
-        mem_mb=8000,
+        # Masks are read one image at a time; what grows is about 100 bytes per object
+        # while they are ranked (docs/benchmarks.md, "coco_ap"): 8 GB is some 60 million
+        # objects. Doubled at each retry.
+        runtime=lambda wildcards, attempt: 120 * attempt,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
     params:
         truth=get_truth_settings,
         settings=get_method_settings,
