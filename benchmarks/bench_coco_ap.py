@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _bench import ROOT, markdown_table, now, revision, write_section
 
 CHILD = """
@@ -103,22 +102,23 @@ def main(argv=None):
     body = "\n".join([
         "## COCO mask AP of a method: memory and time by image count",
         "",
-        f"Command: `.venv/bin/python benchmarks/bench_coco_ap.py --images "
-        f"{' '.join(map(str, args.images))} --objects {args.objects}`  ",
+        (f"Command: `.venv/bin/python benchmarks/bench_coco_ap.py --images "
+         f"{' '.join(map(str, args.images))} --objects {args.objects}`  "),
         f"Date: {now()}; revision {revision()}; 2-core development machine, no GPU.  ",
-        f"Each image: {args.side}x{args.side}, {args.objects} square objects in the truth, the "
-        "method's foreground shifted by one pixel (every object matched up to IoU 0.8), read back from PNG and Parquet as the score_coco_ap job "
-        "does. Peak memory is the child process's, interpreter and libraries included.",
+        (f"Each image: {args.side}x{args.side}, {args.objects} square objects in the truth, "
+         "the method's foreground shifted by one pixel (every object matched up to IoU 0.8), "
+         "read back from PNG and Parquet as the score_coco_ap job does. Peak memory is the "
+         "child process's, interpreter and libraries included."),
         "",
         markdown_table(["images", "objects", "wall s", "ms per image", "peak MB", "AP50"], rows),
         "",
-        "Masks are held one image at a time and tables one shard at a time; what grows with "
-        "the run is the ranking AP needs: 14 bytes per object kept while images are added, "
-        "and at the end, while all objects are ranked, about 85 bytes per object in this "
-        "table ((395 - 181) MB for 2.52 million more objects). The old scorer held a "
-        "full-image mask per object (issue 10 measured 27 GB for 300 DSB images of k-means "
-        "components). Time grows linearly: decoding two PNGs and matching one image's "
-        "objects per image.",
+        ("Masks are held one image at a time and tables one shard at a time; what grows with "
+         "the run is the ranking AP needs: 14 bytes per object kept while images are added, "
+         "and at the end, while all objects are ranked, about 85 bytes per object in this "
+         "table ((395 - 181) MB for 2.52 million more objects). The old scorer held a "
+         "full-image mask per object (issue 10 measured 27 GB for 300 DSB images of k-means "
+         "components). Time grows linearly: decoding two PNGs and matching one image's "
+         "objects per image."),
     ])
     write_section(args.out, "coco_ap", body)
     print(body)

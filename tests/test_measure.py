@@ -70,7 +70,7 @@ def test_contrast_score_is_the_difference_to_the_background_around_the_object():
 
 
 def test_given_scores_and_class_names_are_kept_per_label():
-    objects, grey = scene()
+    objects, _ = scene()
     columns = measure_objects(objects, None, image_id="a", method="m",
                               scores=[0.9, 0.8, 0.7, 0.6], class_names=["a", "b", "c", "d"])
     rows = objects_table([columns]).to_pylist()

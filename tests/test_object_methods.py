@@ -10,7 +10,6 @@ from segpipe.methods.region_growing import segment_region_growing
 from segpipe.methods.superpixels import segment_superpixels
 from segpipe.methods.threshold import (
     auto_polarity,
-    compute_threshold,
     segment_multi_threshold,
     segment_threshold,
 )

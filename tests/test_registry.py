@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import blobs_image, encode, run_snakemake, write_config
+
 from segpipe.methods import LABEL_MEANINGS, REGISTRY, MethodSpec, load_plugins, register
 from segpipe.methods.base import RUNNERS
 

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
+
 from segpipe.rle import encode_mask, encode_objects
 
 TRUTH_KINDS = ("binary", "labels", "instances")

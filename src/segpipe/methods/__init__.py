@@ -123,4 +123,4 @@ def get_method(kind):
 
 load_plugins()
 
-__all__ = ["LABEL_MEANINGS", "MethodSpec", "Segmentation", "REGISTRY", "get_method", "load_plugins", "register"]
+__all__ = ["LABEL_MEANINGS", "REGISTRY", "MethodSpec", "Segmentation", "get_method", "load_plugins", "register"]

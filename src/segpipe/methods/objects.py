@@ -53,7 +53,7 @@ def remove_small(mask, min_size, *, connectivity=8, keep_border=False):
     array([[0, 0, 0, 1],
            [0, 0, 0, 1]])
     """
-    n, components, stats, _ = cv2.connectedComponentsWithStats(
+    _, components, stats, _ = cv2.connectedComponentsWithStats(
         mask.view(np.uint8), connectivity=connectivity, ltype=cv2.CV_32S
     )
     keep = stats[:, cv2.CC_STAT_AREA] >= min_size
