@@ -136,3 +136,13 @@ def test_multi_threshold_errors():
         segment_multi_threshold(grey, thresholds=[0.6, 0.2])
     with pytest.raises(ValueError, match="classes must be >= 2"):
         segment_multi_threshold(grey, classes=1)
+
+
+def test_histogram_of_an_image_over_2_to_the_24_pixels_is_exact():
+    from segpipe.methods.threshold import intensity_histogram
+
+    grey = np.zeros((4097, 4096), np.uint8)  # one row more than 2**24 pixels
+    grey[::2] = 200
+    grey[-1, :7] = 9
+    counts, _ = intensity_histogram(grey)
+    np.testing.assert_array_equal(counts, np.bincount(grey.ravel(), minlength=256))

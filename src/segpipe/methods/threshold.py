@@ -22,10 +22,14 @@ def intensity_histogram(grey):
     centers : ndarray of int64, the intensity of each count
     """
     size = intensity_max(grey.dtype) + 1
-    # calcHist counts in float32, exact up to 2**24 per bin.
-    if grey.dtype == np.uint8 and grey.size < 2**24:
-        counts = cv2.calcHist([np.ascontiguousarray(grey)], [0], None, [256], [0, 256])
-        counts = counts.ravel().astype(np.int64)
+    if grey.dtype == np.uint8 and grey.ndim == 2 and grey.shape[1] < 2**24:
+        # calcHist counts in float32, exact up to 2**24 per bin: larger images are counted
+        # in blocks of rows (np.bincount would first copy every pixel to a 64-bit index).
+        rows = max(1, (2**24 - 1) // max(1, grey.shape[1]))
+        counts = np.zeros(256, np.int64)
+        for start in range(0, grey.shape[0], rows):
+            block = np.ascontiguousarray(grey[start : start + rows])
+            counts += cv2.calcHist([block], [0], None, [256], [0, 256]).ravel().astype(np.int64)
     else:
         counts = np.bincount(grey.ravel(), minlength=size)
     return counts, np.arange(size)
