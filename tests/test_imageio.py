@@ -6,7 +6,7 @@ from PIL import Image
 
 from conftest import blobs_image, encode
 from segpipe.errors import ImageReadError
-from segpipe.imageio import label_dtype, read_image, read_label_image, write_png
+from segpipe.imageio import label_dtype, read_image, read_label_image, write_labels, write_png
 
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -183,6 +183,26 @@ def test_label_png_roundtrip(tmp_path, top, dtype):
     assert (tmp_path / "m" / "x.png").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def test_label_dtype_refuses_too_many():
-    with pytest.raises(ValueError, match="65535"):
-        label_dtype(70000)
+def test_label_dtype_grows_to_32_bits_and_png_refuses_them(tmp_path):
+    assert label_dtype(70000) == np.uint32
+    with pytest.raises(ValueError, match="32 bits"):
+        label_dtype(2**32)
+    labels = np.arange(70001, dtype=np.uint32).reshape(1, -1)
+    with pytest.raises(ValueError, match="65535.*mask_format: tiff"):
+        write_labels(tmp_path / "m.png", labels)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32])
+def test_tiff_masks_round_trip_with_compression(tmp_path, dtype):
+    import tifffile
+
+    labels = np.zeros((300, 400), dtype)
+    labels[10:200, 20:300] = np.iinfo(dtype).max
+    labels[250:, :] = 7
+    write_labels(tmp_path / "m.tif", labels)
+    back = read_label_image(tmp_path / "m.tif")
+    assert back.dtype == dtype
+    np.testing.assert_array_equal(back, labels)
+    with tifffile.TiffFile(tmp_path / "m.tif") as tif:
+        assert tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+    assert (tmp_path / "m.tif").stat().st_size < labels.nbytes / 20

@@ -331,12 +331,16 @@ def test_ground_truth_scores_notes_and_coco_json(tmp_path):
         (tmp_path / "truth.json").write_text(json.dumps(coco))
         work = tmp_path / name
         work.mkdir()
-        # The COCO run also measures no objects: object rows for COCO AP only.
+        # The COCO run also measures no objects (object rows for COCO AP only) and writes
+        # TIFF masks, which scoring reads back.
         cfg = write_config(tmp_path / f"{name}.yaml", input_dir=str(images), ground_truth_dir=str(source),
                            ground_truth_kind="instances", methods=methods, primary_metric="object_f1_50",
-                           measure_objects=name == "folder")
+                           measure_objects=name == "folder",
+                           mask_format="png" if name == "folder" else "tiff")
         run_snakemake(work, "--configfile", cfg)
         m = pd.read_parquet(work / "results/summary/metrics.parquet").set_index(["method", "image_id"])
+        suffix = ".png" if name == "folder" else ".tif"
+        assert m["mask_path"].dropna().str.endswith(suffix).all()
         for image_id in perfect:
             row = m.loc[("otsu", image_id)]
             for metric in ("iou", "dice", "precision", "recall", "boundary_f1",

@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from segpipe.errors import ImageReadError, OutputWriteError
-from segpipe.imageio import write_png
+from segpipe.imageio import write_labels
 from segpipe.label_stats import label_stats
 
 log = logging.getLogger(__name__)
@@ -29,26 +29,29 @@ log = logging.getLogger(__name__)
 NAME_BYTES = 64
 
 
-def output_name(index, image_id):
+def output_name(index, image_id, suffix=".png"):
     """The file name of an image's mask (and edge map) inside its shard's folder.
 
-    ``{index}-{name}.png``: the image's position in its shard, which makes names unique
-    whatever the image names are (``c.png`` and ``c.png.png/i.png`` cannot meet), then
-    its file name, characters other than letters, digits, ``.``, ``-`` and ``_`` replaced
-    by ``_`` and cut to :data:`NAME_BYTES` bytes, so a reader can tell which image it is.
-    The row's ``mask_path`` records the exact path.
+    ``{index}-{stem}{suffix}``: the image's position in its shard, which makes names
+    unique whatever the image names are (``c.png`` and ``c.jpg``, or ``c.png`` and
+    ``c.png.png/i.png``, cannot meet), then its file name without its extension,
+    characters other than letters, digits, ``.``, ``-`` and ``_`` replaced by ``_`` and cut
+    to :data:`NAME_BYTES` bytes, so a reader can tell which image it is. The row's
+    ``mask_path`` records the exact path.
 
     >>> output_name(3, "plate1/a b.jpg")
-    '000003-a_b.jpg.png'
+    '000003-a_b.png'
+    >>> output_name(0, "cells.ome.tif", ".tif")
+    '000000-cells.ome.tif'
     >>> len(output_name(0, "x" * 250 + ".png"))
     75
     """
-    name = re.sub(r"[^\w.-]", "_", PurePosixPath(image_id).name)
+    name = re.sub(r"[^\w.-]", "_", PurePosixPath(image_id).stem) or "_"
     name = name.encode("utf-8")[:NAME_BYTES].decode("utf-8", "ignore")
-    return f"{index:06d}-{name}.png"
+    return f"{index:06d}-{name}{suffix}"
 
 
-def shard_output_paths(root, method, shard, image_ids):
+def shard_output_paths(root, method, shard, image_ids, suffix=".png"):
     """Image id to its output path under ``root/method/shard/`` (masks or edge maps).
 
     One folder per shard keeps every folder to at most ``shard_size`` entries, however
@@ -56,9 +59,10 @@ def shard_output_paths(root, method, shard, image_ids):
     file system).
 
     >>> shard_output_paths("results/masks", "otsu", "000003", ["plate1/a.jpg"])
-    {'plate1/a.jpg': 'results/masks/otsu/000003/000000-a.jpg.png'}
+    {'plate1/a.jpg': 'results/masks/otsu/000003/000000-a.png'}
     """
-    return {i: f"{root}/{method}/{shard}/{output_name(k, i)}" for k, i in enumerate(image_ids)}
+    return {i: f"{root}/{method}/{shard}/{output_name(k, i, suffix)}"
+            for k, i in enumerate(image_ids)}
 
 
 def prepare_shard_folder(folder, keep):
@@ -163,7 +167,7 @@ def finish_image(row, labels, *, mask_path, meaning, ground_truth=None, edge_map
 
 def _write(path, array):
     try:
-        write_png(path, array)
+        write_labels(path, array)
     except OSError as err:
         raise OutputWriteError(path, err.strerror or str(err)) from err
 

@@ -182,16 +182,24 @@ def intensity_max(dtype):
 
 
 def label_dtype(max_label):
-    """The smallest PNG-storable type for labels up to ``max_label``.
+    """The smallest unsigned type for labels up to ``max_label``.
 
-    >>> label_dtype(255), label_dtype(256)
-    (<class 'numpy.uint8'>, <class 'numpy.uint16'>)
+    uint8 and uint16 fit a PNG mask; uint32 needs ``mask_format: tiff``.
+
+    >>> label_dtype(255), label_dtype(256), label_dtype(70000)
+    (<class 'numpy.uint8'>, <class 'numpy.uint16'>, <class 'numpy.uint32'>)
     """
     if max_label <= 255:
         return np.uint8
     if max_label <= 65535:
         return np.uint16
-    raise ValueError(f"{max_label} labels do not fit in a 16-bit PNG (at most 65535)")
+    if max_label <= 2**32 - 1:
+        return np.uint32
+    raise ValueError(f"{max_label} labels do not fit in 32 bits")
+
+
+# Mask file formats (the ``mask_format`` setting) and their suffixes.
+MASK_SUFFIXES = {"png": ".png", "tiff": ".tif"}
 
 
 def write_png(path, array):
@@ -200,12 +208,40 @@ def write_png(path, array):
     The file appears complete or not at all: it is written beside its final name and
     renamed, so a killed job never leaves half a mask behind.
     """
+    if array.dtype == np.uint32 and array.ndim == 2:
+        raise ValueError(f"{int(array.max())} labels do not fit in a 16-bit PNG (at most "
+                         "65535): set mask_format: tiff")
     if array.dtype not in (np.uint8, np.uint16) or array.ndim != 2:
         raise ValueError(f"need a 2-D uint8 or uint16 array, got {array.ndim}-D {array.dtype}")
     ok, encoded = cv2.imencode(".png", array, _PNG_FAST)
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
     write_bytes_atomic(path, encoded.tobytes())
+
+
+def write_tiff(path, array):
+    """Write a uint8, uint16 or uint32 (M, N) label array as a zlib-compressed TIFF,
+    atomically. Fiji, napari and QuPath read it as a label image."""
+    import io
+
+    import tifffile
+
+    if array.dtype not in (np.uint8, np.uint16, np.uint32) or array.ndim != 2:
+        raise ValueError(f"need a 2-D uint8, uint16 or uint32 array, got {array.ndim}-D "
+                         f"{array.dtype}")
+    buffer = io.BytesIO()
+    # Level 1: label images are long runs; higher levels cost time and save little.
+    tifffile.imwrite(buffer, array, compression="zlib", compressionargs={"level": 1},
+                     photometric="minisblack")
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def write_labels(path, array):
+    """Write a label image as PNG or TIFF, chosen by ``path``'s suffix."""
+    if Path(path).suffix.lower() in (".tif", ".tiff"):
+        write_tiff(path, array)
+    else:
+        write_png(path, array)
 
 
 def temporary_path(path):
@@ -245,7 +281,14 @@ def write_bytes_atomic(path, data):
 
 
 def read_label_image(path):
-    """Read a label PNG written by :func:`write_png` back into its integer array."""
+    """Read a label image (PNG, or TIFF through tifffile) back into its integer array."""
+    if Path(path).suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            return tifffile.imread(path)
+        except Exception as err:  # tifffile raises many types for a bad file
+            raise ImageReadError(path, f"cannot read label image ({err})") from err
     labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if labels is None:
         raise ImageReadError(path, "cannot read label image")

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from segpipe.finish import finish_image, prepare_shard_folder, record_failure, shard_output_paths
-from segpipe.imageio import DEFAULT_MAX_PIXELS, read_image
+from segpipe.imageio import DEFAULT_MAX_PIXELS, MASK_SUFFIXES, read_image
 from segpipe.measure import grey_of
 from segpipe.methods import get_method
 from segpipe.progress import Progress
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 def segment_images(
     image_ids, *, input_dir, method, settings, shard, masks_dir, edges_dir, ground_truth=None,
     progress_every_s=10.0, max_pixels=DEFAULT_MAX_PIXELS, objects_out=None, measure=True,
+    mask_format="png",
 ):
     """Segment each image with one method; return one metrics row per image.
 
@@ -46,6 +47,8 @@ def segment_images(
         methods whose labels have objects; None measures none.
     measure : bool
         Measure shape and intensity of the objects (``measure_objects``).
+    mask_format : {"png", "tiff"}
+        The masks' file format (edge maps are always PNG).
 
     Returns
     -------
@@ -58,7 +61,8 @@ def segment_images(
     progress = Progress(
         len(image_ids), log, label=f"{method} shard {shard}", every_s=progress_every_s
     )
-    mask_paths = shard_output_paths(masks_dir, method, shard, image_ids)
+    mask_paths = shard_output_paths(masks_dir, method, shard, image_ids,
+                                    MASK_SUFFIXES[mask_format])
     edge_paths = shard_output_paths(edges_dir, method, shard, image_ids)
     prepare_shard_folder(f"{masks_dir}/{method}/{shard}", mask_paths.values())
     if spec.edge_maps or Path(f"{edges_dir}/{method}/{shard}").exists():
@@ -97,6 +101,7 @@ def _segment_one(row, path, spec, kwargs, mask_path, edge_path, ground_truth, ma
 def run_shard(
     shard_file, output, *, input_dir, method, settings, masks_dir, edges_dir, ground_truth=None,
     threads=1, max_pixels=DEFAULT_MAX_PIXELS, objects_output=None, measure_objects=True,
+    mask_format="png",
 ):
     """Segment the images listed in ``shard_file``; write the metrics table ``output`` and
     the objects table ``objects_output``.
@@ -132,6 +137,7 @@ def run_shard(
         max_pixels=max_pixels,
         objects_out=objects,
         measure=measure_objects,
+        mask_format=mask_format,
     )
     write_table_atomic(table, output)
     if objects_output is not None:

@@ -26,6 +26,7 @@ rule segment_shard:
         edges_dir="results/edges",
         max_image_pixels=config["max_image_pixels"],
         measure_objects=config["measure_objects"],
+        mask_format=config["mask_format"],
     script:
         "../scripts/segment_shard.py"
 
@@ -62,5 +63,6 @@ rule segment_shard_maskrcnn:
         weights_dir="resources/weights",
         max_image_pixels=config["max_image_pixels"],
         measure_objects=config["measure_objects"],
+        mask_format=config["mask_format"],
     script:
         "../scripts/segment_shard_maskrcnn.py"

@@ -16,4 +16,5 @@ run_shard(
     max_pixels=snakemake.params.max_image_pixels,
     objects_output=snakemake.output.objects,
     measure_objects=snakemake.params.measure_objects,
+    mask_format=snakemake.params.mask_format,
 )

@@ -17,4 +17,5 @@ run_maskrcnn_shard(
     max_pixels=snakemake.params.max_image_pixels,
     objects_out=snakemake.output.objects,
     measure_objects=snakemake.params.measure_objects,
+    mask_format=snakemake.params.mask_format,
 )

@@ -36,7 +36,7 @@ from segpipe.finish import (
     record_failure,
     shard_output_paths,
 )
-from segpipe.imageio import DEFAULT_MAX_PIXELS, read_image
+from segpipe.imageio import DEFAULT_MAX_PIXELS, MASK_SUFFIXES, read_image
 from segpipe.maskrcnn.inference import Predictor, predict_with_backoff, to_chw_tensor
 from segpipe.maskrcnn.model import build_model, resolve_device, wants_cuda
 from segpipe.maskrcnn.weights import missing_weights_message, read_status, resolve_weights
@@ -213,7 +213,7 @@ def finish_detections(context, row, detections, decode_s, segment_s, image=None)
 def run_maskrcnn_shard(
     shard_file, metrics_out, instances_out, *, input_dir, method, settings, masks_dir,
     weights_dir="resources/weights", ground_truth=None, threads=1,
-    max_pixels=DEFAULT_MAX_PIXELS, objects_out=None, measure_objects=True,
+    max_pixels=DEFAULT_MAX_PIXELS, objects_out=None, measure_objects=True, mask_format="png",
 ):
     """Segment the shard's images with Mask R-CNN; write metrics, instance and object tables.
 
@@ -236,7 +236,8 @@ def run_maskrcnn_shard(
     params = params_json(settings)
     rows = {i: empty_row(image_id=i, method=method, kind="maskrcnn", shard=shard, params=params)
             for i in image_ids}
-    mask_paths = shard_output_paths(masks_dir, method, shard, image_ids)
+    mask_paths = shard_output_paths(masks_dir, method, shard, image_ids,
+                                    MASK_SUFFIXES[mask_format])
     prepare_shard_folder(f"{masks_dir}/{method}/{shard}", mask_paths.values())
     instances, objects, stats = [], [], {}
     measuring = objects_out is not None and (measure_objects or ground_truth is not None)
