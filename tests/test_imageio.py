@@ -143,19 +143,21 @@ def test_multi_page_files_read_page_one_with_a_note(tmp_path, suffix):
     assert notes == []
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.uint32, np.int32])
-def test_unsupported_sample_types_get_one_message_in_both_modes(tmp_path, dtype):
+@pytest.mark.parametrize("dtype", [np.float32, np.uint32, np.int32, np.int16])
+def test_other_sample_types_are_read_to_16_bits_in_both_modes(tmp_path, dtype):
     import cv2
 
+    # OpenCV writes these LZW-compressed: tifffile reads them with imagecodecs.
     path = tmp_path / "t.tif"
-    assert cv2.imwrite(str(path), np.arange(12, dtype=dtype).reshape(3, 4))
-    messages = set()
-    for mode in ("grey", "rgb"):
-        with pytest.raises(ImageReadError) as info:
-            read_image(path, mode=mode)
-        messages.add(str(info.value))
-    assert messages == {f"{path}: unsupported sample type {np.dtype(dtype)} "
-                        "(need 8 or 16 bit unsigned integers)"}
+    values = np.arange(12, dtype=dtype).reshape(3, 4) * 3
+    assert cv2.imwrite(str(path), values)
+    grey, rgb = read_image(path, mode="grey"), read_image(path, mode="rgb")
+    assert grey.dtype == rgb.dtype == np.uint16 and rgb.shape == (3, 4, 3)
+    np.testing.assert_array_equal(rgb[..., 1], grey)
+    if np.dtype(dtype).kind == "f":  # floats outside 0..1: their own range
+        assert grey[0, 0] == 0 and grey[-1, -1] == 65535
+    else:  # integers within 0..65535: the 16-bit values themselves
+        np.testing.assert_array_equal(grey, values.astype(np.uint16))
 
 
 def test_missing_file(tmp_path):

@@ -203,6 +203,12 @@ def resolve_config(config, schema, *, configfiles=(), generated_input_dir=None):
     config["methods"] = methods
     if config["input_dir"] != generated_input_dir:
         check_input_dir(config["input_dir"])
+    range_ = config["intensity_range"]
+    if isinstance(range_, list) and not range_[0] < range_[1]:
+        raise ConfigError("intensity_range", f"[lo, hi] needs lo < hi, got {range_}")
+    if isinstance(range_, dict) and not range_["percentile"][0] < range_["percentile"][1]:
+        raise ConfigError("intensity_range.percentile",
+                          f"needs the lower percentile first, got {range_['percentile']}")
     truth = config["ground_truth_dir"]
     if truth is not None and not Path(truth).exists():
         raise ConfigError("ground_truth_dir", f"{truth!r} does not exist")

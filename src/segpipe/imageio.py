@@ -59,7 +59,8 @@ _PNG_FAST = [
 DEFAULT_MAX_PIXELS = 250_000_000
 
 
-def read_image(path, *, mode="grey", max_pixels=DEFAULT_MAX_PIXELS, notes=None):
+def read_image(path, *, mode="grey", max_pixels=DEFAULT_MAX_PIXELS, notes=None, reading=None,
+               info=None):
     """Decode an image file into an array, following the module's policy.
 
     Parameters
@@ -73,17 +74,26 @@ def read_image(path, *, mode="grey", max_pixels=DEFAULT_MAX_PIXELS, notes=None):
         before decoding). None: no limit but OpenCV's own (2**30).
     notes : list, optional
         Receives a sentence about anything the caller should record but that is not an
-        error: only the first page of a multi-page file (TIFF stack, animated GIF) is read.
+        error: which channel, slice or page of a multi-dimensional file was used, how
+        float samples were scaled.
+    reading : segpipe.planes.Reading, optional
+        ``channel``, ``z``, ``time`` (TIFF and OME-TIFF, read with tifffile) and
+        ``intensity_range`` (every format): see :mod:`segpipe.planes`.
+    info : dict, optional
+        Receives ``intensity_lo`` and ``intensity_hi``, the sample values mapped to 0 and 1.
 
     Returns
     -------
     image : (M, N) or (M, N, 3) ndarray of uint8 or uint16
+        8-bit samples stay uint8; every other sample type becomes uint16 by the
+        ``intensity_range`` rule.
 
     Raises
     ------
     ImageReadError
         If the file is empty, not an image, truncated, of an unsupported sample type,
-        or cannot be read at all. The message names the file and the cause.
+        asks for a channel or plane it does not have, or cannot be read at all. The
+        message names the file and the cause.
     ValueError
         If ``mode`` is not "grey" or "rgb".
     """
@@ -96,15 +106,88 @@ def read_image(path, *, mode="grey", max_pixels=DEFAULT_MAX_PIXELS, notes=None):
         raise ImageReadError(path, f"cannot read file ({err.strerror or err})") from err
     if not data:
         raise ImageReadError(path, "empty file (0 bytes)")
+    from segpipe.planes import DEFAULT_READING, normalise
+
+    reading = reading or DEFAULT_READING
+    notes = [] if notes is None else notes
     header = probe_image(data)
+    pages = 1
     if header is not None:
         width, height, pages = header
         if max_pixels is not None and width * height > max_pixels:
             raise ImageReadError(
                 path, f"image of {width} x {height} = {width * height:,} pixels is larger than "
                 f"max_image_pixels ({int(max_pixels):,}); raise it in the config to segment it")
-        if pages > 1 and notes is not None:
+    image = None
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        image = _read_tiff(path, data, reading, notes)
+    if image is None:
+        if pages > 1:
             notes.append(f"multi-page file ({pages} pages): only the first page was segmented")
+        image = _decode(path, data, mode)
+    elif mode == "grey" and image.ndim == 3:
+        image = _luma(image)
+    elif mode == "rgb" and image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    image, lo, hi = normalise(image, reading.intensity_range, notes)
+    if info is not None:
+        info.update(intensity_lo=lo, intensity_hi=hi)
+    return image
+
+
+def _luma(rgb):
+    """BT.601 grey of an RGB image of any sample type (as OpenCV's RGB2GRAY)."""
+    if rgb.dtype in (np.uint8, np.uint16, np.float32):
+        return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    grey = rgb[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    return grey.astype(rgb.dtype) if rgb.dtype.kind in "iu" else grey
+
+
+def _read_tiff(path, data, reading, notes):
+    """A TIFF through tifffile, reduced to one image by ``reading``; None if tifffile
+    cannot decode it (a compression it lacks a codec for), to let OpenCV try."""
+    import io
+
+    import tifffile
+
+    from segpipe.planes import reduce_axes
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            series = tif.series[0]
+            names = _ome_channel_names(tif)
+            array = series.asarray()
+            axes = series.axes
+    except Exception:  # tifffile raises many types; OpenCV and Pillow diagnose next
+        return None
+    try:
+        found = []
+        image = reduce_axes(array, axes, reading, channel_names=names, notes=found)
+    except ValueError as err:
+        raise ImageReadError(path, str(err)) from err
+    notes.extend(found)
+    if image.dtype == np.bool_:
+        image = image.view(np.uint8) * np.uint8(255)
+    return image
+
+
+def _ome_channel_names(tif):
+    if not tif.is_ome:
+        return ()
+    import tifffile
+
+    try:
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+        pixels = (pixels[0] if isinstance(pixels, list) else pixels)["Pixels"]
+        channels = pixels.get("Channel", [])
+        channels = channels if isinstance(channels, list) else [channels]
+        return tuple(str(c.get("Name", "")) for c in channels)
+    except (KeyError, TypeError, ValueError):
+        return ()
+
+
+def _decode(path, data, mode):
+    """OpenCV's decoding of every format (and of TIFFs tifffile could not read)."""
     image = cv2.imdecode(np.frombuffer(data, np.uint8), _FLAGS[mode])
     if image is None or image.size == 0:
         # Same message whichever mode a method asked for: OpenCV refuses some sample types

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def segment_images(
     image_ids, *, input_dir, method, settings, shard, masks_dir, edges_dir, ground_truth=None,
     progress_every_s=10.0, max_pixels=DEFAULT_MAX_PIXELS, objects_out=None, measure=True,
-    mask_format="png",
+    mask_format="png", reading=None,
 ):
     """Segment each image with one method; return one metrics row per image.
 
@@ -49,6 +49,8 @@ def segment_images(
         Measure shape and intensity of the objects (``measure_objects``).
     mask_format : {"png", "tiff"}
         The masks' file format (edge maps are always PNG).
+    reading : segpipe.planes.Reading, optional
+        Channel, slice, time point and intensity range of the images.
 
     Returns
     -------
@@ -73,7 +75,7 @@ def segment_images(
         path = Path(input_dir) / image_id
         try:
             _segment_one(row, path, spec, kwargs, mask_paths[image_id], edge_paths[image_id],
-                         ground_truth, max_pixels, objects_out, measure)
+                         ground_truth, max_pixels, objects_out, measure, reading)
         except Exception as err:  # one bad image must not cost the other images of the shard
             record_failure(row, path, err)
         rows.append(row)
@@ -83,11 +85,12 @@ def segment_images(
 
 
 def _segment_one(row, path, spec, kwargs, mask_path, edge_path, ground_truth, max_pixels,
-                 objects_out, measure):
+                 objects_out, measure, reading):
     t0 = time.perf_counter()
-    notes = []
-    image = read_image(path, mode=spec.colour, max_pixels=max_pixels, notes=notes)
-    row["note"] = "; ".join(notes) or None
+    notes, info = [], {}
+    image = read_image(path, mode=spec.colour, max_pixels=max_pixels, notes=notes,
+                       reading=reading, info=info)
+    row.update(info, note="; ".join(notes) or None)
     t1 = time.perf_counter()
     seg = spec.segment(image, **kwargs)
     row.update(decode_s=t1 - t0, segment_s=time.perf_counter() - t1,
@@ -101,7 +104,7 @@ def _segment_one(row, path, spec, kwargs, mask_path, edge_path, ground_truth, ma
 def run_shard(
     shard_file, output, *, input_dir, method, settings, masks_dir, edges_dir, ground_truth=None,
     threads=1, max_pixels=DEFAULT_MAX_PIXELS, objects_output=None, measure_objects=True,
-    mask_format="png",
+    mask_format="png", reading=None,
 ):
     """Segment the images listed in ``shard_file``; write the metrics table ``output`` and
     the objects table ``objects_output``.
@@ -138,6 +141,7 @@ def run_shard(
         objects_out=objects,
         measure=measure_objects,
         mask_format=mask_format,
+        reading=reading,
     )
     write_table_atomic(table, output)
     if objects_output is not None:

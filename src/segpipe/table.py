@@ -40,6 +40,8 @@ METRICS_SCHEMA = pa.schema(
         pa.field("foreground_fraction", pa.float64()),
         pa.field("thresholds", pa.list_(pa.float64())),
         pa.field("foreground", pa.string()),
+        pa.field("intensity_lo", pa.float64()),
+        pa.field("intensity_hi", pa.float64()),
         pa.field("n_instances", pa.int32()),
         pa.field("mean_score", pa.float64()),
         pa.field("class_counts", pa.string()),
@@ -70,6 +72,8 @@ METRICS_SCHEMA = pa.schema(
                 "thresholds": "thresholds used, on the 0..1 intensity scale",
                 "foreground": "the polarity used: bright or dark (foreground: auto decides "
                               "per image)",
+                "intensity_lo": "the sample value mapped to 0 (intensity_range)",
+                "intensity_hi": "the sample value mapped to 1 (intensity_range)",
                 "n_instances": "Mask R-CNN: detections kept",
                 "mean_score": "Mask R-CNN: mean score of the detections",
                 "class_counts": "Mask R-CNN: JSON object, class name to count",

@@ -87,6 +87,11 @@ def get_truth_settings(wildcards):
     }
 
 
+def get_reading_settings(wildcards):
+    """Channel, slice, time point and intensity range; a change re-runs every shard."""
+    return {k: config[k] for k in ("channel", "z", "time", "intensity_range")}
+
+
 def get_method_settings(wildcards):
     """The method's resolved settings, kind included; a change re-runs its shards."""
     return config["methods"][wildcards.method]

@@ -27,6 +27,7 @@ rule segment_shard:
         max_image_pixels=config["max_image_pixels"],
         measure_objects=config["measure_objects"],
         mask_format=config["mask_format"],
+        reading=get_reading_settings,
     script:
         "../scripts/segment_shard.py"
 
@@ -64,5 +65,6 @@ rule segment_shard_maskrcnn:
         max_image_pixels=config["max_image_pixels"],
         measure_objects=config["measure_objects"],
         mask_format=config["mask_format"],
+        reading=get_reading_settings,
     script:
         "../scripts/segment_shard_maskrcnn.py"

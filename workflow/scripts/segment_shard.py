@@ -1,5 +1,6 @@
 from segpipe.ground_truth import load_ground_truth
 from segpipe.logs import log_to_file
+from segpipe.planes import Reading
 from segpipe.shard import run_shard
 
 log_to_file(snakemake.log[0])
@@ -17,4 +18,5 @@ run_shard(
     objects_output=snakemake.output.objects,
     measure_objects=snakemake.params.measure_objects,
     mask_format=snakemake.params.mask_format,
+    reading=Reading.from_config(snakemake.params.reading),
 )

@@ -1,5 +1,6 @@
 from segpipe.ground_truth import load_ground_truth
 from segpipe.logs import log_to_file
+from segpipe.planes import Reading
 from segpipe.maskrcnn.shard import run_maskrcnn_shard
 
 log_to_file(snakemake.log[0])
@@ -18,4 +19,5 @@ run_maskrcnn_shard(
     objects_out=snakemake.output.objects,
     measure_objects=snakemake.params.measure_objects,
     mask_format=snakemake.params.mask_format,
+    reading=Reading.from_config(snakemake.params.reading),
 )

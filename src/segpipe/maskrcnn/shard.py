@@ -65,24 +65,28 @@ _PREDICTOR = ("mask_threshold", "amp", "amp_dtype", "channels_last", "compile", 
 class ImageFiles(Dataset):
     """Decodes images for the DataLoader's workers; a bad file becomes an error item."""
 
-    def __init__(self, input_dir, image_ids, max_pixels=DEFAULT_MAX_PIXELS):
+    def __init__(self, input_dir, image_ids, max_pixels=DEFAULT_MAX_PIXELS, reading=None):
         self.input_dir = Path(input_dir)
         self.image_ids = image_ids
         self.max_pixels = max_pixels
+        self.reading = reading
 
     def __len__(self):
         return len(self.image_ids)
 
     def __getitem__(self, index):
         t0 = time.perf_counter()
-        notes = []
+        notes, info = [], {}
         try:
+            # Scaled by intensity_range: the model sees what the other methods see.
             rgb = read_image(self.input_dir / self.image_ids[index], mode="rgb",
-                             max_pixels=self.max_pixels, notes=notes)
+                             max_pixels=self.max_pixels, notes=notes, reading=self.reading,
+                             info=info)
         except ImageReadError as err:
-            return index, None, str(err), time.perf_counter() - t0, None
+            return index, None, str(err), time.perf_counter() - t0, None, {}
         # (C, M, K), kept in its integer type: converted to float on the device.
-        return index, to_chw_tensor(rgb), None, time.perf_counter() - t0, "; ".join(notes) or None
+        return (index, to_chw_tensor(rgb), None, time.perf_counter() - t0,
+                "; ".join(notes) or None, info)
 
 
 def _collate(items):
@@ -214,6 +218,7 @@ def run_maskrcnn_shard(
     shard_file, metrics_out, instances_out, *, input_dir, method, settings, masks_dir,
     weights_dir="resources/weights", ground_truth=None, threads=1,
     max_pixels=DEFAULT_MAX_PIXELS, objects_out=None, measure_objects=True, mask_format="png",
+    reading=None,
 ):
     """Segment the shard's images with Mask R-CNN; write metrics, instance and object tables.
 
@@ -255,6 +260,7 @@ def run_maskrcnn_shard(
             weights_dir=weights_dir, threads=threads, label=f"{method} shard {shard}",
             ground_truth=ground_truth, max_pixels=max_pixels,
             objects_out=objects if measuring else None, measure=measure_objects,
+            reading=reading,
         )
     write_table_atomic(rows_to_table([rows[i] for i in image_ids]), metrics_out)
     write_table_atomic(pa.Table.from_pylist(instances, schema=INSTANCES_SCHEMA), instances_out)
@@ -267,7 +273,7 @@ def run_maskrcnn_shard(
 
 def segment_shard_images(rows, image_ids, *, input_dir, settings, mask_paths, weights_dir, threads,
                          label, ground_truth=None, max_pixels=DEFAULT_MAX_PIXELS,
-                         objects_out=None, measure=True):
+                         objects_out=None, measure=True, reading=None):
     """The pipeline over one shard's images; fills ``rows`` (by image id) in place.
 
     ``objects_out``, when given, receives each image's object columns in ``image_ids``
@@ -316,7 +322,8 @@ def segment_shard_images(rows, image_ids, *, input_dir, settings, mask_paths, we
             torch.backends.cudnn.benchmark = True  # a handful of canvas shapes: tune each once
         batch_size = settings["batch_size"]
         loader = DataLoader(
-            ImageFiles(input_dir, image_ids, max_pixels), batch_size=batch_size, num_workers=workers,
+            ImageFiles(input_dir, image_ids, max_pixels, reading), batch_size=batch_size,
+            num_workers=workers,
             pin_memory=cuda, collate_fn=_collate,
         )
         log.info("%s: %d images, batch size %d, %d loader workers, %d writers, amp %s, device %s",
@@ -350,9 +357,9 @@ def segment_shard_images(rows, image_ids, *, input_dir, settings, mask_paths, we
         mark = loop_start = time.perf_counter()
         for items in loader:
             wait_loader_s += time.perf_counter() - mark
-            for index, tensor, error, seconds, note in items:
+            for index, tensor, error, seconds, note, info in items:
                 decode_s += seconds
-                rows[image_ids[index]]["note"] = note
+                rows[image_ids[index]].update(info, note=note)
                 if error is not None:
                     row = rows[image_ids[index]]
                     row.update(status="error", error=error, decode_s=seconds)

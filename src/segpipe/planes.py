@@ -1,0 +1,232 @@
+"""Choosing the plane to segment from multi-dimensional images, and intensity scaling.
+
+A TIFF from a microscope can hold channels (C), z-slices (Z) and time points (T) besides
+its rows and columns; tifffile reads the axes from the file's metadata (OME-XML, ImageJ,
+or its own). :func:`reduce_axes` turns such an array into one 2-D image (or an RGB one)
+by the ``channel``, ``z`` and ``time`` settings, and says in a note what it did wherever
+a default was used: an image is never reduced silently. :func:`normalise` then maps any
+sample type to uint8 or uint16 by the ``intensity_range`` rule, so that every method sees
+the 0..1 intensity scale of :mod:`segpipe.imageio`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How to turn a file into the image to segment (the config keys of the same names).
+
+    Attributes
+    ----------
+    channel : int, str, list or None
+        An index, an OME channel name, or a list of them combined by their maximum.
+        None: channel 0 (with a note) when there are several.
+    z, time : int, "max", "mean" or None
+        A plane index, or the maximum or mean projection. None: the maximum projection
+        of z-slices and the first time point (with a note) when there are several.
+    intensity_range : "dtype", "image", [lo, hi] or {"percentile": [lo, hi]}
+        What maps to 0 and 1 (:func:`normalise`).
+    """
+
+    channel: object = None
+    z: object = None
+    time: object = None
+    intensity_range: object = "dtype"
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{k: config.get(k, getattr(cls, k)) for k in
+                      ("channel", "z", "time", "intensity_range")})
+
+
+DEFAULT_READING = Reading()
+
+
+def reduce_axes(array, axes, reading=DEFAULT_READING, *, channel_names=(), notes=None):
+    """One (M, N) or (M, N, 3) image from an array with named axes.
+
+    Parameters
+    ----------
+    array : ndarray
+    axes : str
+        One letter per dimension, tifffile's: ``Y`` and ``X`` rows and columns, ``S``
+        samples (RGB), ``C`` channels, ``Z`` slices, ``T`` time; others (``I``, ``Q``:
+        pages of a plain multi-page file) are pages, of which the first is used (or the
+        ``z`` setting, when the file has no ``Z`` axis).
+    reading : Reading
+    channel_names : sequence of str
+        Channel names from OME metadata, for ``channel: "DAPI"``.
+    notes : list, optional
+        Receives a sentence for each default applied.
+
+    Raises
+    ------
+    ValueError
+        A setting the image cannot satisfy (an index out of range, an unknown channel
+        name); the message says what the image has.
+
+    Examples
+    --------
+    >>> stack = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    >>> notes = []
+    >>> reduce_axes(stack, "ZCYX", notes=notes).shape
+    (4, 5)
+    >>> notes
+    ['2 z-slices: maximum projection (set z)', '3 channels: channel 0 used (set channel)']
+    """
+    notes = [] if notes is None else notes
+    axes = axes.upper()
+    if len(axes) != array.ndim:
+        raise ValueError(f"axes {axes!r} do not match an array of {array.ndim} dimensions")
+    if "S" in axes and array.shape[axes.index("S")] not in (3, 4):
+        axes = axes.replace("S", "C")  # two samples, or many: channels, not colour
+    array, axes = _reduce(array, axes, "T", reading.time, "time points", notes,
+                          default="first")
+    page_axes = [a for a in axes if a not in "YXSCZT"]
+    z_setting = reading.z
+    if "Z" in axes:
+        array, axes = _reduce(array, axes, "Z", z_setting, "z-slices", notes, default="max")
+        z_setting = None
+    for axis in page_axes:
+        if z_setting is not None:
+            array, axes = _reduce(array, axes, axis, z_setting, "pages", notes, default="first")
+            z_setting = None
+        else:
+            array, axes = _reduce(array, axes, axis, None, "pages", notes, default="first")
+    if "C" in axes:
+        array, axes = _channel(array, axes, reading.channel, channel_names, notes)
+    elif reading.channel not in (None, 0, [0]):
+        raise ValueError(f"channel {reading.channel!r} asked for, but the image has one channel")
+    order = [axes.index(a) for a in "YXS" if a in axes]
+    array = np.transpose(array, order)
+    if array.ndim == 3 and array.shape[2] == 4:
+        array = array[..., :3]  # alpha dropped, as for every other format
+    return array
+
+
+def _reduce(array, axes, axis, setting, what, notes, *, default):
+    if axis not in axes:
+        if isinstance(setting, int) and setting != 0:
+            raise ValueError(f"{what} index {setting} asked for, but the image has one")
+        return array, axes
+    position = axes.index(axis)
+    size = array.shape[position]
+    rest = axes[:position] + axes[position + 1:]
+    if setting is None:
+        if size > 1:
+            if default == "max":
+                notes.append(f"{size} {what}: maximum projection (set z)")
+            elif what == "pages":
+                notes.append(f"multi-page file ({size} pages): only the first page was segmented")
+            else:
+                notes.append(f"{size} {what}: the first used (set {'time' if what == 'time points' else 'z'})")
+        setting = default if default == "max" else 0
+    if setting == "max":
+        return array.max(axis=position), rest
+    if setting == "mean":
+        mean = array.mean(axis=position, dtype=np.float64)
+        # Integer samples keep their type (and so their intensity scale), rounded.
+        if array.dtype.kind in "iu":
+            return np.rint(mean).astype(array.dtype), rest
+        return mean.astype(np.float32), rest
+    if not isinstance(setting, int) or not -size <= setting < size:
+        raise ValueError(f"{what} index {setting!r} asked for, but the image has {size}")
+    return np.take(array, setting, axis=position), rest
+
+
+def _channel(array, axes, setting, names, notes):
+    position = axes.index("C")
+    size = array.shape[position]
+    rest = axes[:position] + axes[position + 1:]
+    if setting is None:
+        if size > 1:
+            notes.append(f"{size} channels: channel 0 used (set channel)")
+        return np.take(array, 0, axis=position), rest
+    wanted = setting if isinstance(setting, list) else [setting]
+    indices = []
+    for item in wanted:
+        if isinstance(item, str):
+            if item not in names:
+                known = ", ".join(repr(n) for n in names) or "none in the file"
+                raise ValueError(f"no channel named {item!r} (channel names: {known})")
+            indices.append(list(names).index(item))
+        elif -size <= item < size:
+            indices.append(item)
+        else:
+            raise ValueError(f"channel {item} asked for, but the image has {size} channels")
+    picked = np.take(array, indices, axis=position)
+    return picked.max(axis=position), rest
+
+
+def normalise(image, rule="dtype", notes=None):
+    """Map any sample type to uint8 or uint16 by an intensity rule.
+
+    Parameters
+    ----------
+    image : (M, N) or (M, N, 3) ndarray of any real type
+    rule : "dtype", "image", [lo, hi] or {"percentile": [p_lo, p_hi]}
+        What maps to 0 and to the top of the scale (values beyond are clipped):
+        ``dtype``: the type's own range: uint8 and uint16 pass unchanged; other integer
+        types (signed, 32-bit) whose values lie in 0..65535 are read as 16-bit; floats
+        in 0..1 map 0..1; anything else maps its own minimum and maximum, with a note;
+        ``image``: the image's minimum and maximum; ``[lo, hi]``: these sample values;
+        ``{"percentile": [1, 99.8]}``: these percentiles of the image's values.
+
+    Returns
+    -------
+    image : ndarray of uint8 (8-bit input) or uint16 (anything else)
+    lo, hi : float
+        The sample values mapped to 0 and to the top.
+
+    Examples
+    --------
+    >>> twelve_bit = np.array([[0, 1000, 4095]], np.uint16)
+    >>> out, lo, hi = normalise(twelve_bit, "image")
+    >>> out.tolist(), lo, hi
+    ([[0, 16004, 65535]], 0.0, 4095.0)
+    """
+    notes = [] if notes is None else notes
+    dtype = image.dtype
+    out_type = np.uint8 if dtype == np.uint8 else np.uint16
+    top = np.iinfo(out_type).max
+    if rule == "dtype" and dtype in (np.uint8, np.uint16):
+        return image, 0.0, float(top)
+    finite = image[np.isfinite(image)] if dtype.kind == "f" else image
+    if rule == "dtype":
+        low, high = _range(finite)
+        if dtype == np.bool_:
+            lo, hi = 0.0, 1.0
+        elif dtype.kind in "iu" and low >= 0 and high <= 65535:
+            # Signed or 32-bit containers of 16-bit data (cameras, analysis tools).
+            lo, hi = 0.0, 65535.0
+        elif dtype.kind == "f" and low >= 0 and high <= 1:
+            lo, hi = 0.0, 1.0
+        else:
+            lo, hi = low, high
+            expected = "0..1" if dtype.kind == "f" else "0..65535"
+            notes.append(f"{dtype} samples outside {expected}: scaled from the image's range "
+                         f"{lo:g}..{hi:g} (set intensity_range)")
+    elif rule == "image":
+        lo, hi = _range(finite)
+    elif isinstance(rule, dict):
+        p_lo, p_hi = rule["percentile"]
+        lo, hi = (float(v) for v in np.percentile(finite, [p_lo, p_hi])) if finite.size else (0.0, 0.0)
+    else:
+        lo, hi = (float(v) for v in rule)
+    if hi <= lo:
+        notes.append(f"no intensity range ({lo:g}..{hi:g}): the image is blank")
+        return np.zeros(image.shape, out_type), lo, hi
+    scaled = (image.astype(np.float64) - lo) * (top / (hi - lo))
+    np.clip(scaled, 0, top, out=scaled)
+    scaled = np.nan_to_num(scaled, nan=0.0)
+    return (scaled + 0.5).astype(out_type), lo, hi
+
+
+def _range(values):
+    if not values.size:
+        return 0.0, 0.0
+    return float(values.min()), float(values.max())
