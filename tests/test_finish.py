@@ -151,3 +151,15 @@ def test_pool_passes_a_task_error_to_the_caller():
         with pytest.raises(TypeError):
             pool.submit(1, 0.0)
             pool.drain()
+
+
+def test_more_than_65535_instances_need_a_tiff_mask(tmp_path):
+    from segpipe.imageio import read_label_image
+
+    labels = np.arange(1, 70001, dtype=np.uint32).reshape(280, 250)
+    done = finish_image(row(), labels, mask_path=f"{tmp_path}/m.tif", meaning="instances",
+                        objects_out=None)
+    assert done["n_labels"] == done["n_objects"] == 70000
+    np.testing.assert_array_equal(read_label_image(f"{tmp_path}/m.tif"), labels)
+    with pytest.raises(ValueError, match="do not fit in a 16-bit PNG.*mask_format: tiff"):
+        finish_image(row(), labels, mask_path=f"{tmp_path}/m.png", meaning="instances")

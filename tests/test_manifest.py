@@ -243,3 +243,29 @@ def test_auto_shard_size_follows_the_image_count(tmp_path):
     # 600 images: far fewer than 1,000 jobs' worth, so the smallest auto size, 250
     assert shard_sizes(manifest) == {"000000": 250, "000001": 250, "000002": 100}
     assert manifest_module.auto_shard_size(2_000_000) == 2000
+
+
+def test_include_and_exclude_choose_the_images_and_list_the_rest(tmp_path):
+    import pandas as pd
+
+    folder = tmp_path / "in"
+    for rel in ["plate1/a.tif", "plate1/a_masks.tif", "b.png", "C.JPG", "notes.txt", "run.log"]:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(b"x")
+
+    def run(**kwargs):
+        update_manifest(folder, shard_size=10, **listing(tmp_path, **kwargs))
+        images = pd.read_parquet(tmp_path / "images.parquet")["image_id"].tolist()
+        skipped = pd.read_parquet(tmp_path / "skipped.parquet")
+        return sorted(images), dict(zip(skipped["path"], skipped["reason"]))
+
+    images, skipped = run()
+    assert images == ["C.JPG", "b.png", "plate1/a.tif", "plate1/a_masks.tif"]
+    assert set(skipped) == {"notes.txt", "run.log"}
+    assert skipped["run.log"] == "not an image file (extension '.log'; see include)"
+    images, skipped = run(exclude=["*_MASKS.tif"])
+    assert "plate1/a_masks.tif" not in images
+    assert skipped["plate1/a_masks.tif"] == "excluded by pattern '*_MASKS.tif'"
+    images, skipped = run(include=["plate1/*", "*.log"], exclude=["*_masks*"])
+    assert images == ["plate1/a.tif", "run.log"]
+    assert skipped["b.png"] == "not matched by include (plate1/*, *.log)"

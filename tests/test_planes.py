@@ -120,3 +120,12 @@ def test_a_blank_image_is_blank_with_a_note():
     notes = []
     out, _, _ = normalise(np.full((2, 2), 7.5, np.float32), "image", notes)
     assert (out == 0).all() and "blank" in notes[0]
+
+
+def test_settings_for_stacks_leave_a_note_on_single_images(tmp_path):
+    path = tmp_path / "single.tif"
+    tifffile.imwrite(path, np.full((4, 5), 300, np.uint16))
+    image, notes, _ = read(path, channel="DAPI", time=2)
+    assert (image == 300).all()
+    assert notes == ["no time points: time points index 2 does not apply",
+                     "one channel: channel 'DAPI' does not apply, the only channel used"]

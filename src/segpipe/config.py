@@ -209,10 +209,30 @@ def resolve_config(config, schema, *, configfiles=(), generated_input_dir=None):
     if isinstance(range_, dict) and not range_["percentile"][0] < range_["percentile"][1]:
         raise ConfigError("intensity_range.percentile",
                           f"needs the lower percentile first, got {range_['percentile']}")
+    pattern = config["ground_truth_pattern"]
+    if pattern is not None:
+        check_truth_pattern(pattern)
     truth = config["ground_truth_dir"]
     if truth is not None and not Path(truth).exists():
         raise ConfigError("ground_truth_dir", f"{truth!r} does not exist")
     return config
+
+
+def check_truth_pattern(pattern):
+    """Fail early on a ``ground_truth_pattern`` with an unknown or malformed placeholder."""
+    import string
+
+    from segpipe.ground_truth import PLACEHOLDERS
+
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
+    except ValueError as err:
+        raise ConfigError("ground_truth_pattern", f"{pattern!r}: {err}") from None
+    for field in fields:
+        if field not in PLACEHOLDERS:
+            raise ConfigError("ground_truth_pattern",
+                              f"unknown placeholder {{{field}}} in {pattern!r}; known: "
+                              + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS))
 
 
 def check_input_dir(input_dir):

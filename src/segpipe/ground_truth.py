@@ -25,13 +25,17 @@ class GroundTruth:
         extension>``) or a COCO instances JSON file (matched by ``file_name``).
     kind : {"binary", "labels", "instances"}
         How mask values are read; a COCO file is always ``instances``.
+    pattern : str, optional
+        Where an image's mask is, relative to ``source`` (``ground_truth_pattern``); see
+        :func:`mask_candidates`. None: the image's folder, its stem, any image extension.
     """
 
-    def __init__(self, source, *, kind, tolerance=2):
+    def __init__(self, source, *, kind, tolerance=2, pattern=None):
         self.source = Path(source)
         self.is_coco = self.source.is_file()
         self.kind = "instances" if self.is_coco else kind
         self.tolerance = tolerance
+        self.pattern = pattern
         self._coco = None
 
     def score(self, image_id, labels, *, pred_meaning):
@@ -86,13 +90,14 @@ class GroundTruth:
         return labels, where, None
 
     def _read_file(self, image_id):
-        rel = PurePosixPath(image_id)
-        folder = self.source / rel.parent
-        for suffix in _SUFFIX_ORDER:
-            for candidate in (folder / (rel.stem + suffix), folder / (rel.stem + suffix.upper())):
-                if candidate.is_file():
-                    return _as_label_map(read_label_image(candidate), candidate), str(candidate)
-        return None, f"no ground-truth mask (looked for {folder / rel.stem}.*)"
+        candidates = mask_candidates(image_id, self.pattern)
+        for rel in candidates:
+            candidate = self.source / rel
+            if candidate.is_file():
+                return _as_label_map(read_label_image(candidate), candidate), str(candidate)
+        shown = (f"{self.source / candidates[0]}" if len(candidates) == 1
+                 else f"{self.source / PurePosixPath(candidates[0]).with_suffix('.*')}")
+        return None, f"no ground-truth mask (looked for {shown})"
 
     def _read_coco(self, image_id):
         index = self._index()
@@ -124,6 +129,44 @@ class GroundTruth:
         return self._by
 
 
+PLACEHOLDERS = ("relpath", "parent", "name", "stem")
+
+
+def mask_candidates(image_id, pattern=None):
+    """Paths (relative to the ground-truth folder) where an image's mask may be, in order.
+
+    ``pattern`` may use ``{relpath}`` (the image's path relative to ``input_dir``),
+    ``{parent}`` (its folder), ``{name}`` (its file name) and ``{stem}`` (its file name
+    without the extension; ``.ome.tif`` counts as one). A pattern without ``/`` is looked for in the image's own
+    folder; one ending in ``.*`` tries every image extension (PNG and TIFF first). None
+    is ``{stem}.*``: the image's folder and stem, any image extension.
+
+    >>> mask_candidates("plate1/img7.tif", "{stem}_masks.tif")
+    ['plate1/img7_masks.tif']
+    >>> mask_candidates("cells.ome.tif", "{stem}_seg.png")
+    ['cells_seg.png']
+    >>> mask_candidates("plate1/img7.tif", "masks/{relpath}")
+    ['masks/plate1/img7.tif']
+    >>> mask_candidates("a.jpg")[:3]
+    ['a.png', 'a.PNG', 'a.tif']
+    """
+    rel = PurePosixPath(image_id)
+    pattern = pattern or "{stem}.*"
+    stem = rel.stem
+    if rel.name.lower().endswith((".ome.tif", ".ome.tiff")):
+        stem = rel.name[: rel.name.lower().rindex(".ome.")]  # OME-TIFF: one extension
+    values = {"relpath": image_id, "parent": "" if str(rel.parent) == "." else str(rel.parent),
+              "name": rel.name, "stem": stem}
+    path = pattern.format(**values)
+    if "/" not in pattern and values["parent"]:
+        path = f"{values['parent']}/{path}"
+    path = path.lstrip("/")
+    if not path.endswith(".*"):
+        return [path]
+    base = path[:-2]
+    return [base + s for suffix in _SUFFIX_ORDER for s in (suffix, suffix.upper())]
+
+
 def _as_label_map(mask, path):
     """A 2-D integer label map from a mask file; grey saved as RGB is accepted."""
     if mask.ndim == 3:
@@ -140,4 +183,5 @@ def load_ground_truth(config):
     if config.get("ground_truth_dir") is None:
         return None
     return GroundTruth(config["ground_truth_dir"], kind=config["ground_truth_kind"],
-                       tolerance=config["boundary_tolerance"])
+                       tolerance=config["boundary_tolerance"],
+                       pattern=config.get("ground_truth_pattern"))

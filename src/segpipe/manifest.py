@@ -15,12 +15,13 @@ unchanged shard keeps its modification time and Snakemake leaves its jobs alone.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import functools
 import hashlib
 import json
 import os
 import stat
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from segpipe.imageio import write_bytes_atomic
 
@@ -35,6 +36,8 @@ def shard_name(index):
 # Why an entry of the input folder is not an image to segment (the ``reason`` column of
 # results/manifest/skipped.parquet). Everything not listed as an image is one of these.
 HIDDEN = "hidden (name starts with '.')"
+# Files left out on purpose by include / exclude: counted in the log, not warned about.
+SELECTED_OUT = ("not an image file", "not matched by include", "excluded by pattern")
 NOT_UTF8 = "file name is not valid UTF-8 (rename it to segment it)"
 DANGLING = "symbolic link to nothing (dangling)"
 LOOP = "symbolic link loop"
@@ -45,6 +48,40 @@ SPECIAL = {
     stat.S_IFCHR: "character device, not a regular file",
     stat.S_IFBLK: "block device, not a regular file",
 }
+
+
+def selection_reason(rel, include=None, exclude=()):
+    """Why a file is not an image to segment by the ``include`` / ``exclude`` globs, or None.
+
+    A pattern with a ``/`` is matched against the path relative to ``input_dir``, one
+    without against the file name; ``*`` matches any characters, ``/`` included; matching
+    ignores case (``*.tif`` takes ``A.TIF``). ``include`` None takes every file whose
+    extension a reader knows (:data:`segpipe.imageio.IMAGE_SUFFIXES`).
+
+    >>> selection_reason("plate1/notes.txt") is not None
+    True
+    >>> selection_reason("plate1/a_masks.tif", exclude=["*_masks.tif"])
+    "excluded by pattern '*_masks.tif'"
+    >>> selection_reason("a.png", include=["plate*/*.png"])
+    'not matched by include (plate*/*.png)'
+    """
+    from segpipe.imageio import IMAGE_SUFFIXES
+
+    if include is None:
+        suffix = PurePosixPath(rel).suffix.lower()
+        if suffix not in IMAGE_SUFFIXES:
+            return f"not an image file (extension {suffix or 'none'!r}; see include)"
+    elif not any(_matches(rel, pattern) for pattern in include):
+        return f"not matched by include ({', '.join(include)})"
+    for pattern in exclude or ():
+        if _matches(rel, pattern):
+            return f"excluded by pattern {pattern!r}"
+    return None
+
+
+def _matches(rel, pattern):
+    subject = rel if "/" in pattern else PurePosixPath(rel).name
+    return fnmatch.fnmatchcase(subject.lower(), pattern.lower())
 
 
 def display_path(rel):
@@ -343,12 +380,13 @@ def remove_shard_outputs(results_dir, shards):
 
 
 def update_manifest(input_dir, *, shard_dir, shard_size, manifest_out, skipped_out,
-                    hash_images=False, results_dir=None):
+                    hash_images=False, results_dir=None, include=None, exclude=()):
     """List ``input_dir``, update the shard files, write the manifest and skipped tables.
 
     The manifest has one row per image: ``image_id``, ``shard``, ``size``, ``mtime_ns`` and,
     with ``hash_images``, ``sha256``. The skipped table has one row per entry that is not
-    an image to segment (``path``, ``reason``; see :func:`scan`).
+    an image to segment (``path``, ``reason``; see :func:`scan`), files that ``include``
+    and ``exclude`` leave out among them (:func:`selection_reason`).
 
     Raises
     ------
@@ -369,12 +407,16 @@ def update_manifest(input_dir, *, shard_dir, shard_size, manifest_out, skipped_o
     stats, skipped = {}, []
     for kind, rel, info in scan(input_dir):
         if kind == "file":
-            stats[rel] = info
+            reason = selection_reason(rel, include, exclude)
+            if reason is None:
+                stats[rel] = info
+            else:
+                skipped.append((display_path(rel), reason))
         else:
             skipped.append((display_path(rel), info))
     skipped.sort()
     for path, reason in skipped:
-        if reason != HIDDEN:
+        if reason != HIDDEN and not reason.startswith(SELECTED_OUT):
             log.warning("skipped %s: %s", path, reason)
     counts = Counter(reason for _, reason in skipped)
     log.info("skipped %d entries of %s%s", len(skipped), input_dir,

@@ -100,7 +100,9 @@ def reduce_axes(array, axes, reading=DEFAULT_READING, *, channel_names=(), notes
     if "C" in axes:
         array, axes = _channel(array, axes, reading.channel, channel_names, notes)
     elif reading.channel not in (None, 0, [0]):
-        raise ValueError(f"channel {reading.channel!r} asked for, but the image has one channel")
+        # A folder mixes stacks and single images: the setting is for the former.
+        notes.append(f"one channel: channel {reading.channel!r} does not apply, the only "
+                     "channel used")
     order = [axes.index(a) for a in "YXS" if a in axes]
     array = np.transpose(array, order)
     if array.ndim == 3 and array.shape[2] == 4:
@@ -111,7 +113,7 @@ def reduce_axes(array, axes, reading=DEFAULT_READING, *, channel_names=(), notes
 def _reduce(array, axes, axis, setting, what, notes, *, default):
     if axis not in axes:
         if isinstance(setting, int) and setting != 0:
-            raise ValueError(f"{what} index {setting} asked for, but the image has one")
+            notes.append(f"no {what}: {what} index {setting} does not apply")
         return array, axes
     position = axes.index(axis)
     size = array.shape[position]

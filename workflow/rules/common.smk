@@ -83,7 +83,12 @@ def get_truth_settings(wildcards):
     """Ground-truth settings; a change re-scores (re-runs) every shard."""
     return {
         k: config[k]
-        for k in ("ground_truth_dir", "ground_truth_kind", "boundary_tolerance")
+        for k in (
+            "ground_truth_dir",
+            "ground_truth_kind",
+            "ground_truth_pattern",
+            "boundary_tolerance",
+        )
     }
 
 

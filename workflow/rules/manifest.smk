@@ -21,6 +21,8 @@ checkpoint list_images:
         shard_size=config["shard_size"],
         shard_dir=SHARD_DIR,
         hash_images=config["hash_images"],
+        include=config["include"],
+        exclude=config["exclude"],
         # Where earlier runs' outputs of removed shards are deleted from.
         results_dir=lambda wildcards, output: Path(output[0]).parent.parent,
         fingerprint=get_input_fingerprint,

@@ -10,4 +10,6 @@ update_manifest(
     skipped_out=snakemake.output[1],
     hash_images=snakemake.params.hash_images,
     results_dir=snakemake.params.results_dir,
+    include=snakemake.params.include,
+    exclude=snakemake.params.exclude,
 )
