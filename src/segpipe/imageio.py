@@ -3,8 +3,13 @@
 Decoding policy (applied once, here, for every method):
 
 - Samples stay in the file's own integer type: uint8 or uint16. 1-bit images become
-  uint8 (0 and 255). Other sample types (float, signed, 32-bit) are refused with an
-  ImageReadError naming the type.
+  uint8 (0 and 255). Other sample types (float, signed, 32-bit; TIFF) become uint16 by
+  the ``intensity_range`` rule (:func:`segpipe.planes.normalise`), which can also
+  rescale 8- and 16-bit images.
+- TIFF and OME-TIFF are read with tifffile, their channels, z-slices and time points
+  reduced to one image by the ``channel``, ``z`` and ``time`` settings
+  (:func:`segpipe.planes.reduce_axes`); other formats, and TIFFs tifffile cannot decode,
+  with OpenCV.
 - ``mode="grey"``: one channel. Colour is converted with the ITU-R BT.601 luma weights
   (0.299 R + 0.587 G + 0.114 B), as libjpeg, OpenCV and Pillow's "L" mode do.
 - ``mode="rgb"``: three channels in R, G, B order; a grey image is repeated into all three.
