@@ -634,7 +634,7 @@ def pick_examples(metrics, method, metric="iou", n=3):
     return [rows["image_id"].iloc[p] for p in _spread(len(rows), n)]
 
 
-def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3):
+def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3, reading=None):
     """Example images of one method with its mask outlines drawn on top.
 
     Parameters
@@ -645,6 +645,8 @@ def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3):
         Where to write the figure.
     input_dir : str or os.PathLike
         The input folder; an image is ``input_dir / image_id``.
+    reading : segpipe.planes.Reading, optional
+        The channel, slice and intensity range the method segmented.
     method : str
         The method to show.
     metric : str
@@ -680,7 +682,7 @@ def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3):
     for position in picks:
         row = rows.iloc[position]
         try:
-            shown.append(_overlay(Path(input_dir) / row["image_id"], row["mask_path"]))
+            shown.append(_overlay(Path(input_dir) / row["image_id"], row["mask_path"], reading))
         except ImageReadError as err:
             shown.append(str(err))
     # Panels as tall as the tallest image needs, up to square: no band of white below.
@@ -730,13 +732,13 @@ def _overlay_title(method, column, count):
     return f"{method}: {what} by {name}"
 
 
-def _overlay(image_path, mask_path):
+def _overlay(image_path, mask_path, reading=None):
     """The image as RGB floats in 0..1, shrunk for display, with mask outlines drawn.
 
     Shrunk in its own integer type before anything else, so memory stays near the
     decoded file (at most max_image_pixels x 3 or 6 bytes), not four float copies of it.
     """
-    image = read_image(image_path, mode="rgb", max_pixels=None)
+    image = read_image(image_path, mode="rgb", max_pixels=None, reading=reading)
     height, width = image.shape[:2]
     scale = min(1.0, PANEL_PX / max(height, width))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))

@@ -52,6 +52,7 @@ rule plot_overlays:
     params:
         input_dir=config["input_dir"],
         metric=config["primary_metric"],
+        reading=get_reading_settings,
     script:
         "../scripts/plot_overlays.py"
 

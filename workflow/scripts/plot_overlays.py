@@ -1,6 +1,7 @@
 import pandas as pd
 
 from segpipe.logs import log_to_file
+from segpipe.planes import Reading
 from segpipe.report import plot_overlays
 
 log_to_file(snakemake.log[0])
@@ -10,4 +11,5 @@ plot_overlays(
     input_dir=snakemake.params.input_dir,
     method=snakemake.wildcards.method,
     metric=snakemake.params.metric,
+    reading=Reading.from_config(snakemake.params.reading),
 )
