@@ -129,3 +129,15 @@ def test_settings_for_stacks_leave_a_note_on_single_images(tmp_path):
     assert (image == 300).all()
     assert notes == ["no time points: time points index 2 does not apply",
                      "one channel: channel 'DAPI' does not apply, the only channel used"]
+
+
+def test_pages_of_a_plain_tiff_are_channels_or_slices_as_the_settings_say(tmp_path):
+    path = tmp_path / "pages.tif"
+    tifffile.imwrite(path, stack((3, 4, 5)), photometric="minisblack")  # no axes metadata
+    image, notes, _ = read(path)
+    assert (image == 100).all()
+    assert notes == ["multi-page file (3 pages): only the first page was segmented"]
+    image, notes, _ = read(path, channel=2)
+    assert (image == 300).all() and notes == []
+    image, notes, _ = read(path, z="max")
+    assert (image == 300).all() and notes == []

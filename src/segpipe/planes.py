@@ -84,19 +84,19 @@ def reduce_axes(array, axes, reading=DEFAULT_READING, *, channel_names=(), notes
         raise ValueError(f"axes {axes!r} do not match an array of {array.ndim} dimensions")
     if "S" in axes and array.shape[axes.index("S")] not in (3, 4):
         axes = axes.replace("S", "C")  # two samples, or many: channels, not colour
+    # A plain multi-page TIFF says nothing of what its pages are: a channel setting takes
+    # them as channels, else a z setting as slices; unset, the first page is used.
+    pages = [a for a in axes if a not in "YXSCZT"]
+    if pages and "C" not in axes and reading.channel is not None:
+        axes = axes.replace(pages.pop(0), "C", 1)
+    elif pages and "Z" not in axes and reading.z is not None:
+        axes = axes.replace(pages.pop(0), "Z", 1)
     array, axes = _reduce(array, axes, "T", reading.time, "time points", notes,
                           default="first")
-    page_axes = [a for a in axes if a not in "YXSCZT"]
-    z_setting = reading.z
     if "Z" in axes:
-        array, axes = _reduce(array, axes, "Z", z_setting, "z-slices", notes, default="max")
-        z_setting = None
-    for axis in page_axes:
-        if z_setting is not None:
-            array, axes = _reduce(array, axes, axis, z_setting, "pages", notes, default="first")
-            z_setting = None
-        else:
-            array, axes = _reduce(array, axes, axis, None, "pages", notes, default="first")
+        array, axes = _reduce(array, axes, "Z", reading.z, "z-slices", notes, default="max")
+    for axis in pages:
+        array, axes = _reduce(array, axes, axis, None, "pages", notes, default="first")
     if "C" in axes:
         array, axes = _channel(array, axes, reading.channel, channel_names, notes)
     elif reading.channel not in (None, 0, [0]):
