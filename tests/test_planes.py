@@ -141,3 +141,11 @@ def test_pages_of_a_plain_tiff_are_channels_or_slices_as_the_settings_say(tmp_pa
     assert (image == 300).all() and notes == []
     image, notes, _ = read(path, z="max")
     assert (image == 300).all() and notes == []
+
+
+def test_a_stack_larger_than_the_pixel_limit_is_refused_before_reading(tmp_path):
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, np.zeros((40, 10, 10), np.uint8), imagej=True, metadata={"axes": "ZYX"})
+    with pytest.raises(ImageReadError, match=r"big.tif: stack of shape \(40, 10, 10\) \(ZYX\)"):
+        read_image(path, max_pixels=1000)
+    assert read_image(path, max_pixels=2000).shape == (10, 10)

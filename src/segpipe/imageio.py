@@ -125,7 +125,7 @@ def read_image(path, *, mode="grey", max_pixels=DEFAULT_MAX_PIXELS, notes=None, 
                 f"max_image_pixels ({int(max_pixels):,}); raise it in the config to segment it")
     image = None
     if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        image = _read_tiff(path, data, reading, notes)
+        image = _read_tiff(path, data, reading, notes, max_pixels)
     if image is None:
         if pages > 1:
             notes.append(f"multi-page file ({pages} pages): only the first page was segmented")
@@ -148,9 +148,13 @@ def _luma(rgb):
     return grey.astype(rgb.dtype) if rgb.dtype.kind in "iu" else grey
 
 
-def _read_tiff(path, data, reading, notes):
+def _read_tiff(path, data, reading, notes, max_pixels=None):
     """A TIFF through tifffile, reduced to one image by ``reading``; None if tifffile
-    cannot decode it (a compression it lacks a codec for), to let OpenCV try."""
+    cannot decode it (a compression it lacks a codec for), to let OpenCV try.
+
+    The whole series is read (a projection needs every slice), so a stack of more than
+    three times ``max_pixels`` samples is refused before it is: a job's memory request
+    is sized from ``max_image_pixels``."""
     import io
 
     import tifffile
@@ -160,9 +164,16 @@ def _read_tiff(path, data, reading, notes):
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
             series = tif.series[0]
+            if max_pixels is not None and series.size > 3 * max_pixels:
+                raise ImageReadError(
+                    path, f"stack of shape {series.shape} ({series.axes}) holds "
+                    f"{series.size:,} samples, more than 3 x max_image_pixels "
+                    f"({int(max_pixels):,}); raise it or split the file")
             names = _ome_channel_names(tif)
             array = series.asarray()
             axes = series.axes
+    except ImageReadError:
+        raise
     except Exception:  # tifffile raises many types; OpenCV and Pillow diagnose next
         return None
     try:
