@@ -68,3 +68,25 @@ def test_a_lab_folder_with_channels_stacks_and_masks_beside_images(tmp_path):
     assert reasons["notes.txt"].startswith("not an image file")
     assert reasons["cells1_masks.tif"] == "excluded by pattern '*_masks.tif'"
     assert "Thumbs.db" in reasons
+
+
+def test_z_all_gives_each_slice_its_own_row_and_mask(tmp_path):
+    folder = tmp_path / "stacks"
+    folder.mkdir()
+    slices = np.stack([blobs_image(k) for k in range(3)])
+    tifffile.imwrite(folder / "s.tif", slices, imagej=True, metadata={"axes": "ZYX"})
+    cv2.imwrite(str(folder / "flat.png"), blobs_image(7))
+    cfg = write_config(tmp_path / "c.yaml", input_dir=str(folder), z="all",
+                       methods={"otsu": {"kind": "threshold"}})
+    work = tmp_path / "work"
+    work.mkdir()
+    run_snakemake(work, "--configfile", cfg)
+    rows = pd.read_parquet(work / "results/summary/metrics.parquet").set_index("image_id")
+    assert sorted(rows.index) == ["flat.png", "s.tif#z=0", "s.tif#z=1", "s.tif#z=2"]
+    assert (rows["status"] == "ok").all() and rows["note"].isna().all()
+    from segpipe.methods.threshold import segment_threshold
+
+    for k in range(3):
+        mask = read_label_image(work / rows.loc[f"s.tif#z={k}", "mask_path"])
+        np.testing.assert_array_equal(mask, segment_threshold(slices[k]).labels)
+    assert rows["mask_path"].is_unique

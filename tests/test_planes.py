@@ -149,3 +149,36 @@ def test_a_stack_larger_than_the_pixel_limit_is_refused_before_reading(tmp_path)
     with pytest.raises(ImageReadError, match=r"big.tif: stack of shape \(40, 10, 10\) \(ZYX\)"):
         read_image(path, max_pixels=1000)
     assert read_image(path, max_pixels=2000).shape == (10, 10)
+
+
+def test_z_all_lists_each_slice_and_reads_it(tmp_path):
+    from segpipe.manifest import update_manifest
+    from segpipe.planes import for_plane, split_plane
+
+    import pandas as pd
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "stack.tif", stack((3, 4, 5)), imagej=True,
+                     metadata={"axes": "ZYX"})
+    tifffile.imwrite(folder / "movie.tif", stack((2, 2, 4, 5)), imagej=True,
+                     metadata={"axes": "TZYX"})
+    tifffile.imwrite(folder / "single.tif", stack((4, 5)))
+    reading = Reading(z="all")
+    update_manifest(folder, shard_dir=tmp_path / "shards", shard_size=10,
+                    manifest_out=tmp_path / "m.parquet", skipped_out=tmp_path / "s.parquet",
+                    reading=reading)
+    ids = sorted(pd.read_parquet(tmp_path / "m.parquet")["image_id"])
+    assert ids == ["movie.tif#z=0", "movie.tif#z=1", "single.tif",
+                   "stack.tif#z=0", "stack.tif#z=1", "stack.tif#z=2"]
+    rel, plane = split_plane("stack.tif#z=2")
+    image = read_image(folder / rel, reading=for_plane(reading, plane))
+    assert (image == 300).all()
+    notes = []
+    read_image(folder / "movie.tif", reading=for_plane(reading, {"z": 1}), notes=notes)
+    assert notes == ["2 time points: the first used (set time)"]
+    both = Reading(z="all", time="all")
+    from segpipe.planes import plane_ids
+
+    assert plane_ids("movie.tif", folder / "movie.tif", both) == [
+        "movie.tif#t=0,z=0", "movie.tif#t=0,z=1", "movie.tif#t=1,z=0", "movie.tif#t=1,z=1"]

@@ -43,10 +43,16 @@ def output_name(index, image_id, suffix=".png"):
     '000003-a_b.png'
     >>> output_name(0, "cells.ome.tif", ".tif")
     '000000-cells.ome.tif'
+    >>> output_name(4, "stack.tif#t=0,z=3")
+    '000004-stack_t0_z3.png'
     >>> len(output_name(0, "x" * 250 + ".png"))
     75
     """
-    name = re.sub(r"[^\w.-]", "_", PurePosixPath(image_id).stem) or "_"
+    from segpipe.planes import split_plane
+
+    rel, plane = split_plane(image_id)
+    name = PurePosixPath(rel).stem + "".join(f"_{a}{k}" for a, k in plane.items())
+    name = re.sub(r"[^\w.-]", "_", name) or "_"
     name = name.encode("utf-8")[:NAME_BYTES].decode("utf-8", "ignore")
     return f"{index:06d}-{name}{suffix}"
 

@@ -76,6 +76,9 @@ class GroundTruth:
         note : str or None
             Why there is no usable mask (then ``labels`` is None).
         """
+        from segpipe.planes import split_plane
+
+        image_id = split_plane(image_id)[0]  # a plane of a stack: the file's mask
         try:
             labels, where = self._read_coco(image_id) if self.is_coco else self._read_file(image_id)
         except (ImageReadError, ValueError) as err:

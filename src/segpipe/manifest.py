@@ -364,6 +364,12 @@ def _sha256(path):
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+def _file_of(image_id):
+    from segpipe.planes import split_plane
+
+    return split_plane(image_id)[0]
+
+
 def remove_shard_outputs(results_dir, shards):
     """Delete what earlier runs wrote for shards that no longer exist (their images are
     gone): mask and edge-map folders and the per-shard tables, of every method."""
@@ -380,13 +386,16 @@ def remove_shard_outputs(results_dir, shards):
 
 
 def update_manifest(input_dir, *, shard_dir, shard_size, manifest_out, skipped_out,
-                    hash_images=False, results_dir=None, include=None, exclude=()):
+                    hash_images=False, results_dir=None, include=None, exclude=(),
+                    reading=None):
     """List ``input_dir``, update the shard files, write the manifest and skipped tables.
 
     The manifest has one row per image: ``image_id``, ``shard``, ``size``, ``mtime_ns`` and,
     with ``hash_images``, ``sha256``. The skipped table has one row per entry that is not
     an image to segment (``path``, ``reason``; see :func:`scan`), files that ``include``
-    and ``exclude`` leave out among them (:func:`selection_reason`).
+    and ``exclude`` leave out among them (:func:`selection_reason`). With ``z`` or
+    ``time`` ``all`` in ``reading``, a stack gives one image id per plane
+    (:func:`segpipe.planes.plane_ids`), each with its file's size, time and hash.
 
     Raises
     ------
@@ -424,6 +433,11 @@ def update_manifest(input_dir, *, shard_dir, shard_size, manifest_out, skipped_o
     write_table_atomic(pa.table({"path": pa.array([p for p, _ in skipped], pa.string()),
                                  "reason": pa.array([r for _, r in skipped], pa.string())}),
                        skipped_out)
+    if reading is not None and "all" in (reading.z, reading.time):
+        from segpipe.planes import plane_ids
+
+        stats = {plane: info for rel, info in stats.items()
+                 for plane in plane_ids(rel, Path(input_dir) / rel, reading)}
     image_ids = sorted(stats)
     if not image_ids:
         raise InputDirError(f"input_dir {str(input_dir)!r} holds no files to segment "
@@ -441,7 +455,7 @@ def update_manifest(input_dir, *, shard_dir, shard_size, manifest_out, skipped_o
             if old is not None and old[:2] == (sizes[i], mtimes[i]):
                 hashes[i] = old[2]
             else:
-                hashes[i] = _sha256(Path(input_dir) / i)
+                hashes[i] = _sha256(Path(input_dir) / _file_of(i))
         signatures = {i: [hashes[i]] for i in image_ids}
     else:
         signatures = {i: [sizes[i], mtimes[i]] for i in image_ids}

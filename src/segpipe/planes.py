@@ -33,7 +33,7 @@ class Reading:
     """
 
     channel: object = None
-    z: object = None
+    z: object = None  # or "all": each slice its own image (:func:`plane_ids`)
     time: object = None
     intensity_range: object = "dtype"
 
@@ -44,6 +44,67 @@ class Reading:
 
 
 DEFAULT_READING = Reading()
+
+# ``z: all`` / ``time: all``: each plane is an image of its own, its id the file's path
+# and a suffix naming the plane ("stack.tif#z=3", "movie.tif#t=0,z=2").
+PLANE_MARK = "#"
+
+
+def split_plane(image_id):
+    """The file of an image id and the plane it names: ``(path, {"t": 0, "z": 2})``.
+
+    >>> split_plane("plate1/stack.tif#t=1,z=3")
+    ('plate1/stack.tif', {'t': 1, 'z': 3})
+    >>> split_plane("plain.png")
+    ('plain.png', {})
+    """
+    path, mark, plane = image_id.rpartition(PLANE_MARK)
+    if not mark or not plane or any(not part[:2] in ("z=", "t=") or not part[2:].isdigit()
+                                    for part in plane.split(",")):
+        return image_id, {}
+    return path, {part[0]: int(part[2:]) for part in plane.split(",")}
+
+
+def for_plane(reading, plane):
+    """``reading`` with the plane of an image id fixed (``z`` and ``time`` indices)."""
+    if not plane:
+        return reading
+    import dataclasses
+
+    changes = {}
+    if "z" in plane:
+        changes["z"] = plane["z"]
+    if "t" in plane:
+        changes["time"] = plane["t"]
+    return dataclasses.replace(reading, **changes)
+
+
+def plane_ids(rel, data_path, reading):
+    """The image ids of one file: its path, or one id per plane with ``z`` / ``time``
+    ``all`` (TIFFs with more than one slice or time point; other files are one image)."""
+    wanted = [a for a, s in (("t", reading.time), ("z", reading.z)) if s == "all"]
+    if not wanted or not rel.lower().endswith((".tif", ".tiff")):
+        return [rel]
+    import itertools
+
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(data_path) as tif:
+            series = tif.series[0]
+            axes = series.axes.upper()
+            sizes = dict(zip(axes, series.shape))
+    except Exception:  # unreadable: one id, whose row will say why
+        return [rel]
+    pages = [a for a in axes if a not in "YXSCZT"]
+    if pages and "Z" not in sizes and reading.channel is None:
+        sizes["Z"] = sizes[pages[0]]  # as reduce_axes reads them
+    counts = {a: sizes.get(a.upper(), 1) for a in wanted}
+    if all(n == 1 for n in counts.values()):
+        return [rel]
+    axes = [a for a in wanted if counts[a] > 1]
+    return [rel + PLANE_MARK + ",".join(f"{a}={k}" for a, k in zip(axes, combo))
+            for combo in itertools.product(*(range(counts[a]) for a in axes))]
 
 
 def reduce_axes(array, axes, reading=DEFAULT_READING, *, channel_names=(), notes=None):
@@ -118,6 +179,8 @@ def _reduce(array, axes, axis, setting, what, notes, *, default):
     position = axes.index(axis)
     size = array.shape[position]
     rest = axes[:position] + axes[position + 1:]
+    if setting == "all":
+        setting = None  # listed as one image (the file changed since?): the default
     if setting is None:
         if size > 1:
             if default == "max":

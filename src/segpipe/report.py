@@ -29,6 +29,7 @@ from matplotlib.ticker import FuncFormatter
 from skimage.segmentation import find_boundaries
 
 from segpipe.errors import ImageReadError
+from segpipe.planes import DEFAULT_READING, for_plane, split_plane
 from segpipe.imageio import intensity_max, read_image, read_label_image, write_bytes_atomic
 from segpipe.table import IMAGE_METRICS, METHOD_METRICS
 from segpipe.table import LOWER_IS_BETTER as LOWER_IS_BETTER_METRICS
@@ -682,7 +683,9 @@ def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3, rea
     for position in picks:
         row = rows.iloc[position]
         try:
-            shown.append(_overlay(Path(input_dir) / row["image_id"], row["mask_path"], reading))
+            rel, plane = split_plane(row["image_id"])
+            shown.append(_overlay(Path(input_dir) / rel, row["mask_path"],
+                                  for_plane(reading or DEFAULT_READING, plane)))
         except ImageReadError as err:
             shown.append(str(err))
     # Panels as tall as the tallest image needs, up to square: no band of white below.

@@ -9,6 +9,7 @@ from pathlib import Path
 from segpipe.finish import finish_image, prepare_shard_folder, record_failure, shard_output_paths
 from segpipe.imageio import DEFAULT_MAX_PIXELS, MASK_SUFFIXES, read_image
 from segpipe.measure import grey_of
+from segpipe.planes import DEFAULT_READING, for_plane, split_plane
 from segpipe.methods import get_method
 from segpipe.progress import Progress
 from segpipe.table import empty_row, params_json, rows_to_table
@@ -72,10 +73,12 @@ def segment_images(
     rows = []
     for image_id in image_ids:
         row = empty_row(image_id=image_id, method=method, kind=spec.kind, shard=shard, params=params)
-        path = Path(input_dir) / image_id
+        rel, plane = split_plane(image_id)
+        path = Path(input_dir) / rel
         try:
             _segment_one(row, path, spec, kwargs, mask_paths[image_id], edge_paths[image_id],
-                         ground_truth, max_pixels, objects_out, measure, reading)
+                         ground_truth, max_pixels, objects_out, measure,
+                         for_plane(reading or DEFAULT_READING, plane))
         except Exception as err:  # one bad image must not cost the other images of the shard
             record_failure(row, path, err)
         rows.append(row)

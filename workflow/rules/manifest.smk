@@ -23,6 +23,7 @@ checkpoint list_images:
         hash_images=config["hash_images"],
         include=config["include"],
         exclude=config["exclude"],
+        reading=get_reading_settings,
         # Where earlier runs' outputs of removed shards are deleted from.
         results_dir=lambda wildcards, output: Path(output[0]).parent.parent,
         fingerprint=get_input_fingerprint,

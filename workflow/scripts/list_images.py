@@ -1,5 +1,6 @@
 from segpipe.logs import log_to_file
 from segpipe.manifest import update_manifest
+from segpipe.planes import Reading
 
 log_to_file(snakemake.log[0])
 update_manifest(
@@ -12,4 +13,5 @@ update_manifest(
     results_dir=snakemake.params.results_dir,
     include=snakemake.params.include,
     exclude=snakemake.params.exclude,
+    reading=Reading.from_config(snakemake.params.reading),
 )

@@ -37,6 +37,7 @@ from segpipe.finish import (
     shard_output_paths,
 )
 from segpipe.imageio import DEFAULT_MAX_PIXELS, MASK_SUFFIXES, read_image
+from segpipe.planes import DEFAULT_READING, for_plane, split_plane
 from segpipe.maskrcnn.inference import Predictor, predict_with_backoff, to_chw_tensor
 from segpipe.maskrcnn.model import build_model, resolve_device, wants_cuda
 from segpipe.maskrcnn.weights import missing_weights_message, read_status, resolve_weights
@@ -79,8 +80,9 @@ class ImageFiles(Dataset):
         notes, info = [], {}
         try:
             # Scaled by intensity_range: the model sees what the other methods see.
-            rgb = read_image(self.input_dir / self.image_ids[index], mode="rgb",
-                             max_pixels=self.max_pixels, notes=notes, reading=self.reading,
+            rel, plane = split_plane(self.image_ids[index])
+            rgb = read_image(self.input_dir / rel, mode="rgb", max_pixels=self.max_pixels,
+                             notes=notes, reading=for_plane(self.reading or DEFAULT_READING, plane),
                              info=info)
         except ImageReadError as err:
             return index, None, str(err), time.perf_counter() - t0, None, {}
