@@ -182,3 +182,11 @@ def test_z_all_lists_each_slice_and_reads_it(tmp_path):
 
     assert plane_ids("movie.tif", folder / "movie.tif", both) == [
         "movie.tif#t=0,z=0", "movie.tif#t=0,z=1", "movie.tif#t=1,z=0", "movie.tif#t=1,z=1"]
+
+
+def test_a_file_named_like_a_plane_is_itself(tmp_path):
+    from segpipe.planes import split_plane
+
+    (tmp_path / "odd.tif#z=1").write_bytes(b"x")
+    assert split_plane("odd.tif#z=1", tmp_path) == ("odd.tif#z=1", {})
+    assert split_plane("odd.tif#z=2", tmp_path) == ("odd.tif", {"z": 2})

@@ -50,14 +50,21 @@ DEFAULT_READING = Reading()
 PLANE_MARK = "#"
 
 
-def split_plane(image_id):
+def split_plane(image_id, root=None):
     """The file of an image id and the plane it names: ``(path, {"t": 0, "z": 2})``.
+
+    With ``root`` (the input folder), an id that is itself a file's path (a file named
+    ``odd.tif#z=1``) is that file.
 
     >>> split_plane("plate1/stack.tif#t=1,z=3")
     ('plate1/stack.tif', {'t': 1, 'z': 3})
     >>> split_plane("plain.png")
     ('plain.png', {})
     """
+    import os
+
+    if root is not None and PLANE_MARK in image_id and os.path.isfile(os.path.join(root, image_id)):
+        return image_id, {}
     path, mark, plane = image_id.rpartition(PLANE_MARK)
     if not mark or not plane or any(not part[:2] in ("z=", "t=") or not part[2:].isdigit()
                                     for part in plane.split(",")):

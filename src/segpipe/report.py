@@ -683,7 +683,7 @@ def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3, rea
     for position in picks:
         row = rows.iloc[position]
         try:
-            rel, plane = split_plane(row["image_id"])
+            rel, plane = split_plane(row["image_id"], input_dir)
             shown.append(_overlay(Path(input_dir) / rel, row["mask_path"],
                                   for_plane(reading or DEFAULT_READING, plane)))
         except ImageReadError as err:

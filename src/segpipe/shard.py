@@ -73,7 +73,7 @@ def segment_images(
     rows = []
     for image_id in image_ids:
         row = empty_row(image_id=image_id, method=method, kind=spec.kind, shard=shard, params=params)
-        rel, plane = split_plane(image_id)
+        rel, plane = split_plane(image_id, input_dir)
         path = Path(input_dir) / rel
         try:
             _segment_one(row, path, spec, kwargs, mask_paths[image_id], edge_paths[image_id],

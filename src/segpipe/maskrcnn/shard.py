@@ -80,7 +80,7 @@ class ImageFiles(Dataset):
         notes, info = [], {}
         try:
             # Scaled by intensity_range: the model sees what the other methods see.
-            rel, plane = split_plane(self.image_ids[index])
+            rel, plane = split_plane(self.image_ids[index], self.input_dir)
             rgb = read_image(self.input_dir / rel, mode="rgb", max_pixels=self.max_pixels,
                              notes=notes, reading=for_plane(self.reading or DEFAULT_READING, plane),
                              info=info)
