@@ -144,7 +144,7 @@ def test_runs_are_reproducible_and_edits_and_deletions_are_followed(tmp_path):
     assert not any(p.exists() for p in gone)
     for method in methods:
         masks = sorted(p.name for p in (first / f"results/masks/{method}/000001").iterdir())
-        assert masks == ["000000-3.png.png", "000001-5.png.png"]
+        assert masks == ["000000-3.png", "000001-5.png"]
     # Deleting a whole shard's images removes its folders too.
     for name in ("6.png", "7.png"):
         (images / name).unlink()
