@@ -1,0 +1,289 @@
+"""The ``segpipe`` command: run the workflow on a folder, list methods, report, status.
+
+Snakemake does the work; this command writes the experiment's config into its output
+folder (a record of what ran, and the same config for every later command there) and
+calls Snakemake with it. Plain ``snakemake`` keeps working as documented in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SNAKEFILE = ROOT / "Snakefile"
+SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
+DEFAULT_CONFIG = ROOT / "config/config.yaml"
+# The config a run used, in its output folder (Snakemake's working directory).
+RUN_CONFIG = "segpipe-config.yaml"
+
+
+def main(argv=None):
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":
+        parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    try:
+        return args.func(args, extra)
+    except CommandError as err:
+        print(f"segpipe: {err}", file=sys.stderr)
+        return 2
+
+
+class CommandError(Exception):
+    """A mistake on the command line or in a config: printed, exit status 2."""
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="segpipe",
+        description="Segment folders of images with several methods side by side "
+                    "(a Snakemake workflow), and compare them.",
+        epilog="Each command has its own --help. Plain `snakemake` works too (README).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="segment a folder of images",
+        description="Segment INPUT_DIR with the configured methods; results go to --out. "
+                    "Arguments after the ones below are passed to Snakemake as they are "
+                    "(e.g. --rerun-incomplete, --keep-going).",
+    )
+    run.add_argument("input_dir", metavar="INPUT_DIR", help="folder of images (searched recursively)")
+    run.add_argument("--config", type=Path, metavar="FILE",
+                     help="config file; its methods replace the default ones "
+                          "(default: config/config.yaml)")
+    run.add_argument("--methods", metavar="A,B",
+                     help="only these methods of the config, by name; a kind name not in the "
+                          "config runs that kind with its defaults (e.g. otsu,watershed)")
+    run.add_argument("--out", type=Path, default=Path("segpipe-out"), metavar="DIR",
+                     help="output folder: results/, logs/ and the run's config "
+                          "(default: ./segpipe-out)")
+    run.add_argument("-j", "--cores", type=int, default=os.cpu_count() or 1, metavar="N",
+                     help="cores to use (default: all)")
+    run.add_argument("--profile", metavar="NAME",
+                     help="a profile of profiles/ (e.g. slurm) or a profile folder")
+    run.add_argument("-n", "--dry-run", action="store_true",
+                     help="show what would run, run nothing")
+    run.set_defaults(func=cmd_run)
+
+    methods = commands.add_parser(
+        "methods", help="list the method kinds and their settings",
+        description="Every method kind with what its labels mean, its input and its "
+                    "settings with their defaults.",
+    )
+    methods.add_argument("kind", nargs="?", help="show only this kind")
+    methods.set_defaults(func=cmd_methods)
+
+    status = commands.add_parser(
+        "status", help="images listed, done and failed per method",
+        description="Counts from the tables of an output folder: images listed, and per "
+                    "method the images done, failed and not yet run.",
+    )
+    status.add_argument("out", nargs="?", type=Path, default=Path("segpipe-out"), metavar="DIR")
+    status.set_defaults(func=cmd_status)
+
+    report = commands.add_parser(
+        "report", help="pack the report of a run into one HTML file",
+        description="Write DIR/results/report.html from the run in DIR, with the config "
+                    "that run recorded.",
+    )
+    report.add_argument("out", nargs="?", type=Path, default=Path("segpipe-out"), metavar="DIR")
+    report.set_defaults(func=cmd_report)
+    return parser
+
+
+def run_config(input_dir, *, config_file=None, methods=None):
+    """The config of a run: the default file, a user's file (its methods replace the
+    defaults'), the input folder, and a selection of methods; validated.
+
+    Raises
+    ------
+    CommandError
+        For an unknown method name or an invalid config (the key named).
+    """
+    from segpipe.config import load_schema, resolve_config
+    from segpipe.errors import ConfigError
+    from segpipe.methods import REGISTRY
+
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    if config_file is not None:
+        try:
+            user = yaml.safe_load(Path(config_file).read_text()) or {}
+        except OSError as err:
+            raise CommandError(f"cannot read --config {config_file}: {err.strerror or err}") from None
+        except yaml.YAMLError as err:
+            raise CommandError(f"--config {config_file}: not valid YAML ({_yaml_where(err)})") from None
+        if not isinstance(user, dict):
+            raise CommandError(f"--config {config_file}: not a mapping of config keys")
+        config.update({k: v for k, v in user.items() if k != "methods"})
+        if "methods" in user:
+            config["methods"] = copy.deepcopy(user["methods"])
+    config["input_dir"] = str(Path(input_dir).resolve())
+    if methods:
+        chosen = {}
+        for name in (m.strip() for m in methods.split(",") if m.strip()):
+            if name in config["methods"]:
+                chosen[name] = config["methods"][name]
+            elif name in REGISTRY:
+                chosen[name] = {"kind": name}
+            else:
+                raise CommandError(
+                    f"--methods: {name!r} is neither a method of the config "
+                    f"({', '.join(sorted(config['methods']))}) nor a kind "
+                    f"({', '.join(sorted(REGISTRY))})")
+        config["methods"] = chosen
+    for key in ("ground_truth_dir",):
+        if config.get(key):
+            config[key] = str(Path(config[key]).resolve())
+    try:
+        resolve_config(copy.deepcopy(config), load_schema(SCHEMA))
+    except ConfigError as err:
+        raise CommandError(str(err)) from None
+    return config
+
+
+def _yaml_where(err):
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    if mark is None:
+        return problem
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+def snakemake_command(out, *, cores, profile=None, dry_run=False, extra=()):
+    """The Snakemake command line of a run in ``out`` (its working directory)."""
+    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(out),
+               "--cores", str(cores), "--configfile", str(Path(out) / RUN_CONFIG)]
+    if profile:
+        folder = ROOT / "profiles" / profile
+        command += ["--workflow-profile", str(folder if folder.is_dir() else Path(profile))]
+    if dry_run:
+        command.append("--dry-run")
+    return command + list(extra)
+
+
+def cmd_run(args, extra):
+    config = run_config(args.input_dir, config_file=args.config, methods=args.methods)
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    recorded = out / RUN_CONFIG
+    previous = yaml.safe_load(recorded.read_text()) if recorded.exists() else None
+    if previous is not None and previous.get("input_dir") != config["input_dir"]:
+        raise CommandError(
+            f"{out} holds a run of {previous.get('input_dir')}; use another --out for "
+            f"{config['input_dir']} (outputs of two folders must not mix)")
+    if not args.dry_run:
+        recorded.write_text("# The config of the run in this folder (segpipe run).\n"
+                            + yaml.safe_dump(config, sort_keys=False))
+    elif previous is None:
+        # A dry run still needs the config file Snakemake reads; it leaves no record.
+        recorded.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = snakemake_command(out, cores=args.cores, profile=args.profile,
+                                dry_run=args.dry_run, extra=extra)
+    try:
+        return subprocess.call(command)
+    finally:
+        if args.dry_run and previous is None:
+            recorded.unlink(missing_ok=True)
+
+
+def cmd_methods(args, extra):
+    from segpipe.config import load_schema, method_defaults
+    from segpipe.methods import REGISTRY
+
+    schema = load_schema(SCHEMA)
+    kinds = [args.kind] if args.kind else sorted(REGISTRY)
+    for kind in kinds:
+        if kind not in REGISTRY:
+            raise CommandError(f"unknown kind {kind!r}; known: {', '.join(sorted(REGISTRY))}")
+    lines = []
+    for kind in kinds:
+        spec = REGISTRY[kind]
+        block = schema["$defs"][kind]
+        runner = "batched on a GPU" if spec.runner == "batch" else "per image, one core"
+        lines.append(f"{kind}: {spec.summary}")
+        lines.append(f"  labels: {spec.labels}; input: {spec.colour}; runs {runner}")
+        defaults = method_defaults(schema, kind)
+        for key, prop in block["properties"].items():
+            if key == "kind":
+                continue
+            if "$ref" in prop:
+                shared = schema["$defs"][prop["$ref"].rsplit("/", 1)[-1]]
+                prop = {**shared, **{k: v for k, v in prop.items() if k != "$ref"}}
+            default = f" (default {defaults[key]!r})" if key in defaults else ""
+            words = " ".join(str(prop.get("description", "")).split())
+            choices = f" [{', '.join(map(str, prop['enum']))}]" if "enum" in prop else ""
+            lines.append(f"  {key}{choices}{default}: {words}")
+        lines.append("")
+    print("\n".join(lines).rstrip())
+    return 0
+
+
+def status_counts(out):
+    """Images listed, and per method: done (ok), failed (error), not yet run.
+
+    Returns
+    -------
+    listed : int or None
+        Images in the manifest (None before the folder is listed).
+    methods : list of dict
+        ``method``, ``ok``, ``error``, ``missing`` per method of the recorded config.
+    """
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    manifest = out / "results/manifest/images.parquet"
+    listed = pq.read_metadata(manifest).num_rows if manifest.exists() else None
+    recorded = out / RUN_CONFIG
+    names = sorted((yaml.safe_load(recorded.read_text()) or {}).get("methods", {})) if recorded.exists() else []
+    for folder in sorted((out / "results/metrics").glob("*")) if (out / "results/metrics").is_dir() else []:
+        if folder.name not in names:
+            names.append(folder.name)
+    rows = []
+    for name in names:
+        ok = error = 0
+        for table in sorted((out / "results/metrics" / name).glob("*.parquet")):
+            status = pq.read_table(table, columns=["status"]).column("status").to_pylist()
+            ok += status.count("ok")
+            error += status.count("error")
+        missing = None if listed is None else max(0, listed - ok - error)
+        rows.append({"method": name, "ok": ok, "error": error, "missing": missing})
+    return listed, rows
+
+
+def cmd_status(args, extra):
+    if not args.out.is_dir():
+        raise CommandError(f"{args.out} is not a folder (give the --out of a run)")
+    listed, rows = status_counts(args.out)
+    print(f"{args.out}: " + ("not listed yet" if listed is None else f"{listed:,} images listed"))
+    if not rows:
+        print("no method has run")
+        return 0
+    width = max(len(r["method"]) for r in rows)
+    print(f"{'method':<{width}}  {'done':>9}  {'failed':>9}  {'to do':>9}")
+    for r in rows:
+        todo = "?" if r["missing"] is None else f"{r['missing']:,}"
+        print(f"{r['method']:<{width}}  {r['ok']:>9,}  {r['error']:>9,}  {todo:>9}")
+    return 0
+
+
+def cmd_report(args, extra):
+    out = args.out.resolve()
+    if not (out / RUN_CONFIG).exists():
+        raise CommandError(f"{out} has no {RUN_CONFIG}: not the --out of a segpipe run")
+    command = snakemake_command(out, cores=1, extra=["--report", str(out / "results/report.html")])
+    code = subprocess.call(command)
+    if code == 0:
+        print(f"report: {out / 'results/report.html'}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

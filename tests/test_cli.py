@@ -1,0 +1,88 @@
+"""The segpipe command: run, methods, status, report."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import blobs_image, encode
+from segpipe import cli
+from segpipe.methods import REGISTRY
+
+
+def test_methods_lists_every_kind_with_its_meaning_and_defaults(capsys):
+    assert cli.main(["methods"]) == 0
+    text = capsys.readouterr().out
+    for kind, spec in REGISTRY.items():
+        assert f"{kind}: {spec.summary}" in text
+        assert f"labels: {spec.labels}" in text
+    assert cli.main(["methods", "superpixels"]) == 0
+    text = capsys.readouterr().out
+    assert "algorithm [slic, felzenszwalb] (default 'slic')" in text
+    assert "n_segments (default 250)" in text
+    assert cli.main(["methods", "blobs"]) == 2
+    assert "unknown kind 'blobs'" in capsys.readouterr().err
+
+
+def folder(tmp_path, n=3):
+    images = tmp_path / "images"
+    images.mkdir()
+    for k in range(n):
+        (images / f"i{k}.png").write_bytes(encode(blobs_image(k), ".png"))
+    return images
+
+
+def test_run_config_selects_methods_by_name_or_kind(tmp_path):
+    images = folder(tmp_path)
+    config = cli.run_config(images, methods="otsu,watershed,region_growing")
+    assert list(config["methods"]) == ["otsu", "watershed", "region_growing"]
+    assert config["methods"]["region_growing"] == {"kind": "region_growing"}
+    assert config["input_dir"] == str(images.resolve())
+    with pytest.raises(cli.CommandError, match="'nope' is neither a method of the config"):
+        cli.run_config(images, methods="otsu,nope")
+
+
+def test_a_config_file_with_a_yaml_mistake_names_the_line(tmp_path):
+    images = folder(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("methods:\n  otsu: {kind: threshold\n  km: {kind: kmeans}\n")
+    with pytest.raises(cli.CommandError, match=r"bad.yaml: not valid YAML \(line 3, column"):
+        cli.run_config(images, config_file=bad)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("methods:\n  otsu: {kind: threshold, method: otsuu}\n")
+    with pytest.raises(cli.CommandError, match="methods.otsu.method"):
+        cli.run_config(images, config_file=wrong)
+
+
+@pytest.mark.e2e
+def test_run_status_and_report_of_one_experiment(tmp_path):
+    images = folder(tmp_path)
+    out = tmp_path / "exp1"
+    segpipe = [sys.executable, "-m", "segpipe.cli"]
+    proc = subprocess.run([*segpipe, "run", str(images), "--methods", "otsu,watershed",
+                           "--out", str(out), "-j", "2"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recorded = yaml.safe_load((out / "segpipe-config.yaml").read_text())
+    assert sorted(recorded["methods"]) == ["otsu", "watershed"]
+    metrics = pd.read_parquet(out / "results/summary/metrics.parquet")
+    assert len(metrics) == 6 and (metrics["status"] == "ok").all()
+
+    proc = subprocess.run([*segpipe, "status", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert "3 images listed" in proc.stdout
+    assert [line.split() for line in proc.stdout.splitlines()[2:]] == [
+        ["otsu", "3", "0", "0"], ["watershed", "3", "0", "0"]]
+
+    # Another folder into the same output folder would mix two experiments: refused.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.png").write_bytes(encode(blobs_image(9), ".png"))
+    proc = subprocess.run([*segpipe, "run", str(other), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "use another --out" in proc.stderr
+
+    proc = subprocess.run([*segpipe, "report", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "results/report.html").stat().st_size > 10_000
