@@ -6,8 +6,8 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import blobs_image, encode
+
 from segpipe import cli
 from segpipe.methods import REGISTRY
 
@@ -62,14 +62,14 @@ def test_run_status_and_report_of_one_experiment(tmp_path):
     out = tmp_path / "exp1"
     segpipe = [sys.executable, "-m", "segpipe.cli"]
     proc = subprocess.run([*segpipe, "run", str(images), "--methods", "otsu,watershed",
-                           "--out", str(out), "-j", "2"], capture_output=True, text=True)
+                           "--out", str(out), "-j", "2"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     recorded = yaml.safe_load((out / "segpipe-config.yaml").read_text())
     assert sorted(recorded["methods"]) == ["otsu", "watershed"]
     metrics = pd.read_parquet(out / "results/summary/metrics.parquet")
     assert len(metrics) == 6 and (metrics["status"] == "ok").all()
 
-    proc = subprocess.run([*segpipe, "status", str(out)], capture_output=True, text=True)
+    proc = subprocess.run([*segpipe, "status", str(out)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0
     assert "3 images listed" in proc.stdout
     assert [line.split() for line in proc.stdout.splitlines()[2:]] == [
@@ -80,9 +80,9 @@ def test_run_status_and_report_of_one_experiment(tmp_path):
     other.mkdir()
     (other / "x.png").write_bytes(encode(blobs_image(9), ".png"))
     proc = subprocess.run([*segpipe, "run", str(other), "--out", str(out)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "use another --out" in proc.stderr
 
-    proc = subprocess.run([*segpipe, "report", str(out)], capture_output=True, text=True)
+    proc = subprocess.run([*segpipe, "report", str(out)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "results/report.html").stat().st_size > 10_000

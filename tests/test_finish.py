@@ -3,6 +3,7 @@
 import os
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -163,3 +164,34 @@ def test_more_than_65535_instances_need_a_tiff_mask(tmp_path):
     np.testing.assert_array_equal(read_label_image(f"{tmp_path}/m.tif"), labels)
     with pytest.raises(ValueError, match="do not fit in a 16-bit PNG.*mask_format: tiff"):
         finish_image(row(), labels, mask_path=f"{tmp_path}/m.png", meaning="instances")
+
+
+def test_imports_are_not_timed_in_the_first_image(tmp_path, monkeypatch):
+    """The per-image runner warms a method up before timing images."""
+    import time as time_module
+
+    from segpipe import shard
+    from segpipe.methods import get_method
+
+    calls = []
+    spec = get_method("threshold")
+
+    def slow_first(grey, **kwargs):
+        if not calls:
+            time_module.sleep(0.3)  # as an import would
+        calls.append(grey.shape)
+        return spec.segment(grey, **kwargs)
+
+    monkeypatch.setattr(shard, "get_method", lambda kind: dataclass_replace(spec, segment=slow_first))
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.png"), np.full((8, 8), 200, np.uint8))
+    table = shard.segment_images(["a.png"], input_dir=tmp_path / "in", method="m",
+                                 settings={"kind": "threshold"}, shard="000000",
+                                 masks_dir=tmp_path / "masks", edges_dir=tmp_path / "edges")
+    assert calls[0] == (16, 16) and table.column("segment_s")[0].as_py() < 0.2
+
+
+def dataclass_replace(spec, **changes):
+    import dataclasses
+
+    return dataclasses.replace(spec, **changes)

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-
 from conftest import blobs_image, run_snakemake, write_config
+
 from segpipe.imageio import read_label_image
 
 pytestmark = pytest.mark.e2e

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from segpipe.ground_truth import GroundTruth
-from segpipe.imageio import write_png
+from segpipe.imageio import read_label_image, write_png
 from segpipe.measure import OBJECTS_SCHEMA, contrast_scores, measure_objects, objects_table
 from segpipe.method_scores import method_coco_ap, write_method_coco_ap
 
@@ -149,3 +149,24 @@ def test_a_failed_score_is_written_as_nulls_with_a_note(tmp_path):
     scores = json.loads(out.read_text())
     assert scores["coco_ap"] is None and "COCO AP failed" in scores["coco_note"]
     assert "gone.png" in scores["coco_note"]
+
+
+def test_method_ap_of_instances_uses_their_full_masks_and_scores(tmp_path):
+    from segpipe.rle import encode_mask
+
+    metrics, _, truth = method_run(tmp_path, n=2)
+    rows = []
+    for image_id in metrics["image_id"]:
+        labels = read_label_image(tmp_path / "truth" / image_id)
+        for k, i in enumerate(i for i in np.unique(labels) if i):
+            rle = encode_mask(labels == i)
+            rows.append({"image_id": image_id, "instance_id": k + 1, "score": 0.9 - k / 10,
+                         "rle": {"size": rle["size"], "counts": rle["counts"]}})
+    instances = pd.DataFrame(rows)
+    scores = method_coco_ap([(metrics, instances)], truth, meaning="instances")
+    assert scores == {"coco_ap": 1.0, "coco_ap50": 1.0, "coco_ap75": 1.0, "coco_note": None}
+    # One instance missing: precision 1 up to recall (n - 1) / n, then nothing.
+    n = len(instances)
+    scores = method_coco_ap([(metrics, instances.iloc[1:])], truth, meaning="instances")
+    reached = np.count_nonzero(np.linspace(0, 1, 101) <= (n - 1) / n + 1e-12)
+    assert scores["coco_ap50"] == pytest.approx(reached / 101)

@@ -152,10 +152,10 @@ def test_a_stack_larger_than_the_pixel_limit_is_refused_before_reading(tmp_path)
 
 
 def test_z_all_lists_each_slice_and_reads_it(tmp_path):
+    import pandas as pd
+
     from segpipe.manifest import update_manifest
     from segpipe.planes import for_plane, split_plane
-
-    import pandas as pd
 
     folder = tmp_path / "in"
     folder.mkdir()

@@ -9,8 +9,8 @@ from pathlib import Path
 from segpipe.finish import finish_image, prepare_shard_folder, record_failure, shard_output_paths
 from segpipe.imageio import DEFAULT_MAX_PIXELS, MASK_SUFFIXES, read_image
 from segpipe.measure import grey_of
-from segpipe.planes import DEFAULT_READING, for_plane, split_plane
 from segpipe.methods import get_method
+from segpipe.planes import DEFAULT_READING, for_plane, split_plane
 from segpipe.progress import Progress
 from segpipe.table import empty_row, params_json, rows_to_table
 
@@ -70,6 +70,7 @@ def segment_images(
     prepare_shard_folder(f"{masks_dir}/{method}/{shard}", mask_paths.values())
     if spec.edge_maps or Path(f"{edges_dir}/{method}/{shard}").exists():
         prepare_shard_folder(f"{edges_dir}/{method}/{shard}", edge_paths.values())
+    _warm_up(spec, kwargs)
     rows = []
     for image_id in image_ids:
         row = empty_row(image_id=image_id, method=method, kind=spec.kind, shard=shard, params=params)
@@ -85,6 +86,22 @@ def segment_images(
         progress.update(errors=row["status"] == "error")
     progress.close()
     return rows_to_table(rows)
+
+
+def _warm_up(spec, kwargs):
+    """Run the method once on a tiny blank image, before any image is timed.
+
+    Imports (scikit-learn's for k-means: 0.4 s) and first-call set-up happen once per job;
+    without this they were counted in the first image's ``segment_s``, and a method's
+    seconds per image on a small run mostly measured them.
+    """
+    import numpy as np
+
+    shape = (16, 16) if spec.colour == "grey" else (16, 16, 3)
+    try:
+        spec.segment(np.zeros(shape, np.uint8), **kwargs)
+    except Exception:  # settings this image cannot satisfy: the real images will say
+        log.debug("warm-up of %s failed", spec.kind, exc_info=True)
 
 
 def _segment_one(row, path, spec, kwargs, mask_path, edge_path, ground_truth, max_pixels,
@@ -115,12 +132,11 @@ def run_shard(
     Objects are measured when ``measure_objects`` is set or there is ground truth (COCO AP
     ranks the objects by their scores); otherwise the objects table is empty."""
     import cv2
+    from threadpoolctl import threadpool_limits
 
     from segpipe.manifest import read_shard
     from segpipe.measure import objects_table
     from segpipe.table import write_table_atomic
-
-    from threadpoolctl import threadpool_limits
 
     # One job per core: library thread pools (OpenCV, OpenMP in scikit-learn, BLAS) would
     # only fight over the cores the other jobs use.
