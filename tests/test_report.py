@@ -346,3 +346,29 @@ def test_plot_objects_without_any_object_method_says_so(tmp_path):
     fig = report.plot_objects(pd.DataFrame({"method": [], "area": []}), metrics,
                               tmp_path / "o.png")
     assert "No method with objects" in fig.texts[0].get_text()
+
+
+def test_leaderboard_shows_method_and_row_seconds_and_keeps_the_method_in_view(tmp_path):
+    methods = methods_table().assign(segment_s_mean=[2.0, 0.001, 0.1])
+    out = tmp_path / "board.html"
+    report.leaderboard_html(methods, out, metric="iou")
+    page = out.read_text()
+    assert page.index("Method s / image") < page.index("Row s / image")
+    assert "<td class=\"num\">2.00</td><td class=\"num\">2.50</td>" in page
+    assert "td:nth-child(2) { position: sticky; left: 0" in page
+
+
+def test_examples_without_ground_truth_follow_object_counts(tmp_path):
+    metrics = metrics_table({"a.png": None, "b.png": None, "c.png": None})
+    metrics["n_labels"] = 1  # a threshold: always one label
+    metrics["n_objects"] = [4, 40, 2]
+    assert report.pick_examples(metrics, "otsu", "iou") == ["b.png", "a.png", "c.png"]
+
+
+def test_distributions_draw_the_primary_metric_first(tmp_path):
+    metrics = pd.concat([metrics_table({"a": 0.5, "b": 0.7}, method=m) for m in ("x", "y")])
+    metrics["boundary_f1"] = [0.9, 0.8, 0.1, 0.2]
+    fig = report.plot_metric_distributions(metrics, tmp_path / "d.png", primary="boundary_f1")
+    assert fig.axes[0].get_title() == report.label_of("boundary_f1")
+    # Methods ordered by it: x (0.85) above y (0.15).
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["x", "y"]

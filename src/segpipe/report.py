@@ -129,7 +129,7 @@ def _sort_best_first(values, column):
                               kind="stable")
 
 
-def plot_metric_distributions(metrics, out_png, *, metrics_to_plot=None):
+def plot_metric_distributions(metrics, out_png, *, metrics_to_plot=None, primary=None):
     """One panel per metric: each method's per-image values as a box with the points.
 
     Parameters
@@ -141,6 +141,8 @@ def plot_metric_distributions(metrics, out_png, *, metrics_to_plot=None):
     metrics_to_plot : sequence of str, optional
         Columns to draw, default :data:`segpipe.table.IMAGE_METRICS`. Columns without
         any value are left out; if none is left, :data:`FALLBACK_COLUMNS` are drawn.
+    primary : str, optional
+        The primary metric: drawn first, and the methods ordered by it.
 
     Returns
     -------
@@ -155,6 +157,8 @@ def plot_metric_distributions(metrics, out_png, *, metrics_to_plot=None):
     """
     ok = metrics[metrics["status"] == "ok"]
     wanted = IMAGE_METRICS if metrics_to_plot is None else tuple(metrics_to_plot)
+    if primary in wanted:
+        wanted = (primary, *(c for c in wanted if c != primary))
     columns = [c for c in wanted if has_values(ok, c)]
     fallback = not columns
     if fallback:
@@ -479,6 +483,10 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 tbody tr:hover { background: #eef3f9; }
 th.primary { background: #ffe9a8; }
+/* The method column stays in view when a wide table scrolls sideways. */
+th:nth-child(2), td:nth-child(2) { position: sticky; left: 0; background: #ffffff; z-index: 1; }
+th:nth-child(2) { background: #f3f5f8; z-index: 2; }
+tbody tr:nth-child(even) td:nth-child(2) { background: #fafbfc; }
 td.primary { background: #fff6d6; font-weight: 600; }
 tbody tr:nth-child(even) td.primary { background: #fff1c4; }
 """.strip()
@@ -509,9 +517,11 @@ def leaderboard_html(methods, out_html, *, metric="iou"):
 
     Notes
     -----
-    Columns: rank, method, kind, images ok, errors, seconds per image, the primary
-    metric, then the mean of each other per-image ground-truth metric and each COCO AP
-    with values. Numbers have 3 significant digits; a dash marks a missing value.
+    Columns: rank, method, kind, images ok, errors, seconds per image of the method alone
+    (``segment_s``) and of the whole row (decoding, writing, measuring and scoring too),
+    the primary metric, then the mean of each other per-image ground-truth metric and
+    each COCO AP with values. Numbers have 3 significant digits; a dash marks a missing
+    value. The method column stays in view when the table scrolls sideways.
     """
     rows = methods.sort_values("rank", na_position="last", kind="stable")
     # (column, header, how to format, is it the primary metric)
@@ -520,7 +530,8 @@ def leaderboard_html(methods, out_html, *, metric="iou"):
              ("kind", "Kind", str, False),
              ("n_ok", "Images ok", _int_cell, False),
              ("n_error", "Errors", _int_cell, False),
-             ("seconds_per_image", "s / image", _sig3, False)]
+             ("segment_s_mean", "Method s / image", _sig3, False),
+             ("seconds_per_image", "Row s / image", _sig3, False)]
     if metric in METHOD_METRICS:
         scores = [(metric, _header(metric), _sig3, True)]
     else:
@@ -582,13 +593,14 @@ def _ranked(metrics, method, metric):
     """The method's ok rows, best first, and the column that ordered them.
 
     Ordered by ``metric``; without values of it (a COCO AP has none per image) by the
-    first per-image ground-truth metric with values, then by ``n_labels`` (most first),
+    first per-image ground-truth metric with values, then by ``n_objects`` (most first:
+    a threshold's label count is always 1, its object count is not), then ``n_labels``,
     then by image id, and the column is then None. Rows without a value of the column
     are left out; ties keep image id order.
     """
     rows = metrics[(metrics["method"] == method) & (metrics["status"] == "ok")]
     rows = rows.sort_values("image_id", kind="stable")
-    for column in (metric, *IMAGE_METRICS, "n_labels"):
+    for column in (metric, *IMAGE_METRICS, "n_objects", "n_labels"):
         if has_values(rows, column):
             rows = rows[rows[column].notna()]
             return rows.loc[_sort_best_first(rows[column], column).index], column
@@ -721,9 +733,10 @@ def _overlay_title(method, column, count):
     >>> _overlay_title("otsu", None, 5)
     'otsu: 5 images spread over the image ids (no ground truth)'
     """
-    if column == "n_labels":
-        what = ("images with the most, median and fewest labels" if count == 3
-                else f"{count} images from most to fewest labels")
+    if column in ("n_objects", "n_labels"):
+        unit = "objects" if column == "n_objects" else "labels"
+        what = (f"images with the most, median and fewest {unit}" if count == 3
+                else f"{count} images from most to fewest {unit}")
         return f"{method}: {what} (no ground truth)"
     if column is None:
         what = ("first, middle and last images" if count == 3
