@@ -372,3 +372,34 @@ def test_distributions_draw_the_primary_metric_first(tmp_path):
     assert fig.axes[0].get_title() == report.label_of("boundary_f1")
     # Methods ordered by it: x (0.85) above y (0.15).
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["x", "y"]
+
+
+def test_overlays_draw_the_truth_in_its_own_colour_with_a_legend(overlay_run, tmp_path):
+    from segpipe.ground_truth import GroundTruth
+    from segpipe.imageio import write_png
+
+    yy, xx = np.mgrid[:60, :80]
+    truth = ((yy - 30) ** 2 + (xx - 20) ** 2 < 8**2).astype(np.uint8)  # elsewhere than the mask
+    write_png(tmp_path / "truth" / "grey.png", truth)
+    metrics = overlay_run.assign(height=60, width=80)
+    fig = report.plot_overlays(metrics, tmp_path / "o.png", input_dir="in", method="otsu", n=1,
+                               ground_truth=GroundTruth(tmp_path / "truth", kind="instances"))
+    panel = fig.axes[0].get_images()[0].get_array()
+    is_truth = np.all(np.isclose(panel, report.TRUTH_RGB), axis=-1)
+    is_mask = np.all(np.isclose(panel, report.OUTLINE_RGB), axis=-1)
+    assert is_truth[30, 20 - 7] and is_mask[30, 40 - 14] and not is_truth[30, 40 - 14]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["otsu", "ground truth"]
+    # Without ground truth: no legend.
+    fig = report.plot_overlays(metrics, tmp_path / "p.png", input_dir="in", method="otsu", n=1)
+    assert not fig.legends
+
+
+def test_overlays_of_32_bit_label_masks(tmp_path):
+    from segpipe.imageio import write_labels
+
+    cv2.imwrite(str(tmp_path / "big.png"), np.zeros((900, 1200), np.uint8))
+    labels = np.zeros((900, 1200), np.uint32)
+    labels[100:400, 100:500] = 70000
+    write_labels(tmp_path / "m.tif", labels)
+    panel = report._overlay(tmp_path / "big.png", tmp_path / "m.tif")
+    assert np.all(np.isclose(panel, report.OUTLINE_RGB), axis=-1).any()

@@ -70,6 +70,8 @@ EDGE_COLOUR = "#5b6f86"
 POINT_COLOUR = "#1f3b5c"
 MEDIAN_COLOUR = "#d95f02"
 OUTLINE_RGB = (1.0, 0.85, 0.0)
+# Ground-truth outlines, drawn under the method's where both fall on a pixel.
+TRUTH_RGB = (0.0, 0.75, 1.0)
 # One overlay panel, in inches; images are shrunk to at most this many pixels a side
 # so that matplotlib shows them without resampling and the PNG stays well under 1 MB.
 PANEL_IN = 3.6
@@ -647,8 +649,9 @@ def pick_examples(metrics, method, metric="iou", n=3):
     return [rows["image_id"].iloc[p] for p in _spread(len(rows), n)]
 
 
-def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3, reading=None):
-    """Example images of one method with its mask outlines drawn on top.
+def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3, reading=None,
+                  ground_truth=None):
+    """Example images of one method with its mask outlines (and the truth's) on top.
 
     Parameters
     ----------
@@ -660,6 +663,8 @@ def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3, rea
         The input folder; an image is ``input_dir / image_id``.
     reading : segpipe.planes.Reading, optional
         The channel, slice and intensity range the method segmented.
+    ground_truth : segpipe.ground_truth.GroundTruth, optional
+        Its outlines are drawn too, in another colour, with a legend.
     method : str
         The method to show.
     metric : str
@@ -691,13 +696,18 @@ def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3, rea
     picks = _spread(len(rows), n)
     if not picks:
         return _save(_message_figure(f"{method}: no successful images to show."), out_png)
-    shown = []
+    shown, with_truth = [], False
     for position in picks:
         row = rows.iloc[position]
         try:
             rel, plane = split_plane(row["image_id"], input_dir)
+            truth = None
+            if ground_truth is not None and pd.notna(row.get("height")):
+                truth, _, _ = ground_truth.read(row["image_id"],
+                                                (int(row["height"]), int(row["width"])))
+                with_truth |= truth is not None
             shown.append(_overlay(Path(input_dir) / rel, row["mask_path"],
-                                  for_plane(reading or DEFAULT_READING, plane)))
+                                  for_plane(reading or DEFAULT_READING, plane), truth))
         except ImageReadError as err:
             shown.append(str(err))
     # Panels as tall as the tallest image needs, up to square: no band of white below.
@@ -722,6 +732,12 @@ def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3, rea
             detail = f"{LABELS.get(column, column)} = {value:.3g}  ({where})"
         ax.set_title(f"{_shorten(row['image_id'], 42)}\n{detail}", fontsize=9)
     fig.suptitle(_overlay_title(method, column, len(picks)), fontsize=11)
+    if with_truth:
+        from matplotlib.patches import Patch
+
+        fig.legend(handles=[Patch(color=OUTLINE_RGB, label=method),
+                            Patch(color=TRUTH_RGB, label="ground truth")],
+                   loc="outside lower center", ncols=2, fontsize=9, frameon=False)
     return _save(fig, out_png)
 
 
@@ -748,8 +764,9 @@ def _overlay_title(method, column, count):
     return f"{method}: {what} by {name}"
 
 
-def _overlay(image_path, mask_path, reading=None):
-    """The image as RGB floats in 0..1, shrunk for display, with mask outlines drawn.
+def _overlay(image_path, mask_path, reading=None, truth=None):
+    """The image as RGB floats in 0..1, shrunk for display, with mask outlines drawn
+    (and the outlines of ``truth``, a label image the image's size, under them).
 
     Shrunk in its own integer type before anything else, so memory stays near the
     decoded file (at most max_image_pixels x 3 or 6 bytes), not four float copies of it.
@@ -762,12 +779,21 @@ def _overlay(image_path, mask_path, reading=None):
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     rgb = image.astype(np.float32) / intensity_max(image.dtype)
     del image
-    labels = read_label_image(mask_path)
-    if labels.shape != rgb.shape[:2]:
-        # Nearest keeps labels whole: averaging two labels would invent a third.
-        labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+    if truth is not None:
+        rgb[find_boundaries(_shrunk(truth, size), mode="inner")] = TRUTH_RGB
+    labels = _shrunk(read_label_image(mask_path), size)
     rgb[find_boundaries(labels, mode="inner")] = OUTLINE_RGB
     return rgb
+
+
+def _shrunk(labels, size):
+    """A label image resized to ``size`` (width, height) by nearest neighbour."""
+    if labels.shape[::-1] == tuple(size):
+        return labels
+    if labels.dtype not in (np.uint8, np.uint16, np.int16, np.int32, np.float32):
+        labels = labels.astype(np.int32)  # OpenCV resizes no 32-bit unsigned type
+    # Nearest keeps labels whole: averaging two labels would invent a third.
+    return cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
 
 
 def _shorten(text, width):

@@ -53,6 +53,7 @@ rule plot_overlays:
         input_dir=config["input_dir"],
         metric=config["primary_metric"],
         reading=get_reading_settings,
+        truth=get_truth_settings,
     script:
         "../scripts/plot_overlays.py"
 

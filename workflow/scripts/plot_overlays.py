@@ -1,5 +1,6 @@
 import pandas as pd
 
+from segpipe.ground_truth import load_ground_truth
 from segpipe.logs import log_to_file
 from segpipe.planes import Reading
 from segpipe.report import plot_overlays
@@ -12,4 +13,5 @@ plot_overlays(
     method=snakemake.wildcards.method,
     metric=snakemake.params.metric,
     reading=Reading.from_config(snakemake.params.reading),
+    ground_truth=load_ground_truth(snakemake.params.truth),
 )
