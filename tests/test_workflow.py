@@ -291,6 +291,11 @@ def test_offline_run_without_weights_finishes_the_rest_and_says_what_to_do(tmp_p
     m = pd.read_parquet(tmp_path / "results/summary/metrics.parquet")
     assert (m.loc[m["method"] == "otsu", "status"] == "ok").sum() == 7
     assert (m.loc[m["method"] == "mr", "status"] == "error").all()
+    # Still offline, still no file: the next run tries the download again, and says
+    # what to do again (no silent "Nothing to be done").
+    proc = run_snakemake(tmp_path, "--configfile", cfg, check=False, env=OFFLINE)
+    assert proc.returncode != 0 and f"put it at {expected}" in proc.stderr
+    assert "fetch_maskrcnn_weights" in proc.stdout + proc.stderr
     # the user puts the file in place: the next run re-runs the Mask R-CNN jobs only
     (tmp_path / expected).write_bytes(b"not really weights")
     proc = run_snakemake(tmp_path, "--configfile", cfg, "-n", env=OFFLINE)

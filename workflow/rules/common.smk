@@ -1,6 +1,7 @@
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 # The package lives in src/ beside the workflow. Putting it on the path here (and in
@@ -182,6 +183,20 @@ def get_weights_url(wildcards):
         ):
             return source.url
     raise ValueError(f"no configured method uses weights {wildcards.file}")
+
+
+# Read once per run: a failed fetch gets a new value at each run, so it runs again.
+_RUN_TOKEN = str(time.time_ns())
+
+
+def get_weights_retry(wildcards):
+    """A new value at every run while the last download failed and the file is missing
+    (the fetch re-runs: a retry); empty once the weights are there."""
+    path = f"resources/weights/{wildcards.file}"
+    status = read_status(f"{path}.status.json")
+    if status is not None and not status["ok"] and not Path(path).exists():
+        return _RUN_TOKEN
+    return ""
 
 
 def get_weights_path(wildcards, output):
