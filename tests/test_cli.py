@@ -86,3 +86,49 @@ def test_run_status_and_report_of_one_experiment(tmp_path):
     proc = subprocess.run([*segpipe, "report", str(out)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "results/report.html").stat().st_size > 10_000
+
+
+def test_progress_counts_finished_tables_and_running_logs(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "exp"
+    (out / "results/manifest").mkdir(parents=True)
+    pq.write_table(pa.table({"image_id": [f"i{k}" for k in range(500)]}),
+                   out / "results/manifest/images.parquet")
+    logs = out / "logs/segment_shard/otsu"
+    logs.mkdir(parents=True)
+    (out / "results/metrics/otsu").mkdir(parents=True)
+    (logs / "000000.log").write_text("x: finished 250/250 images (0 errors) in 3.0 s\n")
+    pq.write_table(pa.table({"status": ["ok"] * 250}), out / "results/metrics/otsu/000000.parquet")
+    (logs / "000001.log").write_text("otsu shard 000001: 40/250 images (0 errors), ...\n"
+                                     "otsu shard 000001: 120/250 images (1 errors), ...\n")
+    total, done = cli.progress_counts(out)
+    assert (total, done) == (500, {"otsu": 370})
+    line = cli.progress_line(total, done, 10.0, start_done=250)
+    assert line.startswith("otsu 370/500 · 12.0 images/s · about 11 s left")
+
+
+def test_clean_removes_a_runs_outputs_only(tmp_path, capsys):
+    out = tmp_path / "exp"
+    for sub in ("results/masks/otsu", "logs", ".snakemake"):
+        (out / sub).mkdir(parents=True)
+    (out / cli.RUN_CONFIG).write_text("input_dir: x\n")
+    assert cli.main(["clean", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [cli.RUN_CONFIG]
+    other = tmp_path / "not_a_run"
+    (other / "results").mkdir(parents=True)
+    assert cli.main(["clean", str(other)]) == 2
+    assert (other / "results").exists() and "nothing removed" in capsys.readouterr().err
+
+
+def test_a_dry_run_says_how_many_images_and_writes_no_record(tmp_path):
+    images = folder(tmp_path)
+    (images / "notes.txt").write_text("x")
+    out = tmp_path / "exp"
+    proc = subprocess.run([sys.executable, "-m", "segpipe.cli", "run", str(images), "--out",
+                           str(out), "--methods", "otsu", "--dry-run"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "3 images in" in proc.stderr and "(1 other entries skipped), 1 methods: otsu" in proc.stderr
+    assert not (out / cli.RUN_CONFIG).exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,14 @@ def _parser():
     )
     report.add_argument("out", nargs="?", type=Path, default=Path("segpipe-out"), metavar="DIR")
     report.set_defaults(func=cmd_report)
+
+    clean = commands.add_parser(
+        "clean", help="remove a run's results, masks and logs",
+        description="Remove DIR/results (masks included), DIR/logs and DIR/.snakemake of a "
+                    "segpipe run; its recorded config stays.",
+    )
+    clean.add_argument("out", type=Path, metavar="DIR")
+    clean.set_defaults(func=cmd_clean)
     return parser
 
 
@@ -187,11 +196,110 @@ def cmd_run(args, extra):
         recorded.write_text(yaml.safe_dump(config, sort_keys=False))
     command = snakemake_command(out, cores=args.cores, profile=args.profile,
                                 dry_run=args.dry_run, extra=extra)
+    if args.dry_run:
+        print(_listing_summary(config), file=sys.stderr)
     try:
-        return subprocess.call(command)
+        if args.dry_run:
+            return subprocess.call(command)
+        if sys.stderr.isatty() and not {"-q", "--quiet", "--verbose"} & set(extra):
+            # The progress line instead of a block per job; warnings and errors still show.
+            command += ["--quiet", "rules", "progress", "host"]
+        return _run_with_progress(command, out)
     finally:
         if args.dry_run and previous is None:
             recorded.unlink(missing_ok=True)
+
+
+# A job's progress lines (segpipe.progress): "otsu shard 000003: 120/250 images ...".
+_LOG_DONE = re.compile(r"(\d+)/(\d+) images")
+
+
+def progress_counts(out, cache=None):
+    """Images done per method so far: rows of finished shard tables plus the last progress
+    line of each running shard's log. ``cache`` (a dict) keeps table row counts between
+    calls, so polling a run of thousands of shards stays cheap.
+
+    Returns
+    -------
+    total : int or None
+        Images listed (None before the listing).
+    done : dict
+        Method name to images done.
+    """
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    cache = {} if cache is None else cache
+    manifest = out / "results/manifest/images.parquet"
+    total = pq.read_metadata(manifest).num_rows if manifest.exists() else None
+    done = {}
+    logs = out / "logs/segment_shard"
+    for folder in sorted(logs.glob("*")) if logs.is_dir() else []:
+        count = 0
+        for log in folder.glob("*.log"):
+            table = out / "results/metrics" / folder.name / (log.stem + ".parquet")
+            if table.exists():
+                key = (str(table), table.stat().st_mtime_ns)
+                if key not in cache:
+                    cache[key] = pq.read_metadata(table).num_rows
+                count += cache[key]
+                continue
+            try:
+                tail = log.read_bytes()[-2000:].decode("utf-8", "replace")
+            except OSError:
+                continue
+            found = _LOG_DONE.findall(tail)
+            if found:
+                count += int(found[-1][0])
+        done[folder.name] = count
+    return total, done
+
+
+def progress_line(total, done, elapsed_s, start_done=0):
+    """One terminal line: images done of total per method, images/s, time left.
+
+    >>> progress_line(100, {"otsu": 50, "ws": 30}, 4.0)
+    'otsu 50/100 · ws 30/100 · 20.0 images/s · about 6 s left'
+    """
+    if total is None:
+        return "listing images..."
+    parts = [f"{m} {n:,}/{total:,}" for m, n in done.items()]
+    finished = sum(done.values()) - start_done
+    rate = finished / elapsed_s if elapsed_s > 0 else 0.0
+    left = total * len(done) - sum(done.values())
+    if rate > 0:
+        parts.append(f"{rate:.1f} images/s · about {left / rate:.0f} s left")
+    return " · ".join(parts) if parts else f"{total:,} images listed"
+
+
+def _run_with_progress(command, out, every_s=1.0):
+    """Run Snakemake; on a terminal, keep a progress line at the bottom of the output."""
+    import threading
+    import time
+
+    process = subprocess.Popen(command)
+    if not sys.stderr.isatty():
+        return process.wait()
+    cache, start = {}, time.monotonic()
+    stop = threading.Event()
+
+    def show():
+        first = None
+        while not stop.wait(every_s):
+            total, done = progress_counts(out, cache)
+            if first is None and total is not None:
+                first = sum(done.values())
+            line = progress_line(total, done, time.monotonic() - start, first or 0)
+            print(f"\r\033[K[segpipe] {line}", end="", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=show, daemon=True)
+    thread.start()
+    try:
+        return process.wait()
+    finally:
+        stop.set()
+        thread.join()
+        print(file=sys.stderr)
 
 
 def cmd_methods(args, extra):
@@ -256,6 +364,34 @@ def status_counts(out):
         missing = None if listed is None else max(0, listed - ok - error)
         rows.append({"method": name, "ok": ok, "error": error, "missing": missing})
     return listed, rows
+
+
+def _listing_summary(config):
+    """What a dry run cannot show before the listing job has run: the image count."""
+    from segpipe.manifest import scan, selection_reason
+
+    images = skipped = 0
+    for kind, rel, _ in scan(config["input_dir"]):
+        if kind == "file" and selection_reason(rel, config.get("include"),
+                                              config.get("exclude") or ()) is None:
+            images += 1
+        else:
+            skipped += 1
+    return (f"segpipe: {images:,} images in {config['input_dir']} ({skipped:,} other entries "
+            f"skipped), {len(config['methods'])} methods: {', '.join(config['methods'])}")
+
+
+def cmd_clean(args, extra):
+    out = args.out.resolve()
+    if not (out / RUN_CONFIG).exists():
+        raise CommandError(f"{out} has no {RUN_CONFIG}: not the --out of a segpipe run, "
+                           "nothing removed")
+    import shutil
+
+    for name in ("results", "logs", ".snakemake"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    print(f"removed the results, logs and Snakemake records of {out} (its config is kept)")
+    return 0
 
 
 def cmd_status(args, extra):
