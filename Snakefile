@@ -31,13 +31,13 @@ container: config["container"]
 
 rule all:
     input:
-        "results/summary/metrics.parquet",
-        "results/summary/methods.parquet",
-        "results/summary/instances.parquet",
-        expand("results/summary/{method}.coco.json", method=BATCHED),
-        "results/report/leaderboard.html",
-        expand("results/report/overlays/{method}.png", method=METHODS),
-        ["results/report/objects.png"] if config["measure_objects"] else [],
+        out("summary/metrics.parquet"),
+        out("summary/methods.parquet"),
+        out("summary/instances.parquet"),
+        expand(out("summary/{method}.coco.json"), method=BATCHED),
+        out("report/leaderboard.html"),
+        expand(out("report/overlays/{method}.png"), method=METHODS),
+        [out("report/objects.png")] if config["measure_objects"] else [],
 
 
 onsuccess:

@@ -423,3 +423,22 @@ def test_killed_run_resumes_to_the_same_results(tmp_path):
                                       read_label_image(killed / row.mask_path))
     leftovers = [p for p in (killed / "results").rglob("*") if p.name.endswith(".tmp")]
     assert not leftovers
+
+
+def test_out_dir_holds_every_output_and_delete_all_output_finds_the_masks(tmp_path):
+    images = tmp_path / "images"
+    for k in range(3):
+        (images / f"i{k}.png").parent.mkdir(parents=True, exist_ok=True)
+        (images / f"i{k}.png").write_bytes(encode(blobs_image(k), ".png"))
+    cfg = write_config(tmp_path / "c.yaml", input_dir=str(images), out_dir="exp/a",
+                       methods={"otsu": {"kind": "threshold"}})
+    work = tmp_path / "work"
+    work.mkdir()
+    run_snakemake(work, "--configfile", cfg)
+    assert not (work / "results").exists()
+    m = pd.read_parquet(work / "exp/a/summary/metrics.parquet")
+    assert m["mask_path"].str.startswith("exp/a/masks/otsu/").all()
+    assert all((work / p).is_file() for p in m["mask_path"])
+    assert (work / "exp/a/report/leaderboard.html").is_file()
+    run_snakemake(work, "--configfile", cfg, "--delete-all-output")
+    assert not list((work / "exp/a").rglob("*.png"))

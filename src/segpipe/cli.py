@@ -92,16 +92,16 @@ def _parser():
 
     report = commands.add_parser(
         "report", help="pack the report of a run into one HTML file",
-        description="Write DIR/results/report.html from the run in DIR, with the config "
-                    "that run recorded.",
+        description="Write report.html into the results of the run in DIR (its out_dir, "
+                    "default DIR/results), with the config that run recorded.",
     )
     report.add_argument("out", nargs="?", type=Path, default=Path("segpipe-out"), metavar="DIR")
     report.set_defaults(func=cmd_report)
 
     clean = commands.add_parser(
         "clean", help="remove a run's results, masks and logs",
-        description="Remove DIR/results (masks included), DIR/logs and DIR/.snakemake of a "
-                    "segpipe run; its recorded config stays.",
+        description="Remove the results (masks included; its out_dir, default DIR/results), "
+                    "DIR/logs and DIR/.snakemake of a segpipe run; its recorded config stays.",
     )
     clean.add_argument("out", type=Path, metavar="DIR")
     clean.set_defaults(func=cmd_clean)
@@ -214,6 +214,14 @@ def cmd_run(args, extra):
 _LOG_DONE = re.compile(r"(\d+)/(\d+) images")
 
 
+def results_dir(out):
+    """The out_dir of the run in ``out`` (its recorded config's, default results/)."""
+    out = Path(out)
+    recorded = out / RUN_CONFIG
+    config = (yaml.safe_load(recorded.read_text()) or {}) if recorded.exists() else {}
+    return out / config.get("out_dir", "results")
+
+
 def progress_counts(out, cache=None):
     """Images done per method so far: rows of finished shard tables plus the last progress
     line of each running shard's log. ``cache`` (a dict) keeps table row counts between
@@ -229,15 +237,16 @@ def progress_counts(out, cache=None):
     import pyarrow.parquet as pq
 
     out = Path(out)
+    results = results_dir(out)
     cache = {} if cache is None else cache
-    manifest = out / "results/manifest/images.parquet"
+    manifest = results / "manifest/images.parquet"
     total = pq.read_metadata(manifest).num_rows if manifest.exists() else None
     done = {}
     logs = out / "logs/segment_shard"
     for folder in sorted(logs.glob("*")) if logs.is_dir() else []:
         count = 0
         for log in folder.glob("*.log"):
-            table = out / "results/metrics" / folder.name / (log.stem + ".parquet")
+            table = results / "metrics" / folder.name / (log.stem + ".parquet")
             if table.exists():
                 key = (str(table), table.stat().st_mtime_ns)
                 if key not in cache:
@@ -347,17 +356,19 @@ def status_counts(out):
     import pyarrow.parquet as pq
 
     out = Path(out)
-    manifest = out / "results/manifest/images.parquet"
+    results = results_dir(out)
+    manifest = results / "manifest/images.parquet"
     listed = pq.read_metadata(manifest).num_rows if manifest.exists() else None
     recorded = out / RUN_CONFIG
     names = sorted((yaml.safe_load(recorded.read_text()) or {}).get("methods", {})) if recorded.exists() else []
-    for folder in sorted((out / "results/metrics").glob("*")) if (out / "results/metrics").is_dir() else []:
+    metrics = results / "metrics"
+    for folder in sorted(metrics.glob("*")) if metrics.is_dir() else []:
         if folder.name not in names:
             names.append(folder.name)
     rows = []
     for name in names:
         ok = error = 0
-        for table in sorted((out / "results/metrics" / name).glob("*.parquet")):
+        for table in sorted((metrics / name).glob("*.parquet")):
             status = pq.read_table(table, columns=["status"]).column("status").to_pylist()
             ok += status.count("ok")
             error += status.count("error")
@@ -388,8 +399,8 @@ def cmd_clean(args, extra):
                            "nothing removed")
     import shutil
 
-    for name in ("results", "logs", ".snakemake"):
-        shutil.rmtree(out / name, ignore_errors=True)
+    for folder in (results_dir(out), out / "logs", out / ".snakemake"):
+        shutil.rmtree(folder, ignore_errors=True)
     print(f"removed the results, logs and Snakemake records of {out} (its config is kept)")
     return 0
 
@@ -414,10 +425,10 @@ def cmd_report(args, extra):
     out = args.out.resolve()
     if not (out / RUN_CONFIG).exists():
         raise CommandError(f"{out} has no {RUN_CONFIG}: not the --out of a segpipe run")
-    command = snakemake_command(out, cores=1, extra=["--report", str(out / "results/report.html")])
-    code = subprocess.call(command)
+    page = results_dir(out) / "report.html"
+    code = subprocess.call(snakemake_command(out, cores=1, extra=["--report", str(page)]))
     if code == 0:
-        print(f"report: {out / 'results/report.html'}")
+        print(f"report: {page}")
     return code
 
 

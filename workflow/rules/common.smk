@@ -26,9 +26,6 @@ from segpipe.methods import get_method
 from segpipe.scheduling import coalesce_reevaluation_timers
 
 SAMPLE_DIR = "resources/sample_images"
-MANIFEST = "results/manifest/images.parquet"
-SKIPPED = "results/manifest/skipped.parquet"
-SHARD_DIR = "results/manifest/shards"
 
 # Validate before any job runs; a mistake stops here with the key named.
 _resolved = resolve_config(
@@ -39,6 +36,18 @@ _resolved = resolve_config(
 )
 config.clear()
 config.update(_resolved)
+# Every output of the run is under out_dir (default results/).
+OUT = os.path.normpath(config["out_dir"])
+
+
+def out(path):
+    """A path under the run's out_dir: out("summary/metrics.parquet")."""
+    return os.path.join(OUT, path)
+
+
+MANIFEST = out("manifest/images.parquet")
+SKIPPED = out("manifest/skipped.parquet")
+SHARD_DIR = out("manifest/shards")
 METHODS = sorted(config["methods"])
 # Methods of the batch runner (Mask R-CNN) have their own rule, the one GPU rule.
 BATCHED = [
@@ -110,25 +119,25 @@ def get_shards():
 
 def get_metrics_files(wildcards):
     return expand(
-        "results/metrics/{method}/{shard}.parquet", method=METHODS, shard=get_shards()
+        out("metrics/{method}/{shard}.parquet"), method=METHODS, shard=get_shards()
     )
 
 
 def get_instance_files(wildcards):
     return expand(
-        "results/instances/{method}/{shard}.parquet", method=BATCHED, shard=get_shards()
+        out("instances/{method}/{shard}.parquet"), method=BATCHED, shard=get_shards()
     )
 
 
 def get_object_files(wildcards):
     return expand(
-        "results/objects/{method}/{shard}.parquet", method=METHODS, shard=get_shards()
+        out("objects/{method}/{shard}.parquet"), method=METHODS, shard=get_shards()
     )
 
 
 def get_method_object_files(wildcards):
     return expand(
-        "results/objects/{method}/{shard}.parquet",
+        out("objects/{method}/{shard}.parquet"),
         method=wildcards.method,
         shard=get_shards(),
     )
@@ -136,7 +145,7 @@ def get_method_object_files(wildcards):
 
 def get_method_metrics_files(wildcards):
     return expand(
-        "results/metrics/{method}/{shard}.parquet",
+        out("metrics/{method}/{shard}.parquet"),
         method=wildcards.method,
         shard=get_shards(),
     )
@@ -146,7 +155,7 @@ def get_method_instance_files(wildcards):
     if wildcards.method not in BATCHED:
         return []
     return expand(
-        "results/instances/{method}/{shard}.parquet",
+        out("instances/{method}/{shard}.parquet"),
         method=wildcards.method,
         shard=get_shards(),
     )
@@ -162,7 +171,7 @@ def get_merge_inputs(wildcards):
         inputs["objects"] = get_object_files(wildcards)
     if config["ground_truth_dir"] is not None:
         inputs["scores"] = expand(
-            "results/evaluation/{method}.coco_ap.json", method=METHODS
+            out("evaluation/{method}.coco_ap.json"), method=METHODS
         )
     return inputs
 

@@ -1,21 +1,21 @@
-# Figures for `snakemake --report results/report.html`, drawn after every run.
+# Figures for `snakemake --report results/report.html` (under out_dir), drawn after every run.
 rule plot_summary:
     input:
-        metrics="results/summary/metrics.parquet",
-        methods="results/summary/methods.parquet",
+        metrics=out("summary/metrics.parquet"),
+        methods=out("summary/methods.parquet"),
     output:
         distributions=report(
-            "results/report/distributions.png",
+            out("report/distributions.png"),
             caption="../report/distributions.rst",
             category="1. Leaderboard",
         ),
         quality=report(
-            "results/report/quality_runtime.png",
+            out("report/quality_runtime.png"),
             caption="../report/quality_runtime.rst",
             category="1. Leaderboard",
         ),
         leaderboard=report(
-            "results/report/leaderboard.html",
+            out("report/leaderboard.html"),
             caption="../report/leaderboard.rst",
             category="1. Leaderboard",
         ),
@@ -34,10 +34,10 @@ rule plot_summary:
 
 rule plot_overlays:
     input:
-        metrics="results/summary/metrics.parquet",
+        metrics=out("summary/metrics.parquet"),
     output:
         report(
-            "results/report/overlays/{method}.png",
+            out("report/overlays/{method}.png"),
             caption="../report/overlays.rst",
             category="2. Examples",
             subcategory="{method}",
@@ -61,11 +61,11 @@ rule plot_overlays:
 # Object areas and counts per method, from the per-object table (measure_objects).
 rule plot_objects:
     input:
-        objects="results/summary/objects.parquet",
-        metrics="results/summary/metrics.parquet",
+        objects=out("summary/objects.parquet"),
+        metrics=out("summary/metrics.parquet"),
     output:
         report(
-            "results/report/objects.png",
+            out("report/objects.png"),
             caption="../report/objects.rst",
             category="1. Leaderboard",
         ),

@@ -2,10 +2,12 @@
 # done; the table is written last, atomically, and marks the job complete.
 rule segment_shard:
     input:
-        shard="results/manifest/shards/{shard}.json",
+        shard=out("manifest/shards/{shard}.json"),
     output:
-        metrics="results/metrics/{method}/{shard}.parquet",
-        objects="results/objects/{method}/{shard}.parquet",
+        metrics=out("metrics/{method}/{shard}.parquet"),
+        objects=out("objects/{method}/{shard}.parquet"),
+        # Declared, so `snakemake --delete-all-output` and incomplete-job cleanup see them.
+        masks=directory(out("masks/{method}/{shard}")),
     log:
         "logs/segment_shard/{method}/{shard}.log",
     benchmark:
@@ -22,8 +24,8 @@ rule segment_shard:
         input_dir=config["input_dir"],
         settings=get_method_settings,
         truth=get_truth_settings,
-        masks_dir="results/masks",
-        edges_dir="results/edges",
+        masks_dir=lambda wildcards: out("masks"),
+        edges_dir=lambda wildcards: out("edges"),
         max_image_pixels=config["max_image_pixels"],
         measure_objects=config["measure_objects"],
         mask_format=config["mask_format"],
@@ -37,12 +39,13 @@ rule segment_shard:
 # (PNG, RLE, scores): see the maskrcnn settings `workers` and `writers`.
 rule segment_shard_maskrcnn:
     input:
-        shard="results/manifest/shards/{shard}.json",
+        shard=out("manifest/shards/{shard}.json"),
         weights=get_weights_input,
     output:
-        metrics="results/metrics/{method}/{shard}.parquet",
-        instances="results/instances/{method}/{shard}.parquet",
-        objects="results/objects/{method}/{shard}.parquet",
+        metrics=out("metrics/{method}/{shard}.parquet"),
+        instances=out("instances/{method}/{shard}.parquet"),
+        objects=out("objects/{method}/{shard}.parquet"),
+        masks=directory(out("masks/{method}/{shard}")),
     log:
         "logs/segment_shard/{method}/{shard}.log",
     benchmark:
@@ -60,7 +63,7 @@ rule segment_shard_maskrcnn:
         input_dir=config["input_dir"],
         settings=get_method_settings,
         truth=get_truth_settings,
-        masks_dir="results/masks",
+        masks_dir=lambda wildcards: out("masks"),
         weights_dir="resources/weights",
         max_image_pixels=config["max_image_pixels"],
         measure_objects=config["measure_objects"],

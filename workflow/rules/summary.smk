@@ -4,7 +4,7 @@ rule score_coco_ap:
         instances=get_method_instance_files,
         objects=get_method_object_files,
     output:
-        "results/evaluation/{method}.coco_ap.json",
+        out("evaluation/{method}.coco_ap.json"),
     log:
         "logs/score_coco_ap/{method}.log",
     benchmark:
@@ -28,13 +28,11 @@ rule merge_metrics:
     input:
         unpack(get_merge_inputs),
     output:
-        metrics="results/summary/metrics.parquet",
-        methods="results/summary/methods.parquet",
-        instances="results/summary/instances.parquet",
-        objects=(
-            ["results/summary/objects.parquet"] if config["measure_objects"] else []
-        ),
-        coco=expand("results/summary/{method}.coco.json", method=BATCHED),
+        metrics=out("summary/metrics.parquet"),
+        methods=out("summary/methods.parquet"),
+        instances=out("summary/instances.parquet"),
+        objects=([out("summary/objects.parquet")] if config["measure_objects"] else []),
+        coco=expand(out("summary/{method}.coco.json"), method=BATCHED),
     log:
         "logs/merge_metrics.log",
     conda:
