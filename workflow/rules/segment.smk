@@ -6,8 +6,6 @@ rule segment_shard:
     output:
         metrics=out("metrics/{method}/{shard}.parquet"),
         objects=out("objects/{method}/{shard}.parquet"),
-        # Declared, so `snakemake --delete-all-output` and incomplete-job cleanup see them.
-        masks=directory(out("masks/{method}/{shard}")),
     log:
         "logs/segment_shard/{method}/{shard}.log",
     benchmark:
@@ -45,7 +43,6 @@ rule segment_shard_maskrcnn:
         metrics=out("metrics/{method}/{shard}.parquet"),
         instances=out("instances/{method}/{shard}.parquet"),
         objects=out("objects/{method}/{shard}.parquet"),
-        masks=directory(out("masks/{method}/{shard}")),
     log:
         "logs/segment_shard/{method}/{shard}.log",
     benchmark:
