@@ -251,9 +251,9 @@ def _diagnose(path, data):
     """Say why OpenCV could not decode ``data``, in words a user can act on."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return f"unsupported file type {path.suffix or '(no extension)'!r}: not an image"
-    from PIL import Image, UnidentifiedImageError
-
     import io
+
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:

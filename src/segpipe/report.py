@@ -29,8 +29,8 @@ from matplotlib.ticker import FuncFormatter
 from skimage.segmentation import find_boundaries
 
 from segpipe.errors import ImageReadError
-from segpipe.planes import DEFAULT_READING, for_plane, split_plane
 from segpipe.imageio import intensity_max, read_image, read_label_image, write_bytes_atomic
+from segpipe.planes import DEFAULT_READING, for_plane, split_plane
 from segpipe.table import IMAGE_METRICS, METHOD_METRICS
 from segpipe.table import LOWER_IS_BETTER as LOWER_IS_BETTER_METRICS
 
