@@ -403,3 +403,21 @@ def test_overlays_of_32_bit_label_masks(tmp_path):
     write_labels(tmp_path / "m.tif", labels)
     panel = report._overlay(tmp_path / "big.png", tmp_path / "m.tif")
     assert np.all(np.isclose(panel, report.OUTLINE_RGB), axis=-1).any()
+
+
+def test_quality_runtime_labels_of_close_methods_do_not_overlap(tmp_path):
+    n = 8
+    methods = pd.DataFrame({  # a sweep at nearly one point, and two methods far from it
+        "method": [f"km_k{k}_seed{k}" for k in range(n)] + ["fast", "slow"],
+        "kind": "kmeans",
+        "n_error": 0,
+        "seconds_per_image": [0.1 + 0.001 * k for k in range(n)] + [0.001, 10.0],
+        "iou_mean": [0.5 + 0.001 * k for k in range(n)] + [0.05, 0.95],
+        "rank": range(1, n + 3),
+    })
+    n += 2
+    fig = report.plot_quality_runtime(methods, tmp_path / "q.png", metric="iou")
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in fig.axes[0].texts]
+    assert len(boxes) == n
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])

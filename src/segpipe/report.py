@@ -396,10 +396,10 @@ def plot_quality_runtime(methods, out_png, *, metric="iou"):
         mine = shown[shown["kind"] == kind]
         ax.scatter(mine["seconds_per_image"], mine[column], s=45, color=f"C{i % 10}",
                    label=kind, edgecolors="white", linewidths=0.8, zorder=3)
-    for name, errors, x, y in zip(shown["method"], shown["n_error"],
-                                  shown["seconds_per_image"], shown[column]):
-        ax.annotate(_with_errors(name, errors), (x, y), xytext=(5, 4),
-                    textcoords="offset points", fontsize=8)
+    labels = [ax.annotate(_with_errors(name, errors), (x, y), xytext=(5, 4),
+                          textcoords="offset points", fontsize=8)
+              for name, errors, x, y in zip(shown["method"], shown["n_error"],
+                                            shown["seconds_per_image"], shown[column])]
     _log_x(ax)
     ax.set_xlabel("Seconds per image (log scale, left is faster)")
     ax.set_ylabel(score[0].upper() + score[1:] + (
@@ -415,7 +415,34 @@ def plot_quality_runtime(methods, out_png, *, metric="iou"):
     if left_out:
         fig.text(0.01, 0.005, f"Not shown (no {LABELS.get(metric, metric)} or runtime): "
                  + ", ".join(left_out), fontsize=8, color="#555555")
+    _separate_labels(fig, labels)
     return _save(fig, out_png)
+
+
+def _separate_labels(fig, labels, *, step_pt=2.0, tries=60):
+    """Move point labels up or down (in offset points) until no two overlap.
+
+    Methods with similar scores and speeds (sweeps, or a method and its variant) put their
+    labels on top of each other. Labels are placed one by one, highest point first; each
+    is nudged alternately above and below its place until its box meets no box placed
+    before it. Boxes are measured after the figure's layout, so they are the drawn ones.
+    """
+    if len(labels) < 2:
+        return
+    FigureCanvasAgg(fig)
+    fig.draw_without_rendering()  # runs the constrained layout: positions are final
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    order = sorted(labels, key=lambda t: -t.xy[1])
+    for label in order:
+        x0, y0 = label.xyann
+        for k in range(tries):
+            shift = (k + 1) // 2 * step_pt * (1 if k % 2 else -1)
+            label.xyann = (x0, y0 + shift)
+            box = label.get_window_extent(renderer).padded(1)
+            if not any(box.overlaps(other) for other in placed):
+                break
+        placed.append(label.get_window_extent(renderer))
 
 
 def _with_errors(method, n_error):
