@@ -20,7 +20,6 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- dsb2018:start -->", "<!-- dsb2018:end -->"
 COLUMNS = ["rank", "method", "kind", "labels", "object_f1_50_mean", "coco_ap50", "coco_ap",
            "iou_mean", "colour_iou", "dice_mean", "boundary_f1_mean", "ari_mean",
            "vi_split_mean", "vi_merge_mean", "object_f1_mean_mean", "segment_s_mean",
@@ -47,10 +46,18 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/dsb2018-dev")
     p.add_argument("--out", type=Path, default=ROOT / "docs/leaderboard.md")
+    p.add_argument("--config", type=Path, default=ROOT / "benchmarks/dsb2018.yaml",
+                   help="the methods to compare (benchmarks/dsb2018_watershed_sweep.yaml: "
+                        "the sweep behind watershed's defaults)")
+    p.add_argument("--section", default="dsb2018",
+                   help="the section of --out to write (its <!-- NAME:start/end --> markers)")
     args = p.parse_args(argv)
-    work = ROOT / "benchmarks/_work/dsb2018"
+    start, end = f"<!-- {args.section}:start -->", f"<!-- {args.section}:end -->"
+    config_name = args.config.resolve().relative_to(ROOT).as_posix()
+    work = ROOT / "benchmarks/_work" / args.section
     work.mkdir(parents=True, exist_ok=True)
-    config = yaml.safe_load((ROOT / "benchmarks/dsb2018.yaml").read_text())
+    config = yaml.safe_load(args.config.read_text())
+    title = config.pop("title", "classical methods")
     config["input_dir"] = str(args.data.resolve() / "images")
     config["ground_truth_dir"] = str(args.data.resolve() / "masks")
     (work / "config.yaml").write_text(yaml.safe_dump(config))
@@ -79,8 +86,8 @@ def main(argv=None):
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), platform.processor())
     section = "\n".join([
-        START,
-        "## DSB 2018 development set: classical methods",
+        start,
+        f"## DSB 2018 development set: {title}",
         "",
         "Every classical kind with the README's settings (defaults, and the polarity where "
         "it matters). `n/a`: the metric does not apply to what the method's labels mean "
@@ -89,8 +96,9 @@ def main(argv=None):
         "`segment_s_mean` is the method alone; `seconds_per_image` adds decoding, writing, "
         "object measurement and scoring.",
         "",
-        "Command: `.venv/bin/python benchmarks/leaderboard_dsb2018.py` (config "
-        "`benchmarks/dsb2018.yaml`)  ",
+        ("Command: `.venv/bin/python benchmarks/leaderboard_dsb2018.py`"
+         + ("" if args.section == "dsb2018" else f" --config {config_name} --section {args.section}")
+         + f" (config `{config_name}`)  "),
         f"Date: {datetime.date.today().isoformat()}  ",
         f"Machine: {cpu}, 2 cores, Python {platform.python_version()}  ",
         f"Data: {len(meta)} images with instance masks ({', '.join(f'{v} {k}' for k, v in counts.items())}), "
@@ -113,11 +121,11 @@ def main(argv=None):
         "h, sigma, min_distance and min_size, region-growing tolerance, clean-up size and "
         "polarity rules); per-image object F1 has a standard deviation of about 0.24, so "
         "the mean over 60 images has a standard error of about 0.03.",
-        END,
+        end,
     ])
     text = args.out.read_text() if args.out.exists() else "# Leaderboards\n"
-    if START in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END):]
+    if start in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     args.out.write_text(text)

@@ -106,9 +106,9 @@ def boundary_f1(pred, truth, *, tolerance=2):
     n_truth = np.count_nonzero(truth_edges)
     if n_pred == 0 or n_truth == 0:
         return 1.0 if n_pred == n_truth else 0.0
-    disk = _disk(tolerance)
-    precision = np.count_nonzero(pred_edges & _near(truth_edges, disk)) / n_pred
-    recall = np.count_nonzero(truth_edges & _near(pred_edges, disk)) / n_truth
+    structure = disk(tolerance)
+    precision = np.count_nonzero(pred_edges & _near(truth_edges, structure)) / n_pred
+    recall = np.count_nonzero(truth_edges & _near(pred_edges, structure)) / n_truth
     if precision + recall == 0:
         return 0.0
     return float(2 * precision * recall / (precision + recall))
@@ -553,19 +553,23 @@ def _boundaries(labels):
     return edges
 
 
-def _disk(radius):
-    """uint8 structuring element of the offsets within Euclidean distance ``radius``."""
+def disk(radius):
+    """uint8 structuring element of the offsets within Euclidean distance ``radius``.
+
+    >>> disk(1).tolist()
+    [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+    """
     r = int(np.floor(radius))
     dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
     return (dy * dy + dx * dx <= radius * radius).view(np.uint8)
 
 
-def _near(edges, disk):
-    """Pixels within the disk's radius of a pixel of ``edges`` (bool)."""
+def _near(edges, structure):
+    """Pixels within the radius of the disk ``structure`` of a pixel of ``edges`` (bool)."""
     # Dilating by the disk compares integer squared offsets, so it is exact; for the
     # few-pixel tolerances of boundary matching it is tens of times faster than a distance
     # transform of the image, though its cost grows with the disk's area.
-    return cv2.dilate(edges.view(np.uint8), disk).view(bool)
+    return cv2.dilate(edges.view(np.uint8), structure).view(bool)
 
 
 def _check_same_shape(pred, truth):

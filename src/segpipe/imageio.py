@@ -131,7 +131,7 @@ def read_image(path, *, mode="grey", max_pixels=DEFAULT_MAX_PIXELS, notes=None, 
             notes.append(f"multi-page file ({pages} pages): only the first page was segmented")
         image = _decode(path, data, mode)
     elif mode == "grey" and image.ndim == 3:
-        image = _luma(image)
+        image = luma(image)
     elif mode == "rgb" and image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     image, lo, hi = normalise(image, reading.intensity_range, notes)
@@ -140,7 +140,7 @@ def read_image(path, *, mode="grey", max_pixels=DEFAULT_MAX_PIXELS, notes=None, 
     return image
 
 
-def _luma(rgb):
+def luma(rgb):
     """BT.601 grey of an RGB image of any sample type (as OpenCV's RGB2GRAY)."""
     if rgb.dtype in (np.uint8, np.uint16, np.float32):
         return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)

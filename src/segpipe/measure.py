@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pyarrow as pa
 
@@ -61,9 +60,9 @@ OBJECTS_SCHEMA = pa.schema(
 
 def grey_of(image):
     """The grey image of a decoded image: itself, or the BT.601 luma of an RGB image."""
-    if image.ndim == 2:
-        return image
-    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    from segpipe.imageio import luma
+
+    return image if image.ndim == 2 else luma(image)
 
 
 def contrast_scores(objects, grey, *, margin=SCORE_MARGIN):

@@ -38,9 +38,15 @@ class Reading:
     intensity_range: object = "dtype"
 
     @classmethod
+    def fields(cls):
+        """The config keys of a reading: its fields."""
+        import dataclasses
+
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
     def from_config(cls, config):
-        return cls(**{k: config.get(k, getattr(cls, k)) for k in
-                      ("channel", "z", "time", "intensity_range")})
+        return cls(**{k: config.get(k, getattr(cls, k)) for k in cls.fields()})
 
 
 DEFAULT_READING = Reading()

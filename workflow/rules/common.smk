@@ -23,6 +23,7 @@ from segpipe.maskrcnn.weights import (
     resolve_weights,
 )
 from segpipe.methods import get_method
+from segpipe.planes import Reading
 from segpipe.scheduling import coalesce_reevaluation_timers
 
 SAMPLE_DIR = "resources/sample_images"
@@ -104,7 +105,7 @@ def get_truth_settings(wildcards):
 
 def get_reading_settings(wildcards):
     """Channel, slice, time point and intensity range; a change re-runs every shard."""
-    return {k: config[k] for k in ("channel", "z", "time", "intensity_range")}
+    return {k: config[k] for k in Reading.fields()}
 
 
 def get_method_settings(wildcards):

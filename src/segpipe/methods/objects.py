@@ -85,10 +85,3 @@ def relabel(labels, min_size=1):
     lut = np.zeros(sizes.size, dtype=np.int64)
     lut[order] = np.arange(1, order.size + 1)
     return lut[labels].astype(label_dtype(order.size))
-
-
-def disk(radius):
-    """A filled disk of the given radius as a uint8 structuring element."""
-    r = int(radius)
-    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
-    return (dy * dy + dx * dx <= r * r).astype(np.uint8)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from segpipe.evaluation import disk
 from segpipe.methods.base import Segmentation
-from segpipe.methods.objects import cleaned_foreground, disk, relabel
+from segpipe.methods.objects import cleaned_foreground, relabel
 
 MARKERS = ("distance", "threshold")
 ELEVATIONS = ("distance", "sobel")
