@@ -13,7 +13,7 @@ from segpipe.methods.threshold import (
     segment_multi_threshold,
     segment_threshold,
 )
-from segpipe.methods.watershed import segment_watershed
+from segpipe.methods.watershed import euclidean_distance, segment_watershed
 
 
 def discs(centres, radius, shape=(48, 80), value=200, background=30):
@@ -143,6 +143,28 @@ def test_threshold_markers_flooding_the_sobel_gradient_move_boundaries_to_edges(
     assert seg.labels.max() == 1
     assert iou(seg.labels > 0) > iou(thresholded > 0) + 0.1
     assert iou(seg.labels > 0) > 0.9
+
+
+@pytest.mark.parametrize("side", [61, 2100])  # OpenCV rounded, and SciPy's beyond 1024 px
+def test_distance_transform_is_exact_whatever_the_buffer_or_threads(side):
+    # OpenCV's float32 transform varied in its last bits with the output's memory
+    # alignment and the thread count, so watershed masks varied between runs.
+    import cv2
+
+    rng = np.random.default_rng(side)
+    mask = np.ones((side, side + 7), bool)
+    mask[rng.integers(0, side, 5), rng.integers(0, side, 5)] = False
+    mask[:, : side // 3] = rng.random((side, side // 3)) < 0.9
+    exact = ndi.distance_transform_edt(mask).astype(np.float32)
+    threads = cv2.getNumThreads()
+    try:
+        for n in (1, 2):
+            cv2.setNumThreads(n)
+            for offset in (0, 1):  # a copy of the mask at another address
+                view = np.ascontiguousarray(np.pad(mask, ((0, 0), (offset, 0)))[:, offset:])
+                np.testing.assert_array_equal(euclidean_distance(view), exact)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def test_watershed_of_an_empty_image_has_no_objects():

@@ -10,7 +10,46 @@ from segpipe.methods.base import Segmentation
 from segpipe.methods.objects import cleaned_foreground, relabel
 
 MARKERS = ("distance", "threshold")
+# Below this distance a float32 result of OpenCV is within 0.5 of the exact squared
+# distance (an integer), so rounding its square recovers the exact value; see
+# euclidean_distance.
+_SNAP_BELOW = 1024.0
 ELEVATIONS = ("distance", "sobel")
+
+
+def euclidean_distance(mask):
+    """The exact Euclidean distance of each ``mask`` pixel to the nearest background pixel.
+
+    OpenCV's precise transform is fast, but its last bits depend on where NumPy happened to
+    place the output array and on the thread count: the same image gave watershed masks
+    that differed by a pixel from run to run, so a resumed run did not reproduce an
+    uninterrupted one. The squared distance is an integer, so it is recovered by rounding
+    and its square root taken in float64; beyond ``_SNAP_BELOW`` pixels, where float32 is
+    too coarse for that, SciPy's exact transform (4x slower) is used. Both give
+    ``sqrt(integer)`` rounded once to float32, so the result is the same everywhere.
+
+    Parameters
+    ----------
+    mask : (M, N) ndarray of bool
+
+    Returns
+    -------
+    (M, N) ndarray of float32
+        0 on the background.
+
+    Examples
+    --------
+    >>> mask = np.ones((3, 5), bool)
+    >>> mask[0, 0] = False
+    >>> bool(euclidean_distance(mask)[2, 2] == np.float32(np.sqrt(8)))
+    True
+    """
+    distance = cv2.distanceTransform(mask.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    if distance.size and distance.max() >= _SNAP_BELOW:
+        from scipy.ndimage import distance_transform_edt
+
+        return distance_transform_edt(mask).astype(np.float32)
+    return np.sqrt(np.rint(np.square(distance, dtype=np.float64))).astype(np.float32)
 
 
 def distance_markers(mask, *, h=0.5, sigma=1.0, min_distance=7, footprint=None):
@@ -32,7 +71,7 @@ def distance_markers(mask, *, h=0.5, sigma=1.0, min_distance=7, footprint=None):
     distance : (M, N) ndarray of float32
         The smoothed distance transform.
     """
-    distance = cv2.distanceTransform(mask.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    distance = euclidean_distance(mask)
     if sigma > 0:
         distance = cv2.GaussianBlur(distance, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
         distance[~mask] = 0
@@ -162,8 +201,7 @@ def segment_watershed(grey, *, markers="distance", elevation="distance", thresho
         surface = edge_strength(grey, "sobel")
     else:
         if distance is None:
-            distance = cv2.distanceTransform(mask.view(np.uint8), cv2.DIST_L2,
-                                             cv2.DIST_MASK_PRECISE)
+            distance = euclidean_distance(mask)
         surface = -distance
     if markers == "distance":
         labels = watershed(surface, seeds, mask=mask)
