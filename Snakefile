@@ -35,9 +35,7 @@ rule all:
         out("summary/methods.parquet"),
         out("summary/instances.parquet"),
         expand(out("summary/{method}.coco.json"), method=BATCHED),
-        out("report/leaderboard.html"),
-        expand(out("report/overlays/{method}.png"), method=METHODS),
-        [out("report/objects.png")] if config["measure_objects"] else [],
+        report_figures() if config["report"] else [],
 
 
 onsuccess:

@@ -68,6 +68,7 @@ def test_run_status_and_report_of_one_experiment(tmp_path):
     assert sorted(recorded["methods"]) == ["otsu", "watershed"]
     metrics = pd.read_parquet(out / "results/summary/metrics.parquet")
     assert len(metrics) == 6 and (metrics["status"] == "ok").all()
+    assert not (out / "results/report").exists()  # figures only when asked for
 
     proc = subprocess.run([*segpipe, "status", str(out)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0
@@ -83,9 +84,15 @@ def test_run_status_and_report_of_one_experiment(tmp_path):
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "use another --out" in proc.stderr
 
+    tables = sorted((out / "results/metrics").rglob("*.parquet"))
+    written = [p.stat().st_mtime_ns for p in tables]
     proc = subprocess.run([*segpipe, "report", str(out)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "results/report.html").stat().st_size > 10_000
+    # Drawn from the tables: the overlays of both methods, nothing segmented again.
+    assert {p.name for p in (out / "results/report/overlays").iterdir()} == {
+        "otsu.png", "watershed.png"}
+    assert [p.stat().st_mtime_ns for p in tables] == written
 
 
 def test_progress_counts_finished_tables_and_running_logs(tmp_path):

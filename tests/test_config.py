@@ -156,6 +156,25 @@ def test_sweeps_expand_into_one_method_per_value(base):
     }
 
 
+def test_command_line_strings_are_read_where_the_schema_wants_numbers(base, tmp_path):
+    # What `snakemake --config report=true 'methods={km: {kind: kmeans, k: [3, 5]}}'`
+    # gives: plain strings, nested ones too.
+    folder = tmp_path / "2024"
+    folder.mkdir()
+    (folder / "x.png").write_bytes(b"x")
+    config = resolve({**base, "input_dir": str(folder), "report": "true", "shard_size": "50",
+                      "methods": {"km": {"kind": "kmeans", "k": ["3", "5"], "seed": "1"},
+                                  "e": {"kind": "edges", "threshold": "0.25"},
+                                  "t": {"kind": "threshold", "method": "otsu"}}})
+    assert config["report"] is True and config["shard_size"] == 50
+    assert config["methods"]["km_k3"]["k"] == 3 and config["methods"]["km_k5"]["seed"] == 1
+    assert config["methods"]["e"]["threshold"] == 0.25
+    assert config["methods"]["t"]["method"] == "otsu"
+    assert config["input_dir"] == str(folder)  # a string where the schema wants one
+    with pytest.raises(ConfigError, match="report"):
+        resolve({**base, "report": "yes please"})
+
+
 def test_sweep_values_are_validated_and_names_do_not_collide(base):
     with pytest.raises(ConfigError, match="less than the minimum") as info:
         resolve({**base, "methods": {"km": {"kind": "kmeans", "k": [3, 1]}}})

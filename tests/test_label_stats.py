@@ -17,3 +17,22 @@ def test_empty_mask():
     assert label_stats(np.zeros((3, 3), np.uint8)) == {
         "n_labels": 0, "n_objects": 0, "foreground_fraction": 0.0,
     }
+
+
+def test_binary_masks_count_as_any_label_image_does():
+    # 0/1 masks take a shortcut (a nonzero count); the same mask with its foreground
+    # relabelled 2 goes through the histogram, and a uint16 copy through bincount.
+    from skimage.measure import label
+
+    rng = np.random.default_rng(3)
+    for fraction in (0.0, 0.02, 0.5, 1.0):
+        mask = (rng.random((37, 53)) < fraction).astype(np.uint8)
+        expected = {
+            "n_labels": int(mask.any()),
+            "n_objects": int(label(mask, connectivity=2).max()),
+            "foreground_fraction": mask.sum() / mask.size,
+        }
+        assert label_stats(mask) == expected
+        assert label_stats(mask * 2) == expected
+        assert label_stats(mask.astype(np.uint16)) == expected
+        assert label_stats(mask, "classes")["n_objects"] is None

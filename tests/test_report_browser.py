@@ -37,7 +37,7 @@ def report(tmp_path_factory):
             write_png(truth / (image_id.rsplit(".", 1)[0] + ".png"), mask)
     methods = {"otsu": {"kind": "threshold"}, "km": {"kind": "kmeans", "k": [2, 3]}}
     cfg = write_config(tmp / "c.yaml", input_dir=str(images), ground_truth_dir=str(truth),
-                       ground_truth_kind="binary", methods=methods)
+                       ground_truth_kind="binary", methods=methods, report=True)
     run_snakemake(tmp, "--configfile", cfg)
     out = tmp / "results/report.html"
     proc = subprocess.run(

@@ -35,7 +35,8 @@ def finished_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
     images = tmp / "images"
     make_image_folder(images)
-    cfg = write_config(tmp / "user.yaml", input_dir=str(images), shard_size=3, methods=METHODS)
+    cfg = write_config(tmp / "user.yaml", input_dir=str(images), shard_size=3, methods=METHODS,
+                       report=True)
     work = tmp / "work"
     work.mkdir()
     proc = run_snakemake(work, "--configfile", cfg)
@@ -340,7 +341,7 @@ def test_ground_truth_scores_notes_and_coco_json(tmp_path):
         # TIFF masks, which scoring reads back.
         cfg = write_config(tmp_path / f"{name}.yaml", input_dir=str(images), ground_truth_dir=str(source),
                            ground_truth_kind="instances", methods=methods, primary_metric="object_f1_50",
-                           measure_objects=name == "folder",
+                           measure_objects=name == "folder", report=name != "folder",
                            mask_format="png" if name == "folder" else "tiff")
         run_snakemake(work, "--configfile", cfg)
         m = pd.read_parquet(work / "results/summary/metrics.parquet").set_index(["method", "image_id"])
@@ -378,6 +379,8 @@ def test_ground_truth_scores_notes_and_coco_json(tmp_path):
             assert summary_objects.exists() and shard_objects["solidity"].notna().all()
         else:  # measure_objects: false
             assert not summary_objects.exists() and shard_objects["solidity"].isna().all()
+            # The report is drawn, without the objects figure.
+            assert (work / "results/report/leaderboard.html").is_file()
             assert not (work / "results/report/objects.png").exists()
 
 
@@ -430,7 +433,7 @@ def test_out_dir_holds_every_output(tmp_path):
     for k in range(3):
         (images / f"i{k}.png").parent.mkdir(parents=True, exist_ok=True)
         (images / f"i{k}.png").write_bytes(encode(blobs_image(k), ".png"))
-    cfg = write_config(tmp_path / "c.yaml", input_dir=str(images), out_dir="exp/a",
+    cfg = write_config(tmp_path / "c.yaml", input_dir=str(images), out_dir="exp/a", report=True,
                        methods={"otsu": {"kind": "threshold"}})
     work = tmp_path / "work"
     work.mkdir()

@@ -72,6 +72,9 @@ def _parser():
                      help="a profile of profiles/ (e.g. slurm) or a profile folder")
     run.add_argument("-n", "--dry-run", action="store_true",
                      help="show what would run, run nothing")
+    run.add_argument("--report", action="store_true",
+                     help="also draw the report's figures and leaderboard (results/report/); "
+                          "`segpipe report` draws them later")
     run.set_defaults(func=cmd_run)
 
     methods = commands.add_parser(
@@ -91,11 +94,14 @@ def _parser():
     status.set_defaults(func=cmd_status)
 
     report = commands.add_parser(
-        "report", help="pack the report of a run into one HTML file",
-        description="Write report.html into the results of the run in DIR (its out_dir, "
-                    "default DIR/results), with the config that run recorded.",
+        "report", help="draw a run's figures and pack its report into one HTML file",
+        description="Draw the figures and leaderboard of the run in DIR from its tables "
+                    "(nothing is segmented again) and write report.html into its results "
+                    "(its out_dir, default DIR/results), with the config that run recorded.",
     )
     report.add_argument("out", nargs="?", type=Path, default=Path("segpipe-out"), metavar="DIR")
+    report.add_argument("-j", "--cores", type=int, default=os.cpu_count() or 1, metavar="N",
+                        help="cores to draw with (default: all)")
     report.set_defaults(func=cmd_report)
 
     clean = commands.add_parser(
@@ -180,6 +186,8 @@ def snakemake_command(out, *, cores, profile=None, dry_run=False, extra=()):
 
 def cmd_run(args, extra):
     config = run_config(args.input_dir, config_file=args.config, methods=args.methods)
+    if args.report:
+        config["report"] = True
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     recorded = out / RUN_CONFIG
@@ -426,7 +434,13 @@ def cmd_report(args, extra):
     if not (out / RUN_CONFIG).exists():
         raise CommandError(f"{out} has no {RUN_CONFIG}: not the --out of a segpipe run")
     page = results_dir(out) / "report.html"
-    code = subprocess.call(snakemake_command(out, cores=1, extra=["--report", str(page)]))
+    # The figures are drawn only when asked for (config key report): first draw them,
+    # then pack them, both with the switch on so that Snakemake's report finds them.
+    drawn = ["--config", "report=true"]
+    code = subprocess.call(snakemake_command(out, cores=args.cores, extra=drawn))
+    if code == 0:
+        code = subprocess.call(snakemake_command(out, cores=1,
+                                                 extra=["--report", str(page), *drawn]))
     if code == 0:
         print(f"report: {page}")
     return code

@@ -83,6 +83,60 @@ def validate_config(config, schema):
         raise ConfigError(key, problem)
 
 
+def coerce_strings(config, schema):
+    """Read strings where the schema wants a number, a boolean or null as YAML.
+
+    Snakemake's ``--config key=value`` turns only plain numbers and ``True``/``False``
+    into values; ``report=true`` and every number inside a mapping
+    (``methods={km: {kind: kmeans, k: 3}}``) arrive as strings and would fail as the
+    wrong type. Only a string the schema rejects is read again (:func:`_scalar`), and
+    kept only if that gives a value of another type: a folder named ``2024`` stays a
+    string.
+    """
+    validator = Draft202012Validator(schema)
+    for _ in range(10_000):  # each pass fixes at least one value; a bound, not a loop forever
+        for error in validator.iter_errors(config):
+            if _coerce_at(config, error):
+                break
+        else:
+            return config
+    return config
+
+
+def _scalar(text):
+    """``text`` as a boolean (true/false), null, integer or float; else ``text`` itself.
+    Not YAML 1.1's yes/no/on/off: ``hash_images: yes`` stays a mistake to report."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "null":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _coerce_at(config, error):
+    for err in [error, *(error.context or ())]:
+        if not isinstance(err.instance, str) or err.validator not in ("type", "enum", "const"):
+            continue
+        value = _scalar(err.instance)
+        if isinstance(value, str):
+            continue
+        *parents, last = err.absolute_path
+        target = config
+        for part in parents:
+            target = target[part]
+        if target[last] != err.instance:
+            continue
+        target[last] = value
+        return True
+    return False
+
+
 def method_defaults(schema, kind):
     """Defaults of one method kind's settings, read from the schema's ``$defs``."""
     props = schema["$defs"][kind]["properties"]
@@ -182,8 +236,10 @@ def resolve_config(config, schema, *, configfiles=(), generated_input_dir=None):
     ConfigError
     """
     config = replace_methods_from(copy.deepcopy(config), configfiles)
+    coerce_strings(config, schema)
     if isinstance(config.get("methods"), dict):
         config["methods"] = expand_sweeps(config["methods"], schema)
+        coerce_strings(config, schema)  # inside sweeps, which the schema sees only now
     validate_config(config, schema)
     for key, spec in schema["properties"].items():
         if key not in config and "default" in spec:

@@ -46,6 +46,15 @@ def out(path):
     return os.path.join(OUT, path)
 
 
+def report_figures():
+    """The report's files (rules in report.smk), drawn when config["report"] is set."""
+    figures = [
+        out("report/leaderboard.html"),
+        *expand(out("report/overlays/{method}.png"), method=METHODS),
+    ]
+    return figures + ([out("report/objects.png")] if config["measure_objects"] else [])
+
+
 MANIFEST = out("manifest/images.parquet")
 SKIPPED = out("manifest/skipped.parquet")
 SHARD_DIR = out("manifest/shards")

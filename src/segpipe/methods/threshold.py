@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -143,6 +145,26 @@ def auto_polarity(bright):
     return "bright" if 2 * n_bright <= bright.size else "dark"
 
 
+def _integer_threshold(dtype, threshold):
+    """A threshold integer samples can be compared with directly, with the same outcome.
+
+    ``uint8 > 101.7`` makes NumPy turn every pixel into a float64 first (0.3 ms per
+    megapixel, more than Otsu's whole search); ``uint8 > 101`` compares bytes, and for
+    integer samples ``x > t`` is ``x > floor(t)``. Thresholds outside the type's range
+    are left as Python integers below it (all pixels pass) and clipped to its top (none).
+
+    >>> _integer_threshold(np.dtype(np.uint8), 101.7), _integer_threshold(np.dtype(np.uint8), -3.5)
+    (np.uint8(101), -4)
+    """
+    if dtype.kind not in "ui" or not np.isfinite(threshold):
+        return threshold
+    info = np.iinfo(dtype)
+    floor = math.floor(threshold)
+    if floor < info.min:
+        return floor  # a Python int below the range: NumPy compares it exactly
+    return dtype.type(min(floor, info.max))
+
+
 def foreground_mask(grey, threshold, foreground="bright"):
     """The foreground of a threshold: pixels above it (bright), the rest (dark), or auto.
 
@@ -157,7 +179,7 @@ def foreground_mask(grey, threshold, foreground="bright"):
     """
     if foreground not in POLARITIES:
         raise ValueError(f"foreground must be one of {POLARITIES}, got {foreground!r}")
-    bright = grey > threshold
+    bright = grey > _integer_threshold(grey.dtype, threshold)
     if foreground == "auto":
         foreground = auto_polarity(bright)
     return (bright if foreground == "bright" else ~bright), foreground
