@@ -51,3 +51,22 @@ def test_streamed_merge_equals_the_whole_run_summary(tmp_path):
     assert list(pd.read_parquet(out / "instances.parquet")["instance_id"]) == [1, 2]
     coco = json.loads((out / "mr.coco.json").read_text())
     assert [r["image_id"] for r in coco] == [2, 2]  # c.png is third of the sorted ids
+
+
+def test_integer_columns_load_as_integers_beside_error_rows(tmp_path):
+    # An unreadable image has no height: pandas would make the column float64.
+    rows = shard_rows("otsu", ["a.png", "b.png"], np.random.default_rng(1), True)
+    rows[0].update(height=7, width=9, n_objects=3)
+    rows[1].update(status="error", error="b.png: truncated", n_labels=None)
+    path = tmp_path / "metrics/otsu/000000.parquet"
+    write_table_atomic(rows_to_table(rows), path)
+    out = tmp_path / "summary"
+    merge_metrics([path], metrics_out=out / "metrics.parquet", methods_out=out / "methods.parquet",
+                  instance_paths=[], instances_out=out / "instances.parquet", coco_outs={})
+    merged = pd.read_parquet(out / "metrics.parquet").set_index("image_id")
+    for column in ("height", "width", "n_labels", "n_objects"):
+        assert str(merged[column].dtype) == "Int32", column
+    assert merged.loc["a.png", "height"] == 7 and pd.isna(merged.loc["b.png", "height"])
+    assert merged["iou"].dtype == np.float64 and merged["status"].tolist() == ["ok", "error"]
+    methods = pd.read_parquet(out / "methods.parquet")
+    assert methods.loc[0, "n_objects_mean"] == 3.0 and methods.loc[0, "n_error"] == 1

@@ -433,7 +433,7 @@ def test_out_dir_holds_every_output(tmp_path):
     for k in range(3):
         (images / f"i{k}.png").parent.mkdir(parents=True, exist_ok=True)
         (images / f"i{k}.png").write_bytes(encode(blobs_image(k), ".png"))
-    cfg = write_config(tmp_path / "c.yaml", input_dir=str(images), out_dir="exp/a", report=True,
+    cfg = write_config(tmp_path / "c.yaml", input_dir=str(images), out_dir="exp/a",
                        methods={"otsu": {"kind": "threshold"}})
     work = tmp_path / "work"
     work.mkdir()
@@ -442,4 +442,8 @@ def test_out_dir_holds_every_output(tmp_path):
     m = pd.read_parquet(work / "exp/a/summary/metrics.parquet")
     assert m["mask_path"].str.startswith("exp/a/masks/otsu/").all()
     assert all((work / p).is_file() for p in m["mask_path"])
+    # The report only when asked for: the draw_report target draws it from the tables.
+    assert not (work / "exp/a/report").exists()
+    proc = run_snakemake(work, "draw_report", "--configfile", cfg)
     assert (work / "exp/a/report/leaderboard.html").is_file()
+    assert "segment_shard" not in proc.stderr.split("Job stats:")[1].split("\n\n")[0]

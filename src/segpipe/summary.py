@@ -77,7 +77,9 @@ def method_row(method, group, method_scores=None):
         "runtime_s_total": float(ok["runtime_s"].sum()),
     }
     for col in DESCRIPTIVE:
-        row[f"{col}_mean"] = float(ok[col].mean()) if len(ok) else float("nan")
+        # As float64: an integer column (n_objects) loads as pandas' nullable Int32, whose
+        # mean of only nulls is NA, not NaN.
+        row[f"{col}_mean"] = float(ok[col].astype("float64").mean()) if len(ok) else float("nan")
     for col in IMAGE_METRICS:
         if col not in group or not group[col].notna().any():
             continue

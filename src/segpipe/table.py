@@ -95,6 +95,37 @@ METRICS_SCHEMA = pa.schema(
     },
 )
 
+def with_pandas_integers(schema):
+    """``schema`` with pandas metadata that makes integer columns load as integers.
+
+    Parquet keeps int32 and nulls apart, but pandas turns an integer column with a null
+    (``height`` of an unreadable image) into float64 unless the file's pandas metadata
+    names a nullable integer dtype: with it, ``pd.read_parquet`` gives ``Int32``, and
+    the values are unchanged. Written by hand, so that writing a table needs no pandas.
+    """
+    def describe(field):
+        if pa.types.is_integer(field.type):
+            bits = field.type.bit_width
+            prefix = "UInt" if pa.types.is_unsigned_integer(field.type) else "Int"
+            return f"{prefix.lower()}{bits}", f"{prefix}{bits}"
+        if pa.types.is_floating(field.type):
+            return str(field.type).replace("double", "float64"), "float64"
+        if pa.types.is_string(field.type):
+            return "unicode", "object"
+        return "object", "object"
+
+    columns = []
+    for field in schema:
+        pandas_type, numpy_type = describe(field)
+        columns.append({"name": field.name, "field_name": field.name, "pandas_type": pandas_type,
+                        "numpy_type": numpy_type, "metadata": None})
+    pandas = {"index_columns": [], "column_indexes": [], "columns": columns,
+              "creator": {"library": "segpipe"}, "pandas_version": "2.2.0"}
+    return schema.with_metadata({**(schema.metadata or {}), b"pandas": json.dumps(pandas)})
+
+
+METRICS_SCHEMA = with_pandas_integers(METRICS_SCHEMA)
+
 RLE_TYPE = pa.struct([pa.field("size", pa.list_(pa.int32())), pa.field("counts", pa.string())])
 
 INSTANCES_SCHEMA = pa.schema(

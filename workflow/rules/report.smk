@@ -78,3 +78,10 @@ rule plot_objects:
         mem_mb=8000,
     script:
         "../scripts/plot_objects.py"
+
+
+# `snakemake draw_report`: the figures of a finished run, drawn from its tables (with
+# config key report off, the default, the run stops at the tables).
+rule draw_report:
+    input:
+        report_figures(),
