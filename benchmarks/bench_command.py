@@ -40,13 +40,13 @@ from pathlib import Path
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import cv2  # noqa: E402
-import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
+import cv2
+import pandas as pd
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_classical  # noqa: E402  (its test photographs)
-from _bench import markdown_table, now, revision, write_section  # noqa: E402
+import bench_classical  # its test photographs
+from _bench import markdown_table, now, revision, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks/_work/command"

@@ -84,6 +84,112 @@ def test_an_image_without_objects_gives_no_rows():
     assert objects_table([None]).num_rows == 0
 
 
+def regionprops_columns(objects, grey):
+    """The measured columns as scikit-image's regionprops_table gives them."""
+    from skimage.measure import regionprops_table
+
+    properties = ["label", "area", "centroid", "bbox", "eccentricity", "solidity", "perimeter"]
+    if grey is not None:
+        properties += ["intensity_mean", "intensity_max"]
+    table = regionprops_table(objects, intensity_image=grey, properties=properties)
+    columns = {
+        "label": table["label"].astype(np.int32),
+        "area": table["area"].astype(np.int64),
+        "centroid_y": table["centroid-0"],
+        "centroid_x": table["centroid-1"],
+        "bbox": np.stack([table[f"bbox-{k}"] for k in range(4)], axis=1).astype(np.int32),
+        "eccentricity": table["eccentricity"],
+        "solidity": table["solidity"],
+        "perimeter": table["perimeter"],
+    }
+    if grey is not None:
+        columns["mean_intensity"] = table["intensity_mean"].astype(np.float64)
+        columns["max_intensity"] = table["intensity_max"].astype(np.float64)
+    return columns
+
+
+def assert_bit_identical(columns, reference):
+    for name, expected in reference.items():
+        value = np.asarray(columns[name])
+        assert value.dtype == expected.dtype and value.shape == expected.shape, name
+        assert value.tobytes() == np.ascontiguousarray(expected).tobytes(), name
+    for name in {"mean_intensity", "max_intensity"} - set(reference):
+        assert name not in columns
+
+
+def speckled_objects():
+    """Components of a thresholded noise image, as a photo gives: mostly 1-4 pixel specks,
+    a few irregular blobs, some on the border; plus one shape stamped at several places, and
+    ids with gaps."""
+    import cv2
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(3)
+    foreground = gaussian_filter(rng.random((40, 60)), 0.7) > 0.6
+    foreground[:, 44:] = False
+    stamp = np.array([[1, 1, 0], [0, 1, 1], [0, 1, 0]], bool)
+    for y, x in [(2, 46), (2, 52), (9, 46), (9, 53), (20, 48), (34, 56)]:
+        foreground[y:y + 3, x:x + 3] = stamp
+    foreground[0, 59] = foreground[39, 58:] = True
+    _, components = cv2.connectedComponents(foreground.astype(np.uint8), connectivity=8,
+                                            ltype=cv2.CV_32S)
+    return np.where(components > 0, 3 * components + 1, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, None])
+def test_measurements_are_regionprops_to_the_bit(dtype):
+    objects = speckled_objects()
+    areas = np.bincount(objects.ravel())
+    assert np.count_nonzero((areas > 0) & (areas <= 4)) >= 20 and areas[1:].max() >= 40
+    assert np.count_nonzero(areas) < objects.max() // 2  # ids with gaps
+    assert objects[0].any() and objects[-1].any() and objects[:, 0].any() and objects[:, -1].any()
+    rng = np.random.default_rng(0)
+    grey = None if dtype is None else (rng.random(objects.shape) * 60000).astype(dtype)
+    columns = measure_objects(objects, grey, image_id="a", method="m",
+                              scores=np.zeros(objects.max()))
+    assert_bit_identical(columns, regionprops_columns(objects, grey))
+
+
+def test_touching_and_split_instances_are_measured_to_the_bit():
+    rng = np.random.default_rng(1)
+    objects = np.repeat(np.repeat(rng.integers(0, 9, (6, 8)), 4, axis=0), 3, axis=1)
+    objects[rng.random(objects.shape) < 0.15] = 0
+    objects = objects.astype(np.uint16) * 2  # one id in several pieces, others touching
+    grey = rng.integers(0, 256, objects.shape).astype(np.uint8)
+    columns = measure_objects(objects, grey, image_id="a", method="m")
+    assert_bit_identical(columns, regionprops_columns(objects, grey))
+
+
+def test_objects_whose_boxes_overlap_are_measured_in_batches_to_the_bit(monkeypatch):
+    # Nested rings: every box covers most of the image, so the boxes add up to many times
+    # its size and are measured in several batches (memory stays near the image's).
+    import segpipe.measure as measure
+
+    yy, xx = np.mgrid[:61, :67]
+    radius = np.hypot(yy - 30, xx - 33)
+    objects = np.where(radius < 30, (radius // 3).astype(np.int32) + 1, 0)
+    objects[:, ::7] = 0  # breaks the rings into arcs: one id, several pieces
+    sizes = []
+    real = measure._shapes_of
+    monkeypatch.setattr(measure, "_shapes_of", lambda masks: sizes.append(len(masks)) or real(masks))
+    monkeypatch.setattr(measure, "_BATCH_MIN_PIXELS", 0)
+    grey = (radius * 8).astype(np.uint8)
+    columns = measure_objects(objects, grey, image_id="a", method="m")
+    assert len(sizes) > 1 and sum(sizes) == objects.max()
+    assert_bit_identical(columns, regionprops_columns(objects, grey))
+
+
+def test_every_object_within_three_by_three_pixels_is_measured_to_the_bit():
+    # Each of the 511 masks of a 3 x 3 box, split or not, alone in a 5 x 5 cell.
+    objects = np.zeros((23 * 5, 23 * 5), np.int32)
+    for k in range(1, 512):
+        mask = (k >> np.arange(9) & 1).reshape(3, 3).astype(bool)
+        y, x = divmod(k, 23)
+        objects[5 * y + 1:5 * y + 4, 5 * x + 1:5 * x + 4][mask] = k
+    columns = measure_objects(objects, None, image_id="a", method="m", scores=np.zeros(511))
+    assert_bit_identical(columns, regionprops_columns(objects, None))
+
+
 # ---- COCO AP of a method, streamed from the shard tables ----
 
 
