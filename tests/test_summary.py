@@ -70,3 +70,25 @@ def test_integer_columns_load_as_integers_beside_error_rows(tmp_path):
     assert merged["iou"].dtype == np.float64 and merged["status"].tolist() == ["ok", "error"]
     methods = pd.read_parquet(out / "methods.parquet")
     assert methods.loc[0, "n_objects_mean"] == 3.0 and methods.loc[0, "n_error"] == 1
+
+
+def test_segment_jobs_write_tables_without_importing_pandas():
+    # pyarrow imports pandas (0.2 s) on its first conversion unless blocked; the table is
+    # the same, and pandas still loads when something needs it afterwards.
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from segpipe.table import empty_row, rows_to_table
+row = empty_row(image_id="a.png", method="m", kind="threshold", shard="0", params="{}")
+row.update(status="ok", height=3, width=4, thresholds=[0.5])
+table = rows_to_table([row])
+assert "pandas" not in sys.modules, "pandas was imported"
+frame = table.to_pandas()
+assert "pandas" in sys.modules and str(frame["height"].dtype) == "Int32"
+print(frame.loc[0, "height"], table.column("thresholds").to_pylist())
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["3", "[[0.5]]"]

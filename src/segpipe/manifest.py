@@ -408,7 +408,7 @@ def update_manifest(input_dir, *, shard_dir, shard_size, manifest_out, skipped_o
     import pyarrow as pa
 
     from segpipe.errors import InputDirError
-    from segpipe.table import write_table_atomic
+    from segpipe.table import pandas_blocked, write_table_atomic
 
     log = logging.getLogger(__name__)
     if not Path(input_dir).is_dir():
@@ -430,9 +430,10 @@ def update_manifest(input_dir, *, shard_dir, shard_size, manifest_out, skipped_o
     counts = Counter(reason for _, reason in skipped)
     log.info("skipped %d entries of %s%s", len(skipped), input_dir,
              "".join(f"; {n} {reason}" for reason, n in sorted(counts.items())))
-    write_table_atomic(pa.table({"path": pa.array([p for p, _ in skipped], pa.string()),
-                                 "reason": pa.array([r for _, r in skipped], pa.string())}),
-                       skipped_out)
+    with pandas_blocked():  # the job's first Arrow conversion: see table.without_pandas
+        write_table_atomic(pa.table({"path": pa.array([p for p, _ in skipped], pa.string()),
+                                     "reason": pa.array([r for _, r in skipped], pa.string())}),
+                           skipped_out)
     if reading is not None and "all" in (reading.z, reading.time):
         from segpipe.planes import plane_ids
 

@@ -13,6 +13,8 @@ from math import sqrt
 import numpy as np
 import pyarrow as pa
 
+from segpipe.table import without_pandas
+
 # Pixels around an object's bounding box whose background is its surroundings.
 SCORE_MARGIN = 5
 
@@ -467,6 +469,7 @@ def measure_objects(objects, grey, *, image_id, method, scores=None, class_names
     return columns
 
 
+@without_pandas
 def objects_table(parts):
     """Concatenate :func:`measure_objects` results (None skipped) into one table."""
     tables = []

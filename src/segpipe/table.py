@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -173,6 +176,50 @@ def empty_row(*, image_id, method, kind, shard, params):
     return row
 
 
+class _NoPandasFinder:
+    """An import finder that makes pandas look absent (``import pandas`` fails)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by segpipe, see "
+                                      "segpipe.table.without_pandas)", name=name)
+        return None
+
+
+@contextlib.contextmanager
+def pandas_blocked():
+    """A block with pyarrow's pandas import blocked (see :func:`without_pandas`)."""
+    if "pandas" in sys.modules:  # imported already: nothing to save
+        yield
+        return
+    finder = _NoPandasFinder()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
+def without_pandas(function):
+    """Run ``function`` with pyarrow's pandas import blocked, in a process without pandas.
+
+    The first time pyarrow turns Python objects into Arrow data it imports pandas (0.2 s),
+    only to check whether they are pandas objects. A segment job converts plain lists and
+    would pay 0.2 s of its 2 s (250 photographs) for nothing; the listing job too. With
+    the import blocked (an import finder that says pandas is not installed) pyarrow takes
+    pandas to be missing and converts the same data to the same table. It imports pandas
+    after all the first time something needs it (``Table.to_pandas``), once the block is
+    lifted; tests/test_summary.py checks both.
+    """
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with pandas_blocked():
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+@without_pandas
 def rows_to_table(rows):
     """Rows (dicts) to a table with exactly :data:`METRICS_SCHEMA`."""
     return pa.Table.from_pylist(rows, schema=METRICS_SCHEMA)
