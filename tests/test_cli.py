@@ -1,5 +1,6 @@
 """The segpipe command: run, methods, status, report."""
 
+import os
 import subprocess
 import sys
 
@@ -139,3 +140,20 @@ def test_a_dry_run_says_how_many_images_and_writes_no_record(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "3 images in" in proc.stderr and "(1 other entries skipped), 1 methods: otsu" in proc.stderr
     assert not (out / cli.RUN_CONFIG).exists()
+
+
+def test_local_runs_do_not_wait_for_a_slurm_controller(tmp_path, monkeypatch):
+    # The SLURM plugin asks scontrol at every Snakemake start; a local run points it at an
+    # empty config, which fails at once instead of waiting for a controller.
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+    assert cli.snakemake_env(None, ["--keep-going"])["SLURM_CONF"] == os.devnull
+    for profile, extra in (("slurm", []), (None, ["--executor", "slurm"]),
+                           (None, ["-e", "slurm"]), (None, ["--executor=slurm"])):
+        assert cli.uses_slurm(profile, extra)
+        assert "SLURM_CONF" not in cli.snakemake_env(profile, extra)
+    mine = tmp_path / "prof"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("executor: local\ncores: 4\n")
+    assert not cli.uses_slurm(str(mine), [])
+    monkeypatch.setenv("SLURM_CONF", "/etc/slurm/mine.conf")
+    assert cli.snakemake_env(None, [])["SLURM_CONF"] == "/etc/slurm/mine.conf"

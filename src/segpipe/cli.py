@@ -184,6 +184,43 @@ def snakemake_command(out, *, cores, profile=None, dry_run=False, extra=()):
     return command + list(extra)
 
 
+def uses_slurm(profile=None, extra=()):
+    """Whether a run goes through the SLURM executor: its profile says ``executor: slurm``
+    or the Snakemake arguments ask for it.
+
+    >>> uses_slurm(None, ["--executor", "slurm"]), uses_slurm(None, ["-k"])
+    (True, False)
+    """
+    extra = list(extra)
+    if "--executor=slurm" in extra or any(
+            flag in ("--executor", "-e") and value == "slurm"
+            for flag, value in zip(extra, extra[1:])):
+        return True
+    if profile:
+        folder = ROOT / "profiles" / profile
+        config = (folder if folder.is_dir() else Path(profile)) / "config.yaml"
+        if config.is_file():
+            settings = yaml.safe_load(config.read_text()) or {}
+            return settings.get("executor") == "slurm"
+    return False
+
+
+def snakemake_env(profile=None, extra=()):
+    """The environment of a run's Snakemake process.
+
+    Snakemake's SLURM plugin, once installed, asks ``scontrol show config`` for a setting
+    when Snakemake starts, whatever the executor. Where the SLURM client is installed but
+    no controller answers (a workstation, a node whose cluster is down), that waits 9 s on
+    every start, longer than a small run. A local run has no use for the answer, so its
+    SLURM client is pointed at an empty config and fails at once; runs through the SLURM
+    executor, and a ``SLURM_CONF`` the user set, are left alone.
+    """
+    env = dict(os.environ)
+    if not uses_slurm(profile, extra) and "SLURM_CONF" not in env:
+        env["SLURM_CONF"] = os.devnull
+    return env
+
+
 def cmd_run(args, extra):
     config = run_config(args.input_dir, config_file=args.config, methods=args.methods)
     if args.report:
@@ -207,12 +244,13 @@ def cmd_run(args, extra):
     if args.dry_run:
         print(_listing_summary(config), file=sys.stderr)
     try:
+        env = snakemake_env(args.profile, extra)
         if args.dry_run:
-            return subprocess.call(command)
+            return subprocess.call(command, env=env)
         if sys.stderr.isatty() and not {"-q", "--quiet", "--verbose"} & set(extra):
             # The progress line instead of a block per job; warnings and errors still show.
             command += ["--quiet", "rules", "progress", "host"]
-        return _run_with_progress(command, out)
+        return _run_with_progress(command, out, env=env)
     finally:
         if args.dry_run and previous is None:
             recorded.unlink(missing_ok=True)
@@ -289,12 +327,12 @@ def progress_line(total, done, elapsed_s, start_done=0):
     return " · ".join(parts) if parts else f"{total:,} images listed"
 
 
-def _run_with_progress(command, out, every_s=1.0):
+def _run_with_progress(command, out, every_s=1.0, env=None):
     """Run Snakemake; on a terminal, keep a progress line at the bottom of the output."""
     import threading
     import time
 
-    process = subprocess.Popen(command)
+    process = subprocess.Popen(command, env=env)
     if not sys.stderr.isatty():
         return process.wait()
     cache, start = {}, time.monotonic()
@@ -437,10 +475,12 @@ def cmd_report(args, extra):
     # The figures are drawn only when asked for (config key report): first draw them,
     # then pack them, both with the switch on so that Snakemake's report finds them.
     drawn = ["--config", "report=true"]
-    code = subprocess.call(snakemake_command(out, cores=args.cores, extra=drawn))
+    env = snakemake_env()
+    code = subprocess.call(snakemake_command(out, cores=args.cores, extra=drawn), env=env)
     if code == 0:
         code = subprocess.call(snakemake_command(out, cores=1,
-                                                 extra=["--report", str(page), *drawn]))
+                                                 extra=["--report", str(page), *drawn]),
+                               env=env)
     if code == 0:
         print(f"report: {page}")
     return code
