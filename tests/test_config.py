@@ -134,6 +134,11 @@ def test_configfile_methods_replace_the_defaults(tmp_path, base):
     other = tmp_path / "other.yaml"
     other.write_text("shard_size: 5\n")
     assert set(resolve(merged, configfiles=[other])["methods"]) == {"otsu", "km"}
+    # --config methods=... (applied last by Snakemake) replaces them too, files included
+    given = {"km": {"kind": "kmeans", "k": "4"}}
+    config = resolve({**merged, "methods": {**merged["methods"], **given}},
+                     configfiles=[user], command_line={"methods": given})
+    assert list(config["methods"]) == ["km"] and config["methods"]["km"]["k"] == 4
 
 
 def test_sweeps_expand_into_one_method_per_value(base):

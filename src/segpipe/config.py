@@ -149,17 +149,20 @@ def method_defaults(schema, kind):
     return defaults
 
 
-def replace_methods_from(config, configfiles):
-    """Make a ``--configfile``'s ``methods`` replace the default ones instead of merging.
+def replace_methods_from(config, configfiles, command_line=None):
+    """Make the user's ``methods`` replace the default ones instead of merging.
 
     Snakemake merges config files key by key, so a user who lists two methods would get
-    those two plus every default method. The last given file that has ``methods`` wins.
+    those two plus every default method. The last given file that has ``methods`` wins,
+    and ``--config methods=...`` (``command_line``, applied last) over all files.
     """
     for path in configfiles or ():
         with open(path) as fh:
             user = yaml.safe_load(fh) or {}
         if isinstance(user, dict) and "methods" in user:
             config["methods"] = copy.deepcopy(user["methods"])
+    if command_line and "methods" in command_line:
+        config["methods"] = copy.deepcopy(command_line["methods"])
     return config
 
 
@@ -217,7 +220,8 @@ def expand_sweeps(methods, schema):
     return out
 
 
-def resolve_config(config, schema, *, configfiles=(), generated_input_dir=None):
+def resolve_config(config, schema, *, configfiles=(), command_line=None,
+                   generated_input_dir=None):
     """Validate ``config`` and return a new dict with every default filled in.
 
     Parameters
@@ -227,6 +231,8 @@ def resolve_config(config, schema, *, configfiles=(), generated_input_dir=None):
     schema : dict
     configfiles : sequence of path
         The files given with ``--configfile``; their ``methods`` replace the defaults'.
+    command_line : dict, optional
+        What ``--config`` gave; its ``methods`` replace those of every file.
     generated_input_dir : str, optional
         An ``input_dir`` that a rule of the workflow writes (the sample images): it need
         not exist yet.
@@ -235,7 +241,7 @@ def resolve_config(config, schema, *, configfiles=(), generated_input_dir=None):
     ------
     ConfigError
     """
-    config = replace_methods_from(copy.deepcopy(config), configfiles)
+    config = replace_methods_from(copy.deepcopy(config), configfiles, command_line)
     coerce_strings(config, schema)
     if isinstance(config.get("methods"), dict):
         config["methods"] = expand_sweeps(config["methods"], schema)

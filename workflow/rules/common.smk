@@ -33,6 +33,7 @@ _resolved = resolve_config(
     config,
     load_schema(Path(SEGPIPE_ROOT) / "workflow/schemas/config.schema.yaml"),
     configfiles=workflow.overwrite_configfiles,
+    command_line=workflow.config_settings.overwrite_config,
     generated_input_dir=SAMPLE_DIR,
 )
 config.clear()
