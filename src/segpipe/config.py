@@ -84,7 +84,7 @@ def validate_config(config, schema):
 
 
 def coerce_strings(config, schema):
-    """Read strings where the schema wants a number, a boolean or null as YAML.
+    """Turn strings into numbers, booleans or null where the schema wants those.
 
     Snakemake's ``--config key=value`` turns only plain numbers and ``True``/``False``
     into values; ``report=true`` and every number inside a mapping
