@@ -172,13 +172,18 @@ def _yaml_where(err):
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
+def profile_dir(profile):
+    """The folder of ``--profile NAME``: ``profiles/NAME`` of segpipe, or a path."""
+    folder = ROOT / "profiles" / profile
+    return folder if folder.is_dir() else Path(profile)
+
+
 def snakemake_command(out, *, cores, profile=None, dry_run=False, extra=()):
     """The Snakemake command line of a run in ``out`` (its working directory)."""
     command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(out),
                "--cores", str(cores), "--configfile", str(Path(out) / RUN_CONFIG)]
     if profile:
-        folder = ROOT / "profiles" / profile
-        command += ["--workflow-profile", str(folder if folder.is_dir() else Path(profile))]
+        command += ["--workflow-profile", str(profile_dir(profile))]
     if dry_run:
         command.append("--dry-run")
     return command + list(extra)
@@ -197,8 +202,7 @@ def uses_slurm(profile=None, extra=()):
             for flag, value in zip(extra, extra[1:])):
         return True
     if profile:
-        folder = ROOT / "profiles" / profile
-        config = (folder if folder.is_dir() else Path(profile)) / "config.yaml"
+        config = profile_dir(profile) / "config.yaml"
         if config.is_file():
             settings = yaml.safe_load(config.read_text()) or {}
             return settings.get("executor") == "slurm"
