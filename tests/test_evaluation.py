@@ -115,10 +115,32 @@ def test_boundary_f1_empty_conventions():
     assert boundary_f1(blob, full) == 0.0
 
 
-def reference_boundary_f1(pred, truth, tolerance):
+def test_boundary_f1_of_classes_counts_both_sides_of_every_change():
+    # The same two classes, named 0, 1 in pred and 1, 2 in truth (k-means' classes
+    # against a label mask): a partition against itself.
+    pred = np.array([[0, 0, 1, 1]] * 4)
+    truth = pred + 1
+    # Every label a class: both images' boundaries are columns 1 and 2, 8 pixels each.
+    assert boundary_f1(pred, truth, tolerance=0, background=None) == 1.0
+    # 0 as background: pred's boundary is column 2 only (4 pixels), truth's columns 1 and
+    # 2: P = 4/4, R = 4/8, F1 = 2/3, the score of the bug.
+    assert boundary_f1(pred, truth, tolerance=0) == pytest.approx(2 / 3)
+
+
+def test_boundary_f1_of_classes_against_a_finer_partition_by_hand():
+    pred = np.array([[0, 0, 1, 1, 2, 2]] * 4)  # three classes in bands of two columns
+    truth = np.array([[0, 0, 1, 1, 1, 1]] * 4)
+    # Pred's boundary: columns 1, 2, 3, 4 (16 pixels); truth's: columns 1, 2 (8 pixels).
+    # Tolerance 0: P = 8/16, R = 1, F1 = 2 * 0.5 / 1.5 = 2/3.
+    assert boundary_f1(pred, truth, tolerance=0, background=None) == pytest.approx(2 / 3)
+    # Tolerance 1 takes column 3 (1 from column 2) too, not column 4: P = 12/16, F1 = 6/7.
+    assert boundary_f1(pred, truth, tolerance=1, background=None) == pytest.approx(6 / 7)
+
+
+def reference_boundary_f1(pred, truth, tolerance, mode="inner"):
     """Direct reading of the definition with scikit-image and scipy."""
-    pred_edges = find_boundaries(pred, mode="inner")
-    truth_edges = find_boundaries(truth, mode="inner")
+    pred_edges = find_boundaries(pred, mode=mode)
+    truth_edges = find_boundaries(truth, mode=mode)
     precision = np.mean(ndi.distance_transform_edt(~truth_edges)[pred_edges] <= tolerance)
     recall = np.mean(ndi.distance_transform_edt(~pred_edges)[truth_edges] <= tolerance)
     return 2 * precision * recall / (precision + recall)
@@ -130,6 +152,17 @@ def test_boundary_f1_matches_distance_transform_reference(seed, tolerance):
     pred, truth = random_objects(seed)
     assert boundary_f1(pred, truth, tolerance=tolerance) == pytest.approx(
         reference_boundary_f1(pred, truth, tolerance)
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("tolerance", [0, 1, 2])
+def test_boundary_f1_without_background_matches_thick_boundaries(seed, tolerance):
+    pred, truth = random_objects(seed)
+    # Renamed so that 0 is one class among others, not always the largest region.
+    pred, truth = (pred * 3) % 5, truth % 4
+    assert boundary_f1(pred, truth, tolerance=tolerance, background=None) == pytest.approx(
+        reference_boundary_f1(pred, truth, tolerance, mode="thick")
     )
 
 
@@ -470,13 +503,51 @@ def test_image_scores_of_classes_and_regions_leave_foreground_and_object_scores_
     assert set(scores) == METRICS
     for name in ("iou", "dice", "precision", "recall", "object_f1_50", "object_f1_mean"):
         assert scores[name] is None, name
-    # Partition scores still apply: boundaries of the classes or regions themselves.
+    # Partition scores still apply: boundaries of the classes or regions themselves;
+    # 0 is a class of its own, but the background of regions (edges' 0 is no region).
+    background = None if meaning == "classes" else 0
     if truth_kind == "binary":
-        assert scores["boundary_f1"] == boundary_f1(pred, truth > 0, tolerance=1)
+        assert scores["boundary_f1"] == boundary_f1(pred, truth > 0, tolerance=1,
+                                                    background=background)
         assert scores["ari"] is None
     else:
-        assert scores["boundary_f1"] == boundary_f1(pred, truth, tolerance=1)
+        assert scores["boundary_f1"] == boundary_f1(pred, truth, tolerance=1,
+                                                    background=background)
         assert scores["ari"] == pytest.approx(label_agreement(pred, truth)["ari"])
+
+
+@pytest.mark.parametrize("truth_kind", ["labels", "instances"])
+def test_image_scores_of_classes_score_their_own_partition_as_perfect(truth_kind):
+    classes = np.zeros((6, 6), np.uint8)  # k-means' classes 0, 1, 2: every pixel in one
+    classes[:, 2:4] = 1
+    classes[3:, 4:] = 2
+    for truth in (classes + 1, classes):  # renamed (no 0) or the same names (0 = background)
+        scores = image_scores(classes, truth, truth_kind=truth_kind, pred_meaning="classes",
+                              tolerance=0)
+        assert scores["boundary_f1"] == 1.0 and scores["ari"] == 1.0
+
+
+def test_image_scores_of_two_classes_against_binary_truth_by_hand():
+    pred = np.array([[0, 0, 1, 1, 2, 2]] * 4)
+    truth = np.array([[0, 0, 255, 255, 255, 255]] * 4, np.uint8)
+    # Both sides of every change: pred columns 1-4 (16 pixels), truth 1-2 (8). P = 1/2,
+    # R = 1: F1 = 2/3 (with only non-zero labels' rings, P = 4/12: F1 = 1/2).
+    scores = image_scores(pred, truth, truth_kind="binary", pred_meaning="classes",
+                          tolerance=0)
+    assert scores["boundary_f1"] == pytest.approx(2 / 3)
+    scores = image_scores(pred[:, :4], truth[:, :4], truth_kind="binary",
+                          pred_meaning="classes", tolerance=0)
+    assert scores["boundary_f1"] == 1.0  # two classes where truth is 0 and 255
+
+
+@pytest.mark.parametrize("meaning", ["foreground", "instances", "regions"])
+def test_image_scores_keep_zero_as_background_for_other_meanings(meaning):
+    pred = np.array([[0, 0, 1, 1]] * 4)
+    # Truth 1, 2: its boundary is columns 1 and 2; pred's only column 2 (0 is background):
+    # P = 1, R = 1/2, F1 = 2/3.
+    scores = image_scores(pred, pred + 1, truth_kind="instances", pred_meaning=meaning,
+                          tolerance=0)
+    assert scores["boundary_f1"] == pytest.approx(2 / 3)
 
 
 def test_image_scores_rejects_different_shapes():

@@ -1,9 +1,9 @@
 """Scores of a label image against a ground-truth label image of the same shape.
 
 Pure functions: arrays in, numbers out. Label images are 2-D integer arrays with 0 as
-background. Three kinds of ground truth are known (see `image_scores`): ``"binary"``
-(non-zero is foreground), ``"labels"`` (one id per class) and ``"instances"`` (one id
-per object).
+background, except class maps, where 0 is a class like the others. Three kinds of ground
+truth are known (see `image_scores`): ``"binary"`` (non-zero is foreground), ``"labels"``
+(one id per class) and ``"instances"`` (one id per object).
 """
 
 from __future__ import annotations
@@ -64,13 +64,15 @@ def foreground_scores(pred, truth):
     }
 
 
-def boundary_f1(pred, truth, *, tolerance=2):
+def boundary_f1(pred, truth, *, tolerance=2, background=0):
     """F1 score of the label boundaries, with a distance tolerance.
 
-    A boundary pixel is a pixel of a non-zero label with a 4-neighbour of another label,
-    as ``skimage.segmentation.find_boundaries(labels, mode="inner")`` marks them: the
-    outermost pixel ring of each object, on both sides where two labels touch. The image
-    border is no boundary.
+    A boundary pixel is a pixel with a 4-neighbour of another label. With a
+    ``background`` label, its pixels are never boundary pixels, as
+    ``skimage.segmentation.find_boundaries(labels, mode="inner")`` marks them: the
+    outermost pixel ring of each object, on both sides where two objects touch. Without
+    one, every label is a region of a partition and the boundary lies on both sides of
+    every label change, as ``mode="thick"`` marks it. The image border is no boundary.
 
     Parameters
     ----------
@@ -79,6 +81,10 @@ def boundary_f1(pred, truth, *, tolerance=2):
     tolerance : float
         A boundary pixel counts as found when a boundary pixel of the other image lies
         within this Euclidean distance in pixels (inclusive; 0 asks for the same pixel).
+    background : int or None
+        The label that is no region in either image (objects on a background): its
+        pixels are never boundary pixels. None: every label is a region, 0 included
+        (classes, where 0 is a class too).
 
     Returns
     -------
@@ -96,12 +102,20 @@ def boundary_f1(pred, truth, *, tolerance=2):
     0.5
     >>> boundary_f1(pred, truth, tolerance=1)
     1.0
+
+    The same two classes named 0, 1 and 1, 2: one side of the change, or both.
+
+    >>> classes = np.array([[0, 0, 1, 1]] * 3)
+    >>> boundary_f1(classes, classes + 1, tolerance=0)  # column 1 is no boundary in pred
+    0.6666666666666666
+    >>> boundary_f1(classes, classes + 1, tolerance=0, background=None)
+    1.0
     """
     _check_same_shape(pred, truth)
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
-    pred_edges = _boundaries(pred)
-    truth_edges = _boundaries(truth)
+    pred_edges = _boundaries(pred, background)
+    truth_edges = _boundaries(truth, background)
     n_pred = np.count_nonzero(pred_edges)
     n_truth = np.count_nonzero(truth_edges)
     if n_pred == 0 or n_truth == 0:
@@ -396,7 +410,10 @@ def image_scores(pred, truth, *, truth_kind, pred_meaning, tolerance):
         ``iou``, ``dice``, ``precision``, ``recall`` (`foreground_scores`): for foreground
         and instances only. ``boundary_f1``: always; against binary truth, the boundaries
         of the foregrounds (binary truth has none between touching objects), or of the
-        method's classes or regions. ``ari``, ``vi_split``, ``vi_merge``
+        method's classes or regions. For classes, every label is a class, 0 included,
+        and the boundaries of both images lie on both sides of every label change
+        (``background=None``); otherwise 0 is the background of both images and its
+        pixels are no boundary. ``ari``, ``vi_split``, ``vi_merge``
         (`label_agreement`): always, but None against binary truth, which is no partition
         to agree with. ``object_f1_50``, ``object_f1_mean`` (`object_f1` over
         `IOU_THRESHOLDS`, on :func:`objects_of` both maps): foreground and instances only.
@@ -422,13 +439,19 @@ def image_scores(pred, truth, *, truth_kind, pred_meaning, tolerance):
     else:
         objects_of(pred, pred_meaning)  # checks the meaning
         scores = dict.fromkeys(("iou", "dice", "precision", "recall"))
+    # A class map has no background: k-means' darkest cluster is class 0. Dropping its
+    # side of each boundary would score a renamed copy of a partition below 1 (2/3 for
+    # two classes at tolerance 0).
+    background = None if pred_meaning == "classes" else 0
     if truth_kind == "binary":
         pred_boundaries = pred > 0 if has_objects else pred
-        scores["boundary_f1"] = boundary_f1(pred_boundaries, truth > 0, tolerance=tolerance)
+        scores["boundary_f1"] = boundary_f1(pred_boundaries, truth > 0, tolerance=tolerance,
+                                            background=background)
         scores.update(ari=None, vi_split=None, vi_merge=None)
         label_table = None
     else:
-        scores["boundary_f1"] = boundary_f1(pred, truth, tolerance=tolerance)
+        scores["boundary_f1"] = boundary_f1(pred, truth, tolerance=tolerance,
+                                            background=background)
         label_table = _contingency(pred, truth)
         scores.update(_agreement_of(label_table))
     if not has_objects:
@@ -538,10 +561,12 @@ def _object_f1_of(table, thresholds):
     }
 
 
-def _boundaries(labels):
-    """Pixels of non-zero labels with a 4-neighbour of another label, as bool."""
-    # Equals find_boundaries(labels, mode="inner"), which takes a grey dilation and
-    # erosion of the whole image and is much slower on a megapixel.
+def _boundaries(labels, background):
+    """Pixels with a 4-neighbour of another label, outside ``background`` unless it is
+    None, as bool."""
+    # Equals find_boundaries(labels, mode="inner", background=background), or
+    # mode="thick" for None, which take a grey dilation and erosion of the whole image
+    # and are much slower on a megapixel.
     edges = np.zeros(labels.shape, dtype=bool)
     across = labels[:, 1:] != labels[:, :-1]
     edges[:, 1:] |= across
@@ -549,7 +574,8 @@ def _boundaries(labels):
     down = labels[1:, :] != labels[:-1, :]
     edges[1:, :] |= down
     edges[:-1, :] |= down
-    edges &= labels != 0
+    if background is not None:
+        edges &= labels != background
     return edges
 
 
