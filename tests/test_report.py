@@ -4,9 +4,10 @@ import pandas as pd
 import pytest
 
 from segpipe import report
+from segpipe.report import drawing, overlays
 
 # The outline colour as OpenCV reads it back: B, G, R in 0..255.
-OUTLINE_BGR = np.round(np.array(report.OUTLINE_RGB[::-1]) * 255)
+OUTLINE_BGR = np.round(np.array(overlays.OUTLINE_RGB[::-1]) * 255)
 
 
 def read_png(path):
@@ -116,15 +117,15 @@ def overlay_run(tmp_path, monkeypatch):
 
 
 def test_overlay_is_scaled_to_unit_range_shrunk_and_outlined(overlay_run):
-    deep = report._overlay("in/deep16.png", "masks/otsu/deep16.png")
+    deep = overlays._overlay("in/deep16.png", "masks/otsu/deep16.png")
     assert deep.shape == (60, 80, 3) and deep.max() <= 1.0
     # the disc's inside is 60000 / 65535 of full scale, whatever the outline covers
     assert np.allclose(deep[30, 40], 60000 / 65535, atol=1e-3)
-    outline = np.all(np.isclose(deep, report.OUTLINE_RGB), axis=-1)
+    outline = np.all(np.isclose(deep, overlays.OUTLINE_RGB), axis=-1)
     assert outline[30, 40 - 14] and not outline[30, 40] and not outline[0, 0]
-    big = report._overlay("in/big.png", "masks/otsu/big.png")
-    assert max(big.shape[:2]) == report.PANEL_PX
-    assert np.all(np.isclose(big, report.OUTLINE_RGB), axis=-1).any()
+    big = overlays._overlay("in/big.png", "masks/otsu/big.png")
+    assert max(big.shape[:2]) == overlays.PANEL_PX
+    assert np.all(np.isclose(big, overlays.OUTLINE_RGB), axis=-1).any()
 
 
 def test_plot_overlays_draws_three_panels_with_outlines(overlay_run, tmp_path):
@@ -136,7 +137,7 @@ def test_plot_overlays_draws_three_panels_with_outlines(overlay_run, tmp_path):
     assert titles[1].endswith("IoU = 0.5  (3 of 4)")
     assert "best, median and worst images by IoU" in fig.get_suptitle()
     image = read_png(out)
-    assert image.shape[1] == round(3 * report.PANEL_IN * report.DPI)
+    assert image.shape[1] == round(3 * overlays.PANEL_IN * drawing.DPI)
     assert 200 < image.shape[0] < 500
     assert outline_pixels(image) > 100
     # a 2000 x 1500 noise image is shown shrunk: the PNG stays small
@@ -385,8 +386,8 @@ def test_overlays_draw_the_truth_in_its_own_colour_with_a_legend(overlay_run, tm
     fig = report.plot_overlays(metrics, tmp_path / "o.png", input_dir="in", method="otsu", n=1,
                                ground_truth=GroundTruth(tmp_path / "truth", kind="instances"))
     panel = fig.axes[0].get_images()[0].get_array()
-    is_truth = np.all(np.isclose(panel, report.TRUTH_RGB), axis=-1)
-    is_mask = np.all(np.isclose(panel, report.OUTLINE_RGB), axis=-1)
+    is_truth = np.all(np.isclose(panel, overlays.TRUTH_RGB), axis=-1)
+    is_mask = np.all(np.isclose(panel, overlays.OUTLINE_RGB), axis=-1)
     assert is_truth[30, 20 - 7] and is_mask[30, 40 - 14] and not is_truth[30, 40 - 14]
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["otsu", "ground truth"]
     # Without ground truth: no legend.
@@ -401,8 +402,8 @@ def test_overlays_of_32_bit_label_masks(tmp_path):
     labels = np.zeros((900, 1200), np.uint32)
     labels[100:400, 100:500] = 70000
     write_labels(tmp_path / "m.tif", labels)
-    panel = report._overlay(tmp_path / "big.png", tmp_path / "m.tif")
-    assert np.all(np.isclose(panel, report.OUTLINE_RGB), axis=-1).any()
+    panel = overlays._overlay(tmp_path / "big.png", tmp_path / "m.tif")
+    assert np.all(np.isclose(panel, overlays.OUTLINE_RGB), axis=-1).any()
 
 
 def test_quality_runtime_labels_of_close_methods_do_not_overlap(tmp_path):

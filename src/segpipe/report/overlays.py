@@ -1,0 +1,241 @@
+"""Example images of each method, with the outlines of its labels (and the truth's) drawn
+on top, and how the examples are picked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from skimage.segmentation import find_boundaries
+
+from segpipe.errors import ImageReadError
+from segpipe.imageio import intensity_max, read_image, read_label_image
+from segpipe.planes import DEFAULT_READING, for_plane, split_plane
+from segpipe.report.columns import LABELS, has_values, sort_best_first
+from segpipe.report.drawing import DPI, message_figure, save_png
+from segpipe.table import IMAGE_METRICS
+
+OUTLINE_RGB = (1.0, 0.85, 0.0)
+# Ground-truth outlines, drawn under the method's where both fall on a pixel.
+TRUTH_RGB = (0.0, 0.75, 1.0)
+# One overlay panel, in inches; images are shrunk to at most this many pixels a side
+# so that matplotlib shows them without resampling and the PNG stays well under 1 MB.
+PANEL_IN = 3.6
+PANEL_PX = int(PANEL_IN * DPI) - 20
+
+
+def _ranked(metrics, method, metric):
+    """The method's ok rows, best first, and the column that ordered them.
+
+    Ordered by ``metric``; without values of it (a COCO AP has none per image) by the
+    first per-image ground-truth metric with values, then by ``n_objects`` (most first:
+    a threshold's label count is always 1, its object count is not), then ``n_labels``,
+    then by image id, and the column is then None. Rows without a value of the column
+    are left out; ties keep image id order.
+    """
+    rows = metrics[(metrics["method"] == method) & (metrics["status"] == "ok")]
+    rows = rows.sort_values("image_id", kind="stable")
+    for column in (metric, *IMAGE_METRICS, "n_objects", "n_labels"):
+        if has_values(rows, column):
+            rows = rows[rows[column].notna()]
+            return rows.loc[sort_best_first(rows[column], column).index], column
+    return rows, None
+
+
+def _spread(count, n):
+    """Positions of ``n`` examples spread evenly over ``count`` ranked rows, ends included.
+
+    Halves round up, so of an even count the median example is always the lower of the
+    two middle rows, not one or the other as round-half-to-even would pick.
+
+    >>> _spread(7, 3), _spread(4, 3), _spread(6, 3), _spread(2, 3), _spread(0, 3)
+    ([0, 3, 6], [0, 2, 3], [0, 3, 5], [0, 1], [])
+    """
+    if count == 0 or n <= 0:
+        return []
+    return sorted({int(p) for p in np.floor(np.linspace(0, count - 1, n) + 0.5)})
+
+
+def pick_examples(metrics, method, metric="iou", n=3):
+    """Image ids of one method's examples: best, median and worst by ``metric``.
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        The per-image table; only the method's rows with ``status == "ok"`` count.
+    method : str
+        The method.
+    metric : str
+        The column to rank by. Higher is better unless it is in :data:`LOWER_IS_BETTER`.
+        Without values of it, images are ranked by the first per-image ground-truth
+        metric with values, else by ``n_labels`` (most first), else by image id.
+    n : int
+        How many examples, spread evenly from best to worst (3: best, median, worst).
+        Fewer come back when the method has fewer ok images.
+
+    Returns
+    -------
+    list of str
+        Image ids, best first.
+    """
+    rows, _ = _ranked(metrics, method, metric)
+    return [rows["image_id"].iloc[p] for p in _spread(len(rows), n)]
+
+
+def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3, reading=None,
+                  ground_truth=None):
+    """Example images of one method with its mask outlines (and the truth's) on top.
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        The per-image table; ``mask_path`` is relative to the working directory.
+    out_png : str or os.PathLike
+        Where to write the figure.
+    input_dir : str or os.PathLike
+        The input folder; an image is ``input_dir / image_id``.
+    reading : segpipe.planes.Reading, optional
+        The channel, slice and intensity range the method segmented.
+    ground_truth : segpipe.ground_truth.GroundTruth, optional
+        Its outlines are drawn too, in another colour, with a legend.
+    method : str
+        The method to show.
+    metric : str
+        The column to rank images by, see :func:`pick_examples`.
+    n : int
+        How many examples (panels), best first.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure written, to inspect; pyplot does not hold it, so dropping it frees it.
+
+    Raises
+    ------
+    ValueError
+        If ``metrics`` has no row of ``method``.
+
+    Notes
+    -----
+    Images are scaled from their full 8- or 16-bit range to 0..1 and shrunk to at most
+    about 340 pixels a side; the outlines are found on the shrunk mask so they stay one
+    pixel wide and visible. An image or mask that cannot be read gets a panel saying why,
+    so one missing file does not stop the report.
+    """
+    if not (metrics["method"] == method).any():
+        known = ", ".join(sorted(metrics["method"].unique()))
+        raise ValueError(f"no rows of method {method!r} (methods: {known})")
+    rows, column = _ranked(metrics, method, metric)
+    picks = _spread(len(rows), n)
+    if not picks:
+        return save_png(message_figure(f"{method}: no successful images to show."), out_png)
+    shown, with_truth = [], False
+    for position in picks:
+        row = rows.iloc[position]
+        try:
+            rel, plane = split_plane(row["image_id"], input_dir)
+            truth = None
+            if ground_truth is not None and pd.notna(row.get("height")):
+                truth, _, _ = ground_truth.read(row["image_id"],
+                                                (int(row["height"]), int(row["width"])))
+                with_truth |= truth is not None
+            shown.append(_overlay(Path(input_dir) / rel, row["mask_path"],
+                                  for_plane(reading or DEFAULT_READING, plane), truth))
+        except ImageReadError as err:
+            shown.append(str(err))
+    # Panels as tall as the tallest image needs, up to square: no band of white below.
+    aspect = max([a.shape[0] / a.shape[1] for a in shown if not isinstance(a, str)],
+                 default=1.0)
+    fig = Figure(figsize=(PANEL_IN * len(picks), PANEL_IN * min(aspect, 1.0) + 0.8),
+                 layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(picks)))
+    for ax, position, panel in zip(axes, picks, shown):
+        row = rows.iloc[position]
+        ax.set_axis_off()
+        if isinstance(panel, str):
+            ax.text(0.5, 0.5, panel, ha="center", va="center", wrap=True, fontsize=8,
+                    transform=ax.transAxes)
+        else:
+            ax.imshow(panel, interpolation="nearest")
+        where = f"{position + 1} of {len(rows)}"
+        if column is None:
+            detail = f"image {where}"
+        else:
+            value = row[column]
+            detail = f"{LABELS.get(column, column)} = {value:.3g}  ({where})"
+        ax.set_title(f"{_shorten(row['image_id'], 42)}\n{detail}", fontsize=9)
+    fig.suptitle(_overlay_title(method, column, len(picks)), fontsize=11)
+    if with_truth:
+        from matplotlib.patches import Patch
+
+        fig.legend(handles=[Patch(color=OUTLINE_RGB, label=method),
+                            Patch(color=TRUTH_RGB, label="ground truth")],
+                   loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+    return save_png(fig, out_png)
+
+
+def _overlay_title(method, column, count):
+    """What the overlay panels are, in the order they are shown.
+
+    >>> _overlay_title("otsu", "iou", 3)
+    'otsu: best, median and worst images by IoU'
+    >>> _overlay_title("otsu", None, 5)
+    'otsu: 5 images spread over the image ids (no ground truth)'
+    """
+    if column in ("n_objects", "n_labels"):
+        unit = "objects" if column == "n_objects" else "labels"
+        what = (f"images with the most, median and fewest {unit}" if count == 3
+                else f"{count} images from most to fewest {unit}")
+        return f"{method}: {what} (no ground truth)"
+    if column is None:
+        what = ("first, middle and last images" if count == 3
+                else f"{count} images spread over the image ids")
+        return f"{method}: {what} (no ground truth)"
+    name = LABELS.get(column, column)
+    what = ("best, median and worst images" if count == 3
+            else f"{count} images from best to worst")
+    return f"{method}: {what} by {name}"
+
+
+def _overlay(image_path, mask_path, reading=None, truth=None):
+    """The image as RGB floats in 0..1, shrunk for display, with mask outlines drawn
+    (and the outlines of ``truth``, a label image the image's size, under them).
+
+    Shrunk in its own integer type before anything else, so memory stays near the
+    decoded file (at most max_image_pixels x 3 or 6 bytes), not four float copies of it.
+    """
+    image = read_image(image_path, mode="rgb", max_pixels=None, reading=reading)
+    height, width = image.shape[:2]
+    scale = min(1.0, PANEL_PX / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if size != (width, height):
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    rgb = image.astype(np.float32) / intensity_max(image.dtype)
+    del image
+    if truth is not None:
+        rgb[find_boundaries(_shrunk(truth, size), mode="inner")] = TRUTH_RGB
+    labels = _shrunk(read_label_image(mask_path), size)
+    rgb[find_boundaries(labels, mode="inner")] = OUTLINE_RGB
+    return rgb
+
+
+def _shrunk(labels, size):
+    """A label image resized to ``size`` (width, height) by nearest neighbour."""
+    if labels.shape[::-1] == tuple(size):
+        return labels
+    if labels.dtype not in (np.uint8, np.uint16, np.int16, np.int32, np.float32):
+        labels = labels.astype(np.int32)  # OpenCV resizes no 32-bit unsigned type
+    # Nearest keeps labels whole: averaging two labels would invent a third.
+    return cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+
+
+def _shorten(text, width):
+    """``text`` cut from the left to ``width`` characters: the file name end matters most.
+
+    >>> _shorten("plate1/well 2/c.png", 12)
+    '…ell 2/c.png'
+    """
+    return text if len(text) <= width else "…" + text[-(width - 1):]
