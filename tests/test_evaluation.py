@@ -337,6 +337,46 @@ def test_objects_of_labels_are_8_connected_components_of_the_foreground():
     assert set(np.unique(objects)) == {0, 1, 2}
 
 
+def test_objects_of_a_foreground_numbers_components_by_their_first_pixel():
+    # OpenCV's default 8-connected labelling scans 2x2 blocks and reaches (1, 0) before
+    # (0, 3); row-major order reaches (0, 3) first.
+    labels = np.array([
+        [0, 0, 0, 1],
+        [1, 0, 0, 0],
+    ], np.uint8)
+    np.testing.assert_array_equal(objects_of(labels, "foreground"), [[0, 0, 0, 1], [2, 0, 0, 0]])
+
+
+def many_small_objects(seed, shape=(300, 400)):
+    """A foreground of a few thousand specks and small blobs of every shape."""
+    rng = np.random.default_rng(seed)
+    return (ndi.uniform_filter(rng.random(shape), 3) > 0.62).astype(np.uint8)
+
+
+@pytest.fixture
+def threads():
+    """Set OpenCV's thread count for one test (threads label strips of rows)."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    yield cv2.setNumThreads
+    cv2.setNumThreads(before)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("n_threads", [1, 4])
+def test_objects_of_a_foreground_numbers_like_scikit_image(seed, n_threads, threads):
+    from skimage.measure import label
+
+    threads(n_threads)
+    foreground = many_small_objects(seed)
+    objects = objects_of(foreground * 3, "foreground")
+    expected = label(foreground, connectivity=2)
+    assert expected.max() > 500
+    assert objects.dtype == np.int32
+    np.testing.assert_array_equal(objects, expected)
+
+
 @pytest.mark.parametrize("meaning", ["classes", "regions"])
 def test_classes_and_regions_have_no_objects(meaning):
     assert objects_of(np.array([[0, 1], [2, 2]], np.uint8), meaning) is None

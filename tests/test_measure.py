@@ -46,6 +46,22 @@ def test_measurements_are_scikit_images_regionprops():
         assert row["image_id"] == "a.png" and row["method"] == "m" and row["class_name"] is None
 
 
+def test_a_foregrounds_objects_are_numbered_in_raster_order():
+    from segpipe.evaluation import objects_of
+
+    foreground = np.zeros((8, 10), np.uint8)
+    foreground[0, 6:9] = 1  # first pixel (0, 6)
+    foreground[1:4, 0:2] = 1  # (1, 0): a scan of 2x2 blocks reaches it before (0, 6)
+    foreground[5:7, 3:5] = 1  # (5, 3)
+    grey = foreground * 200
+    columns = measure_objects(objects_of(foreground, "foreground"), grey, image_id="a",
+                              method="m")
+    rows = objects_table([columns]).to_pylist()
+    assert [(r["label"], r["bbox"]) for r in rows] == [
+        (1, [0, 6, 1, 9]), (2, [1, 0, 4, 2]), (3, [5, 3, 7, 5])
+    ]
+
+
 def test_without_measuring_only_what_scoring_needs_is_kept():
     objects, grey = scene()
     full = objects_table([measure_objects(objects, grey, image_id="a", method="m")])

@@ -202,15 +202,17 @@ def objects_of(labels, meaning):
     Returns
     -------
     (M, N) ndarray of int or None
-        ``labels`` itself for instances; int32 component ids 1..n (raster order), 0
-        outside, for a foreground; None for classes and regions.
+        ``labels`` itself for instances; int32 component ids 1..n, 0 outside, for a
+        foreground, numbered in raster order: a component's id follows the position of
+        its first pixel in row-major order, as ``skimage.measure.label`` numbers them.
+        None for classes and regions.
 
     Examples
     --------
-    >>> labels = np.array([[1, 1, 0, 0], [0, 0, 0, 1]], dtype=np.uint8)
-    >>> objects_of(labels, "foreground")
-    array([[1, 1, 0, 0],
-           [0, 0, 0, 2]], dtype=int32)
+    >>> labels = np.array([[0, 0, 0, 1, 1], [2, 2, 0, 0, 0]], dtype=np.uint8)
+    >>> objects_of(labels, "foreground")  # (0, 3) comes before (1, 0)
+    array([[0, 0, 0, 1, 1],
+           [2, 2, 0, 0, 0]], dtype=int32)
     """
     if meaning == "instances":
         return labels
@@ -218,8 +220,12 @@ def objects_of(labels, meaning):
         if meaning not in ("classes", "regions"):
             raise ValueError(f"unknown label meaning {meaning!r}")
         return None
-    _, components = cv2.connectedComponents(
-        (labels > 0).view(np.uint8), connectivity=8, ltype=cv2.CV_32S
+    # OpenCV's default for 8-connectivity (Spaghetti) scans 2x2 blocks, so a component
+    # starting at (1, 0) is numbered before one starting at (0, 3). Wu's scan-line
+    # algorithm (SAUF) numbers components by their first pixel in row-major order, also
+    # when threads label strips of rows, for about 10% more time.
+    _, components = cv2.connectedComponentsWithAlgorithm(
+        (labels > 0).view(np.uint8), 8, cv2.CV_32S, cv2.CCL_SAUF
     )
     return components
 
