@@ -152,22 +152,47 @@ class Predictor:
         -------
         list of Detections, in the order of ``images``
         """
-        from torchvision.models.detection.image_list import ImageList
-
         clock = _StageClock(self.device)
         with torch.inference_mode():
             canvas, resized = self._canvas(images)
             clock.mark("prepare")
-            with torch.autocast(**self.autocast):
-                features = self.backbone(canvas)
-                image_list = ImageList(canvas, resized)
-                proposals, _ = self.net.rpn(image_list, features)
-                outputs, _ = self.net.roi_heads(features, proposals, resized)
+            outputs = self.forward(canvas, resized)
             clock.mark("forward")
             results = self._postprocess(outputs, resized, [tuple(im.shape[-2:]) for im in images],
                                         clock)
         clock.add_to(self.stage_s)
         return results
+
+    def forward(self, canvas, image_sizes):
+        """The network's forward pass over one batch canvas, and nothing else.
+
+        Preparing the canvas, pasting the masks and the copy to the host stay outside this
+        method, so a stand-in network can replace it alone:
+        ``benchmarks/bench_maskrcnn.py --stand-in`` does so to measure every other stage
+        of the pipeline without a GPU.
+
+        Parameters
+        ----------
+        canvas : (B, 3, H, W) float tensor, on the device
+            Normalised, resized images, each at the top left of its slot.
+        image_sizes : list of (int, int)
+            (height, width) of each resized image inside the canvas.
+
+        Returns
+        -------
+        list of dict
+            Per image, torchvision's ROI-head outputs, by falling score: ``boxes``
+            (N, 4) float, x0, y0, x1, y1 in the resized image's pixels; ``labels`` (N,)
+            int64; ``scores`` (N,) float; ``masks`` (N, 1, 28, 28) float, probabilities
+            in each box, before pasting.
+        """
+        from torchvision.models.detection.image_list import ImageList
+
+        with torch.autocast(**self.autocast):
+            features = self.backbone(canvas)
+            proposals, _ = self.net.rpn(ImageList(canvas, image_sizes), features)
+            outputs, _ = self.net.roi_heads(features, proposals, image_sizes)
+        return outputs
 
     def _canvas(self, images):
         # torchvision's own resize function (private, unchanged since torchvision 0.6), so
