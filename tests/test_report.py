@@ -91,6 +91,48 @@ def test_pick_examples_without_ground_truth_use_label_counts_then_ids():
     assert report.pick_examples(no_counts, "otsu", "iou") == ["a.png", "c.png", "d.png"]
 
 
+# What each label meaning's rows hold without ground truth (label_stats): a threshold has
+# one label, k-means always k, regions cover the image, instances are their own objects.
+# The examples must follow the figure that varies: c.png, a.png, b.png in every case.
+PER_MEANING = {
+    "threshold": ("n_objects", {"n_labels": [1, 1, 1], "n_objects": [5, 1, 9],
+                                "foreground_fraction": [0.3, 0.3, 0.3]}),
+    "watershed": ("n_objects", {"n_labels": [5, 1, 9], "n_objects": [5, 1, 9],
+                                "foreground_fraction": [0.1, 0.2, 0.3]}),
+    "kmeans": ("foreground_fraction", {"n_labels": [2, 2, 2], "n_objects": [None] * 3,
+                                       "foreground_fraction": [0.5, 0.1, 0.9]}),
+    "superpixels": ("n_labels", {"n_labels": [170, 120, 200], "n_objects": [None] * 3,
+                                 "foreground_fraction": [1.0, 1.0, 1.0]}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PER_MEANING))
+def test_examples_without_ground_truth_follow_a_figure_that_varies_for_the_meaning(kind):
+    column, values = PER_MEANING[kind]
+    metrics = metrics_table({"a.png": None, "b.png": None, "c.png": None}, kind=kind)
+    for name, column_values in values.items():
+        metrics[name] = pd.array(column_values, dtype="Float64")
+    assert report.pick_examples(metrics, "otsu", "iou") == ["c.png", "a.png", "b.png"]
+    assert overlays._ranked(metrics, "otsu", "iou", overlays.meaning_of(metrics, "otsu"))[1] == column
+
+
+def test_examples_of_classes_say_they_follow_the_share_outside_class_0(overlay_run, tmp_path):
+    metrics = overlay_run.drop(columns=["iou"]).assign(
+        kind="kmeans", n_labels=2, foreground_fraction=[0.4, 0.2, 0.6, 0.5])
+    fig = report.plot_overlays(metrics, tmp_path / "k.png", input_dir="in", method="otsu")
+    assert fig.get_suptitle() == ("otsu: images with the largest, median and smallest share "
+                                  "outside class 0 (no ground truth)")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert [t.split("\n")[0] for t in titles] == ["deep16.png", "grey.png", "sub/colour.png"]
+    assert titles[0].endswith("Share outside class 0 = 0.6  (1 of 4)")
+
+
+def test_examples_with_ground_truth_follow_the_primary_metric_whatever_the_meaning():
+    metrics = metrics_table({"a.png": 0.2, "b.png": 0.9, "c.png": 0.5}, kind="kmeans")
+    metrics["foreground_fraction"] = [0.9, 0.1, 0.5]
+    assert report.pick_examples(metrics, "otsu", "iou") == ["b.png", "c.png", "a.png"]
+
+
 # --- overlays ---------------------------------------------------------------------------
 
 @pytest.fixture

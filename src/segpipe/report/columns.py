@@ -25,6 +25,7 @@ LABELS = {
     "coco_ap75": "COCO mask AP75",
     "runtime_s": "Runtime per image, s",
     "n_labels": "Labels per image",
+    "n_objects": "Objects per image",
     "foreground_fraction": "Foreground fraction",
 }
 

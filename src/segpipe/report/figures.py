@@ -284,7 +284,7 @@ def plot_quality_runtime(methods, out_png, *, metric="iou"):
     Returns
     -------
     matplotlib.figure.Figure
-        The figure written, to inspect; pyplot does not hold it, so dropping it frees it.
+        The figure written, as :func:`plot_metric_distributions` returns it.
 
     Notes
     -----

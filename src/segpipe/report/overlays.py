@@ -27,22 +27,57 @@ PANEL_IN = 3.6
 PANEL_PX = int(PANEL_IN * DPI) - 20
 
 
-def _ranked(metrics, method, metric):
+# Without ground truth, examples are spread over a figure of each image that varies with
+# what the method's labels mean, first choice first. A label count says nothing of a
+# threshold (always one label) or of k-means (always k), an object count nothing of
+# classes or regions (they have no objects); for classes, whose label 0 is a class of its
+# own (the darkest band or cluster of the built-in kinds), ``foreground_fraction`` is the
+# share of pixels outside class 0, and it does vary.
+EXAMPLE_FIGURES = {
+    "foreground": ("n_objects", "foreground_fraction"),
+    "instances": ("n_objects", "foreground_fraction"),
+    "regions": ("n_labels", "foreground_fraction"),
+    "classes": ("foreground_fraction", "n_labels"),
+}
+# Every figure that can rank examples, in the order tried after a meaning's own (and for
+# a kind this process does not know).
+ALL_EXAMPLE_FIGURES = ("n_objects", "n_labels", "foreground_fraction")
+
+
+def meaning_of(metrics, method):
+    """What ``method``'s labels mean (:attr:`segpipe.methods.MethodSpec.labels`), from the
+    ``kind`` of its rows; None without a ``kind`` column or for an unknown kind."""
+    from segpipe.methods import REGISTRY
+
+    if "kind" not in metrics.columns:
+        return None
+    kinds = metrics.loc[metrics["method"] == method, "kind"]
+    spec = REGISTRY.get(kinds.iloc[0]) if len(kinds) else None
+    return None if spec is None else spec.labels
+
+
+def _ranked(metrics, method, metric, meaning=None):
     """The method's ok rows, best first, and the column that ordered them.
 
     Ordered by ``metric``; without values of it (a COCO AP has none per image) by the
-    first per-image ground-truth metric with values, then by ``n_objects`` (most first:
-    a threshold's label count is always 1, its object count is not), then ``n_labels``,
-    then by image id, and the column is then None. Rows without a value of the column
-    are left out; ties keep image id order.
+    first per-image ground-truth metric with values. Without ground truth, by the first
+    figure whose values differ between the images, those of :data:`EXAMPLE_FIGURES` for
+    ``meaning`` first, then the others of :data:`ALL_EXAMPLE_FIGURES`; else the first with
+    values; largest first. Without any, by image id, and the column is then None. Rows
+    without a value of the column are left out; ties keep image id order.
     """
     rows = metrics[(metrics["method"] == method) & (metrics["status"] == "ok")]
     rows = rows.sort_values("image_id", kind="stable")
-    for column in (metric, *IMAGE_METRICS, "n_objects", "n_labels"):
-        if has_values(rows, column):
-            rows = rows[rows[column].notna()]
-            return rows.loc[sort_best_first(rows[column], column).index], column
-    return rows, None
+    column = next((c for c in (metric, *IMAGE_METRICS) if has_values(rows, c)), None)
+    if column is None:
+        first = EXAMPLE_FIGURES.get(meaning, ())
+        figures = [c for c in (*first, *ALL_EXAMPLE_FIGURES) if has_values(rows, c)]
+        varying = [c for c in figures if rows[c].nunique() > 1]
+        column = (varying or figures or [None])[0]
+    if column is None:
+        return rows, None
+    rows = rows[rows[column].notna()]
+    return rows.loc[sort_best_first(rows[column], column).index], column
 
 
 def _spread(count, n):
@@ -59,7 +94,7 @@ def _spread(count, n):
     return sorted({int(p) for p in np.floor(np.linspace(0, count - 1, n) + 0.5)})
 
 
-def pick_examples(metrics, method, metric="iou", n=3):
+def pick_examples(metrics, method, metric="iou", n=3, *, meaning=None):
     """Image ids of one method's examples: best, median and worst by ``metric``.
 
     Parameters
@@ -69,19 +104,26 @@ def pick_examples(metrics, method, metric="iou", n=3):
     method : str
         The method.
     metric : str
-        The column to rank by. Higher is better unless it is in :data:`LOWER_IS_BETTER`.
-        Without values of it, images are ranked by the first per-image ground-truth
-        metric with values, else by ``n_labels`` (most first), else by image id.
+        The column to rank by. Higher is better unless it is in
+        :data:`segpipe.report.columns.LOWER_IS_BETTER`. Without values of it, images are
+        ranked by the first per-image ground-truth metric with values; without ground
+        truth, by a figure that varies for what the labels mean (:data:`EXAMPLE_FIGURES`:
+        objects of a foreground or instances, labels of regions, the share of pixels
+        outside class 0 of classes; largest first), else by image id.
     n : int
         How many examples, spread evenly from best to worst (3: best, median, worst).
         Fewer come back when the method has fewer ok images.
+    meaning : {"foreground", "classes", "regions", "instances"}, optional
+        What the method's labels mean; default :func:`meaning_of` its rows.
 
     Returns
     -------
     list of str
         Image ids, best first.
     """
-    rows, _ = _ranked(metrics, method, metric)
+    if meaning is None:
+        meaning = meaning_of(metrics, method)
+    rows, _ = _ranked(metrics, method, metric, meaning)
     return [rows["image_id"].iloc[p] for p in _spread(len(rows), n)]
 
 
@@ -128,7 +170,8 @@ def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3, rea
     if not (metrics["method"] == method).any():
         known = ", ".join(sorted(metrics["method"].unique()))
         raise ValueError(f"no rows of method {method!r} (methods: {known})")
-    rows, column = _ranked(metrics, method, metric)
+    meaning = meaning_of(metrics, method)
+    rows, column = _ranked(metrics, method, metric, meaning)
     picks = _spread(len(rows), n)
     if not picks:
         return save_png(message_figure(f"{method}: no successful images to show."), out_png)
@@ -164,10 +207,9 @@ def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3, rea
         if column is None:
             detail = f"image {where}"
         else:
-            value = row[column]
-            detail = f"{LABELS.get(column, column)} = {value:.3g}  ({where})"
+            detail = f"{_figure_name(column, meaning)} = {row[column]:.3g}  ({where})"
         ax.set_title(f"{_shorten(row['image_id'], 42)}\n{detail}", fontsize=9)
-    fig.suptitle(_overlay_title(method, column, len(picks)), fontsize=11)
+    fig.suptitle(_overlay_title(method, column, len(picks), meaning), fontsize=11)
     if with_truth:
         from matplotlib.patches import Patch
 
@@ -177,18 +219,31 @@ def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3, rea
     return save_png(fig, out_png)
 
 
-def _overlay_title(method, column, count):
+def _figure_name(column, meaning):
+    """A ranking column's name in a panel title: for classes, ``foreground_fraction`` is
+    the share outside class 0, which is no foreground."""
+    if column == "foreground_fraction" and meaning == "classes":
+        return "Share outside class 0"
+    return LABELS.get(column, column)
+
+
+def _overlay_title(method, column, count, meaning=None):
     """What the overlay panels are, in the order they are shown.
 
     >>> _overlay_title("otsu", "iou", 3)
     'otsu: best, median and worst images by IoU'
+    >>> _overlay_title("km", "foreground_fraction", 3, "classes")
+    'km: images with the largest, median and smallest share outside class 0 (no ground truth)'
     >>> _overlay_title("otsu", None, 5)
     'otsu: 5 images spread over the image ids (no ground truth)'
     """
-    if column in ("n_objects", "n_labels"):
-        unit = "objects" if column == "n_objects" else "labels"
-        what = (f"images with the most, median and fewest {unit}" if count == 3
-                else f"{count} images from most to fewest {unit}")
+    if column in ALL_EXAMPLE_FIGURES:
+        # Counts run from most to fewest, a share from largest to smallest.
+        most, least = ("most", "fewest") if column != "foreground_fraction" else ("largest", "smallest")
+        unit = {"n_objects": "objects", "n_labels": "labels"}.get(column) or _figure_name(
+            column, meaning).lower()
+        what = (f"images with the {most}, median and {least} {unit}" if count == 3
+                else f"{count} images from {most} to {least} {unit}")
         return f"{method}: {what} (no ground truth)"
     if column is None:
         what = ("first, middle and last images" if count == 3
