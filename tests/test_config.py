@@ -4,7 +4,7 @@ import pytest
 
 from conftest import ROOT
 from segpipe.config import load_schema, method_defaults, resolve_config
-from segpipe.errors import ConfigError
+from segpipe.errors import ConfigError, UnknownKeyError
 from segpipe.methods import REGISTRY
 
 SCHEMA = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
@@ -108,6 +108,36 @@ def test_mistakes_name_the_key(base, change, key, words):
         resolve({**base, **change})
     assert info.value.key == key
     assert f"'{key}'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "change, key, suggestion",
+    [
+        ({"shard_szie": 3}, "shard_szie", "shard_size"),
+        ({"Shard_Size": 3}, "Shard_Size", "shard_size"),  # case is ignored
+        ({"methods": {"m": {"kind": "multi_threshold", "clases": 3}}}, "methods.m.clases",
+         "classes"),
+        ({"methods": {"m": {"kind": "watershed", "min_distanse": 3}}}, "methods.m.min_distanse",
+         "min_distance"),
+    ],
+)
+def test_an_unknown_key_suggests_the_nearest_allowed_one(base, change, key, suggestion):
+    with pytest.raises(UnknownKeyError) as info:
+        resolve({**base, **change})
+    assert info.value.key == key and info.value.suggestion == suggestion
+    assert f"config key '{key}': unknown key (did you mean '{suggestion}'?); allowed here: [" in (
+        str(info.value))
+    assert f"'{suggestion}'" in str(info.value).split("allowed here:")[1]
+
+
+def test_an_unknown_key_far_from_every_allowed_one_gets_no_suggestion(base):
+    with pytest.raises(UnknownKeyError) as info:
+        resolve({**base, "methods": {"m": {"kind": "kmeans", "colour_space": "lab"}}})
+    assert info.value.key == "methods.m.colour_space" and info.value.suggestion is None
+    assert "did you mean" not in str(info.value)
+    assert str(info.value).startswith(
+        "config key 'methods.m.colour_space': unknown key; allowed here: ['k', 'kind', ")
+    assert isinstance(info.value, ConfigError)
 
 
 def test_input_dir_missing_or_empty(tmp_path, base):

@@ -17,7 +17,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from segpipe.errors import ConfigError
+from segpipe.errors import ConfigError, UnknownKeyError
 from segpipe.methods import get_method
 
 
@@ -47,19 +47,19 @@ def load_schema(path):
     return schema
 
 
-def _key_of(error):
+def _error_of(error):
+    """The ConfigError for one schema violation: its key and what is wrong with it."""
     parts = [str(p) for p in error.absolute_path]
     if error.validator == "additionalProperties" and error.instance:
         allowed = set(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - allowed)
         if extra:
-            parts.append(extra[0])
-            return ".".join(parts), f"unknown key; allowed here: {sorted(allowed)}"
+            return UnknownKeyError(".".join(parts), str(extra[0]), allowed)
     message = error.message
     if error.validator in ("oneOf", "anyOf") and error.context:
         # "not valid under any of the given schemas" says nothing useful alone
         message += ": " + "; ".join(sorted({e.message for e in error.context}))
-    return ".".join(parts) or "(top level)", message
+    return ConfigError(".".join(parts) or "(top level)", message)
 
 
 def validate_config(config, schema):
@@ -74,13 +74,13 @@ def validate_config(config, schema):
     Raises
     ------
     ConfigError
-        Naming the key (dotted path) and what is wrong with it.
+        Naming the key (dotted path) and what is wrong with it; an `UnknownKeyError`
+        for a key not allowed where it stands, suggesting the nearest allowed one.
     """
     validator = Draft202012Validator(schema)
     error = best_match(validator.iter_errors(config))
     if error is not None:
-        key, problem = _key_of(error)
-        raise ConfigError(key, problem)
+        raise _error_of(error)
 
 
 def coerce_strings(config, schema):

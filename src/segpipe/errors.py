@@ -40,5 +40,34 @@ class ConfigError(ValueError):
         super().__init__(f"config key '{key}': {problem}")
 
 
+class UnknownKeyError(ConfigError):
+    """A config key that the schema does not allow where it stands.
+
+    The message lists the keys allowed there and, when one is close enough in spelling
+    (``difflib.get_close_matches``, ignoring case), suggests it first: ``config key
+    'shard_szie': unknown key (did you mean 'shard_size'?); allowed here: [...]``.
+
+    Parameters
+    ----------
+    where : str
+        Dotted path of the mapping that holds the key (``methods.m``); "" at the top.
+    name : str
+        The unknown key.
+    allowed : iterable of str
+        The keys allowed in that mapping.
+    """
+
+    def __init__(self, where, name, allowed):
+        import difflib
+
+        self.allowed = sorted(allowed)
+        by_lower = {key.lower(): key for key in self.allowed}
+        close = difflib.get_close_matches(name.lower(), by_lower, n=1)
+        self.suggestion = by_lower[close[0]] if close else None
+        hint = f" (did you mean '{self.suggestion}'?)" if self.suggestion else ""
+        super().__init__(f"{where}.{name}" if where else name,
+                         f"unknown key{hint}; allowed here: {self.allowed}")
+
+
 class InputDirError(ValueError):
     """The input folder is missing or holds no files."""
