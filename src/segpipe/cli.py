@@ -17,7 +17,10 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from segpipe.workflow_files import workflow_root
+
+# The Snakefile's folder: the copy inside an installed package, or a source checkout.
+ROOT = workflow_root()
 SNAKEFILE = ROOT / "Snakefile"
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 DEFAULT_CONFIG = ROOT / "config/config.yaml"

@@ -4,15 +4,20 @@ import sys
 import time
 from pathlib import Path
 
-# The package lives in src/ beside the workflow. Putting it on the path here (and in
-# PYTHONPATH, which script jobs and cluster jobs inherit) lets the workflow run from a
-# plain clone, in the project's .venv or in a conda environment from envs/.
-_SRC = str(Path(SEGPIPE_ROOT) / "src")
-sys.path.insert(0, _SRC)
-# Set by the workflow itself, not asked of the user, so no envvars: directive.
-os.environ.update(
-    PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
-)
+# In a clone the package lives in src/ beside the workflow. Putting it on the path here
+# (and in PYTHONPATH, which script jobs and cluster jobs inherit) lets the workflow run
+# from a plain clone, in the project's .venv or in a conda environment from envs/. The
+# copy of the workflow inside an installed package has no src/: the package that carries
+# it is the one imported, and nothing is added.
+_SRC = Path(SEGPIPE_ROOT) / "src"
+if (_SRC / "segpipe").is_dir():
+    sys.path.insert(0, str(_SRC))
+    # Set by the workflow itself, not asked of the user, so no envvars: directive.
+    os.environ.update(
+        PYTHONPATH=os.pathsep.join(
+            p for p in (str(_SRC), os.environ.get("PYTHONPATH")) if p
+        )
+    )
 
 from segpipe.config import load_schema, resolve_config
 from segpipe.manifest import folder_fingerprint, read_shard, shard_names, shard_sizes
