@@ -89,7 +89,7 @@ def main(argv=None):
         start,
         f"## DSB 2018 development set: {title}",
         "",
-        "Every classical kind with the README's settings (defaults, and the polarity where "
+        "Every classical kind with its default settings (and the polarity where "
         "it matters). `n/a`: the metric does not apply to what the method's labels mean "
         "(foreground IoU, Dice, object F1 and COCO AP need objects: `foreground` or "
         "`instances` labels; `classes` and `regions` get partition scores only). "
