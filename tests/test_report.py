@@ -340,7 +340,7 @@ def test_leaderboard_ranked_by_coco_ap(tmp_path):
     assert '<th class="num">IoU mean ↑</th>' in page
 
 
-def test_leaderboard_without_ground_truth(tmp_path):
+def test_leaderboard_without_ground_truth_says_why_it_is_unranked(tmp_path):
     methods = methods_table().drop(columns=["iou_mean", "iou_median", "vi_split_mean",
                                             "vi_split_median"])
     # as segpipe.summary writes it when nothing ranks the methods
@@ -348,9 +348,36 @@ def test_leaderboard_without_ground_truth(tmp_path):
     out = tmp_path / "leaderboard.html"
     report.leaderboard_html(methods, out)
     page = out.read_text(encoding="utf-8")
-    assert "No ground truth" in page and "primary" not in page.split("</style>")[1]
-    assert page.count('<tr><td class="num">–</td>') == 3
-    assert page.index("slow_good") < page.index("fast_bad") < page.index("mid &lt;b&gt;")
+    assert ("Not ranked: this run has no ground truth (no <code>ground_truth_dir</code> in "
+            "its config), so there is no quality metric, such as IoU") in page
+    assert "primary" not in page.split("</style>")[1]
+    # no column of dashes for a rank nobody has; methods by name
+    assert "Rank" not in page and page.count("<tr><td class=\"method\">") == 3
+    assert page.index("fast_bad") < page.index("mid &lt;b&gt;") < page.index("slow_good")
+
+
+def test_leaderboard_with_ground_truth_but_no_primary_metric_says_so(tmp_path):
+    # classes and regions have no IoU, but partition scores: ground truth, no ranking
+    methods = methods_table().drop(columns=["iou_mean", "iou_median"])
+    methods["rank"] = pd.array([pd.NA] * 3, dtype="Int64")
+    out = tmp_path / "leaderboard.html"
+    report.leaderboard_html(methods, out, metric="iou")
+    page = out.read_text(encoding="utf-8")
+    assert "Not ranked: no method has a value of IoU, the primary metric" in page
+    assert "no ground truth" not in page
+    assert '<th class="num">VI split mean ↓</th>' in page
+
+
+def test_leaderboard_explains_its_two_timing_columns(tmp_path):
+    for methods in (methods_table(), methods_table().drop(columns=["iou_mean", "iou_median"])):
+        out = tmp_path / "leaderboard.html"
+        report.leaderboard_html(methods.assign(segment_s_mean=0.1), out)
+        page = out.read_text(encoding="utf-8")
+        method, row = page.index("<dt>Method s / image</dt>"), page.index("<dt>Row s / image</dt>")
+        assert "</table>" in page[:method] and method < row
+        assert "the segmentation\nalone" in page[method:row]
+        assert "reading and decoding it" in page[row:]
+        assert "means over the images segmented without error" in page[row:]
 
 
 def test_leaderboard_puts_methods_without_a_rank_last(tmp_path):
@@ -398,7 +425,8 @@ def test_leaderboard_shows_method_and_row_seconds_and_keeps_the_method_in_view(t
     page = out.read_text()
     assert page.index("Method s / image") < page.index("Row s / image")
     assert "<td class=\"num\">2.00</td><td class=\"num\">2.50</td>" in page
-    assert "td:nth-child(2) { position: sticky; left: 0" in page
+    assert "td.method { position: sticky; left: 0" in page
+    assert '<td class="method">slow_good</td>' in page
 
 
 def test_examples_without_ground_truth_follow_object_counts(tmp_path):
