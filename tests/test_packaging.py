@@ -17,19 +17,30 @@ from segpipe import workflow_files
 from segpipe.workflow_files import workflow_root
 
 # What the workflow reads at run time, relative to its root: the sdist and the wheel
-# (under segpipe/_workflow/) must both carry each of them.
+# (under segpipe/_workflow/) carry these, and every other file of those folders.
 WORKFLOW = [
     "Snakefile",
     "config/config.yaml",
     "workflow/schemas/config.schema.yaml",
     "workflow/rules/common.smk",
     "workflow/scripts/segment_shard.py",
-    "workflow/report/workflow.rst",
     "envs/classical.yaml",
     "envs/maskrcnn.yaml",
     "profiles/default/config.yaml",
     "profiles/slurm/config.yaml",
 ]
+
+
+def checkout_workflow():
+    """The Snakefile and every file under the checkout's workflow/, config/, envs/ and
+    profiles/ (rules, scripts, schema, report captions ...), relative to the root."""
+    names = {"Snakefile"}
+    for folder in ("workflow", "config", "envs", "profiles"):
+        names |= {
+            str(path.relative_to(ROOT)) for path in (ROOT / folder).rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts
+        }
+    return names
 
 
 def test_a_source_checkout_is_its_own_workflow_root():
@@ -70,13 +81,15 @@ def test_an_installed_wheel_runs_a_folder_from_anywhere(tmp_path):
     (sdist,) = build.glob("segpipe-*.tar.gz")
     with tarfile.open(sdist) as archive:
         members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    assert set(WORKFLOW) <= members, set(WORKFLOW) - members
+    shipped = checkout_workflow()
+    assert set(WORKFLOW) <= shipped
+    assert shipped <= members, shipped - members
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
          "-q", "-w", build, sdist], cwd=build, check=True, capture_output=True)
     (wheel,) = build.glob("segpipe-*.whl")
     members = set(zipfile.ZipFile(wheel).namelist())
-    packaged = {f"segpipe/_workflow/{name}" for name in WORKFLOW}
+    packaged = {f"segpipe/_workflow/{name}" for name in shipped}
     assert packaged <= members, packaged - members
 
     # A venv of its own holding the wheel; the project's .venv lends only the
