@@ -9,9 +9,6 @@ min_version("9.0")
 SEGPIPE_ROOT = workflow.current_basedir
 
 
-report: "workflow/report/workflow.rst"
-
-
 # Anchored at the Snakefile so that `snakemake -d elsewhere` finds the defaults too.
 configfile: os.path.join(SEGPIPE_ROOT, "config/config.yaml")
 
@@ -31,10 +28,10 @@ container: config["container"]
 
 rule all:
     input:
-        out("summary/metrics.parquet"),
-        out("summary/methods.parquet"),
-        out("summary/instances.parquet"),
-        expand(out("summary/{method}.coco.json"), method=BATCHED),
+        LAYOUT.summary("metrics.parquet"),
+        LAYOUT.summary("methods.parquet"),
+        LAYOUT.summary("instances.parquet"),
+        expand(LAYOUT.coco(), method=BATCHED),
         report_figures() if config["report"] else [],
 
 

@@ -9,7 +9,7 @@ import segpipe.manifest as manifest_module
 from segpipe.manifest import (
     assign_shards,
     folder_fingerprint,
-    list_images,
+    iter_files,
     read_shards,
     shard_names,
     shard_sizes,
@@ -75,11 +75,11 @@ def test_odd_file_names_survive_the_shard_files(tmp_path):
     assert sorted(sum(read_shards(tmp_path).values(), [])) == sorted(names)
 
 
-def test_list_images_is_recursive_sorted_posix_and_skips_hidden(tmp_path):
+def test_iter_files_is_recursive_posix_and_skips_hidden(tmp_path):
     for rel in ["b.png", "a/c.jpg", "a/b/d.tif", ".hidden.png", ".git/x.png", "notes.txt"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
-    assert list_images(tmp_path) == ["a/b/d.tif", "a/c.jpg", "b.png", "notes.txt"]
+    assert sorted(iter_files(tmp_path)) == ["a/b/d.tif", "a/c.jpg", "b.png", "notes.txt"]
 
 
 def listing(tmp_path, **kwargs):

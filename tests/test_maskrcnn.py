@@ -11,9 +11,11 @@ from torchvision.models.detection import maskrcnn_resnet50_fpn
 
 from conftest import encode, make_image_folder
 from segpipe.imageio import read_label_image
-from segpipe.maskrcnn import segment_maskrcnn
+from segpipe.maskrcnn import load_maskrcnn, segment_maskrcnn
 from segpipe.maskrcnn.inference import predict_with_backoff
-from segpipe.maskrcnn.shard import CanvasBuckets, run_maskrcnn_shard
+from segpipe.batch_runner import CanvasBuckets
+from segpipe.job import ShardJob, run_shard_job
+from segpipe.layout import Layout
 from segpipe.manifest import write_shards
 
 # The lighter v1 box head keeps random-weight inference around 0.4 s per tiny image.
@@ -26,6 +28,14 @@ TINY = dict(
 def images(n, shape=(48, 64), seed=0):
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, shape + (3,), dtype=np.uint8) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def net():
+    """One model for the calls a test compares, as one job has: two builds of the same
+    random weights can round their near-tied class scores apart (their buffers sit at
+    other addresses)."""
+    return load_maskrcnn(**TINY)
 
 
 @pytest.fixture(scope="module")
@@ -71,18 +81,18 @@ def assert_same(a, b):
     assert (a.labels != b.labels).mean() < 1e-3
 
 
-def test_batch_size_does_not_change_results(three):
-    one = segment_maskrcnn(three, batch_size=1, **TINY)
-    four = segment_maskrcnn(three + images(1, seed=9), batch_size=4, **TINY)[:3]
+def test_batch_size_does_not_change_results(three, net):
+    one = net.segment(three, batch_size=1)
+    four = net.segment(three + images(1, seed=9), batch_size=4)[:3]
     for a, b in zip(one, four):
         assert_same(a, b)
 
 
-def test_mixed_sizes_and_orientations_give_each_image_its_own_result():
+def test_mixed_sizes_and_orientations_give_each_image_its_own_result(net):
     pictures = mixed_sizes()
-    together = segment_maskrcnn(pictures, batch_size=8, **TINY)
-    alone = [segment_maskrcnn([p], batch_size=1, **TINY)[0] for p in pictures]
-    reversed_pairs = segment_maskrcnn(pictures[::-1], batch_size=2, **TINY)[::-1]
+    together = net.segment(pictures, batch_size=8)
+    alone = [net.segment([p], batch_size=1)[0] for p in pictures]
+    reversed_pairs = net.segment(pictures[::-1], batch_size=2)[::-1]
     for p, a, b, c in zip(pictures, together, alone, reversed_pairs):
         assert a.labels.shape == p.shape[:2]
         assert_same(a, b)
@@ -139,11 +149,12 @@ def test_backoff_does_not_hide_other_errors():
 
 def run_shard_folder(tmp, name, **overrides):
     settings = {"kind": "maskrcnn", **TINY, "batch_size": 3, **overrides}
-    stats = run_maskrcnn_shard(
-        tmp / "shards" / "000000.json", tmp / f"{name}.m.parquet", tmp / f"{name}.i.parquet",
-        input_dir=tmp / "images", method="mr", settings=settings,
-        masks_dir=str(tmp / name), threads=1,  # one torch thread in both runs: same rounding
-    )
+    stats = run_shard_job(ShardJob(
+        method="mr", settings=settings, shard_file=str(tmp / "shards" / "000000.json"),
+        input_dir=str(tmp / "images"), metrics_out=str(tmp / f"{name}.m.parquet"),
+        instances_out=str(tmp / f"{name}.i.parquet"), layout=Layout(str(tmp / name)),
+        threads=1,  # one torch thread in both runs: same rounding
+    ))
     return pd.read_parquet(tmp / f"{name}.m.parquet"), pd.read_parquet(tmp / f"{name}.i.parquet"), stats
 
 
@@ -222,11 +233,13 @@ def test_missing_weights_give_error_rows_naming_the_file(tmp_path):
               "url": "https://example.org/x.pth", "error": "URLError: offline"}
     (weights / "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth.status.json").write_text(json.dumps(status))
     settings = {"kind": "maskrcnn", **TINY, "weights": "DEFAULT", "batch_size": 2}
-    run_maskrcnn_shard(
-        tmp_path / "shards/000000.json", tmp_path / "m.parquet", tmp_path / "i.parquet",
-        input_dir=tmp_path / "img", method="mr", settings=settings,
-        masks_dir=str(tmp_path / "masks"), weights_dir=str(weights),
-    )
+    stats = run_shard_job(ShardJob(
+        method="mr", settings=settings, shard_file=str(tmp_path / "shards/000000.json"),
+        input_dir=str(tmp_path / "img"), metrics_out=str(tmp_path / "m.parquet"),
+        instances_out=str(tmp_path / "i.parquet"), layout=Layout(str(tmp_path / "out")),
+        weights_dir=str(weights),
+    ))
+    assert stats == {}  # no model was built
     row = pd.read_parquet(tmp_path / "m.parquet").iloc[0]
     assert row["status"] == "error"
     assert "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in row["error"] and "put it at" in row["error"]

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import blobs_image, encode, run_snakemake, write_config
+from conftest import ROOT, blobs_image, encode, run_snakemake, write_config
 
 from segpipe.methods import LABEL_MEANINGS, REGISTRY, MethodSpec, load_plugins, register
 from segpipe.methods.base import RUNNERS
@@ -95,3 +95,73 @@ def test_a_toy_method_runs_end_to_end_with_no_rule_change(tmp_path):
                        methods={"blobs": {"kind": "toy", "level": 3}})
     proc = run_snakemake(work, "--configfile", bad, "-n", check=False, env=env)
     assert proc.returncode != 0 and "methods.blobs.level" in proc.stdout + proc.stderr
+
+
+# A kind added the documented way: its function and MethodSpec in a module, and one $defs
+# block in the schema; nothing else of the workflow changes.
+SPOTS = textwrap.dedent('''
+    import numpy as np
+
+    from segpipe.methods import MethodSpec, Segmentation, register
+
+
+    def segment_spots(grey, *, level=128):
+        return Segmentation(labels=(grey > level).astype(np.uint8))
+
+
+    register(MethodSpec("spots", segment_spots, "foreground", "grey", summary="bright pixels"))
+''')
+SPOTS_BLOCK = textwrap.indent(textwrap.dedent('''
+    spots:
+      description: Bright pixels.
+      type: object
+      additionalProperties: false
+      properties:
+        kind: {const: spots}
+        level: {type: integer, minimum: 0, maximum: 255, default: 128, description: Level.}
+'''), "  ")
+
+
+def test_a_kind_without_a_settings_block_is_named(tmp_path):
+    register(MethodSpec("nosettings", print, "foreground"))
+    try:
+        from segpipe.config import load_schema
+
+        with pytest.raises(ValueError, match="'nosettings' has no settings block"):
+            load_schema(ROOT / "workflow/schemas/config.schema.yaml")
+    finally:
+        REGISTRY.pop("nosettings")
+
+
+@pytest.mark.e2e
+def test_a_new_kind_is_one_function_one_descriptor_and_one_schema_block(tmp_path):
+    import shutil
+
+    tree = tmp_path / "workflow-copy"
+    tree.mkdir()
+    for part in ("Snakefile", "workflow", "config", "envs"):
+        copy = shutil.copytree if (ROOT / part).is_dir() else shutil.copy
+        copy(ROOT / part, tree / part)
+    schema = tree / "workflow/schemas/config.schema.yaml"
+    schema.write_text(schema.read_text().rstrip("\n") + "\n" + SPOTS_BLOCK)
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "spots_method.py").write_text(SPOTS)
+    images = tmp_path / "images"
+    images.mkdir()
+    for k in range(2):
+        (images / f"i{k}.png").write_bytes(encode(blobs_image(k), ".png"))
+    cfg = write_config(tmp_path / "c.yaml", input_dir=str(images),
+                       methods={"s": {"kind": "spots", "level": 100}})
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"SEGPIPE_METHODS": "spots_method", "PYTHONPATH": str(tmp_path / "plugins")}
+    run = ["-s", str(tree / "Snakefile"), "--configfile", cfg]
+    run_snakemake(work, *run, env=env)
+    metrics = pd.read_parquet(work / "results/summary/metrics.parquet")
+    assert (metrics["status"] == "ok").all() and (metrics["kind"] == "spots").all()
+    assert (metrics["n_objects"] > 0).all()
+    bad = write_config(tmp_path / "bad.yaml", input_dir=str(images),
+                       methods={"s": {"kind": "spots", "level": 300}})
+    proc = run_snakemake(work, "-s", str(tree / "Snakefile"), "--configfile", bad, "-n",
+                         check=False, env=env)
+    assert proc.returncode != 0 and "methods.s.level" in proc.stdout + proc.stderr

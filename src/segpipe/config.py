@@ -25,22 +25,34 @@ METHOD_NAME = r"[A-Za-z][A-Za-z0-9_]*"
 
 
 def load_schema(path):
-    """Read the config schema (YAML), with the blocks of kinds registered from outside
-    the package (``MethodSpec.schema``) added."""
+    """Read the config schema (YAML) and complete it from the method registry.
+
+    The ``kind`` enum and the ``allOf`` that sends each kind to its settings block are
+    generated for every registered kind, built-in or from outside the package. A kind's
+    settings block is ``$defs.{kind}`` in the YAML, or, for a kind registered from
+    outside, built from ``MethodSpec.schema``.
+
+    Raises
+    ------
+    ValueError
+        If a registered kind has no settings block in either place.
+    """
     from segpipe.methods import REGISTRY
 
     with open(path) as fh:
         schema = yaml.safe_load(fh)
     method = schema["$defs"]["method"]
     for kind, spec in REGISTRY.items():
-        if kind in schema["$defs"] or spec.schema is None:
-            continue
-        schema["$defs"][kind] = {
-            "description": spec.summary,
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {"kind": {"const": kind}, **copy.deepcopy(spec.schema)},
-        }
+        if kind not in schema["$defs"]:
+            if spec.schema is None:
+                raise ValueError(f"method kind {kind!r} has no settings block: add $defs.{kind} "
+                                 f"to {path} or give its MethodSpec a schema")
+            schema["$defs"][kind] = {
+                "description": spec.summary,
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"kind": {"const": kind}, **copy.deepcopy(spec.schema)},
+            }
         method["properties"]["kind"]["enum"].append(kind)
         method["allOf"].append({"if": {"properties": {"kind": {"const": kind}}},
                                 "then": {"$ref": f"#/$defs/{kind}"}})

@@ -71,3 +71,8 @@ class UnknownKeyError(ConfigError):
 
 class InputDirError(ValueError):
     """The input folder is missing or holds no files."""
+
+
+class WeightsMissingError(RuntimeError):
+    """A model's named weights are not where the jobs read them (the fetch failed); the
+    message says which file to put where."""

@@ -166,15 +166,6 @@ def iter_files(root):
             yield rel
 
 
-def list_images(root):
-    """Every file under ``root`` to segment, sorted: the image ids of a run.
-
-    Files that are not images are listed too; they get an error row each, so nothing in
-    the folder is passed over without a word.
-    """
-    return sorted(iter_files(root))
-
-
 def folder_fingerprint(root):
     """A hash that changes when anything the listing records changes under ``root``.
 
@@ -370,21 +361,6 @@ def _file_of(image_id):
     return split_plane(image_id)[0]
 
 
-def remove_shard_outputs(results_dir, shards):
-    """Delete what earlier runs wrote for shards that no longer exist (their images are
-    gone): mask and edge-map folders and the per-shard tables, of every method."""
-    import shutil
-
-    results_dir = Path(results_dir)
-    for shard in shards:
-        for tree in ("masks", "edges"):
-            for folder in results_dir.glob(f"{tree}/*/{shard}"):
-                shutil.rmtree(folder, ignore_errors=True)
-        for table in ("metrics", "instances", "objects"):
-            for path in results_dir.glob(f"{table}/*/{shard}.parquet"):
-                path.unlink(missing_ok=True)
-
-
 def update_manifest(input_dir, *, shard_dir, shard_size, manifest_out, skipped_out,
                     hash_images=False, results_dir=None, include=None, exclude=(),
                     reading=None):
@@ -465,7 +441,10 @@ def update_manifest(input_dir, *, shard_dir, shard_size, manifest_out, skipped_o
     changed = write_shards(shard_dir, shards, signatures)
     removed = sorted(set(previous) - set(shards))
     if results_dir is not None and removed:
-        remove_shard_outputs(results_dir, removed)
+        from segpipe.cleanup import remove_shard_outputs
+        from segpipe.layout import Layout
+
+        remove_shard_outputs(Layout(str(results_dir)), removed)
     log.info(
         "%d files in %s: %d shards, %d new or changed, %d removed",
         len(image_ids), input_dir, len(shards), len(changed), len(removed),

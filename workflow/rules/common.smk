@@ -20,18 +20,16 @@ if (_SRC / "segpipe").is_dir():
     )
 
 from segpipe.config import load_schema, resolve_config
+from segpipe.layout import SAMPLE_DIR, WEIGHTS_DIR, Layout, log_path, weights_path
 from segpipe.manifest import folder_fingerprint, read_shard, shard_names, shard_sizes
 from segpipe.maskrcnn.weights import (
     missing_weights_message,
     read_status,
     refresh_status,
-    resolve_weights,
 )
 from segpipe.methods import get_method
 from segpipe.planes import Reading
 from segpipe.scheduling import coalesce_reevaluation_timers
-
-SAMPLE_DIR = "resources/sample_images"
 
 # Validate before any job runs; a mistake stops here with the key named.
 _resolved = resolve_config(
@@ -43,36 +41,34 @@ _resolved = resolve_config(
 )
 config.clear()
 config.update(_resolved)
-# Every output of the run is under out_dir (default results/).
+# Every output of the run is under out_dir (default results/); segpipe.layout names them.
 OUT = os.path.normpath(config["out_dir"])
+LAYOUT = Layout(OUT)
 
 
 def out(path):
-    """A path under the run's out_dir: out("summary/metrics.parquet")."""
-    return os.path.join(OUT, path)
+    """A path under the run's out_dir (prefer LAYOUT's named paths)."""
+    return LAYOUT.path(path)
 
 
 def report_figures():
     """The report's files (rules in report.smk), drawn when config["report"] is set."""
     figures = [
-        out("report/leaderboard.html"),
-        *expand(out("report/overlays/{method}.png"), method=METHODS),
+        LAYOUT.report_page,
+        LAYOUT.report("leaderboard.html"),
+        *expand(LAYOUT.overlays(), method=METHODS),
     ]
-    return figures + ([out("report/objects.png")] if config["measure_objects"] else [])
+    return figures + ([LAYOUT.report("objects.png")] if config["measure_objects"] else [])
 
 
-MANIFEST = out("manifest/images.parquet")
-SKIPPED = out("manifest/skipped.parquet")
-SHARD_DIR = out("manifest/shards")
 METHODS = sorted(config["methods"])
-# Methods of the batch runner (Mask R-CNN) have their own rule, the one GPU rule.
-BATCHED = [
-    m for m in METHODS if get_method(config["methods"][m]["kind"]).runner == "batch"
-]
-CLASSICAL = [m for m in METHODS if m not in BATCHED]
+SPECS = {m: get_method(config["methods"][m]["kind"]) for m in METHODS}
+# Methods of the batch runner have their own rule, the one device (GPU) rule.
+BATCHED = [m for m in METHODS if SPECS[m].runner == "batch"]
+PER_IMAGE = [m for m in METHODS if m not in BATCHED]
+# Model weights the jobs read, by method, for kinds that have them.
 WEIGHTS = {
-    m: resolve_weights(config["methods"][m]["model"], config["methods"][m]["weights"])
-    for m in BATCHED
+    m: SPECS[m].weights(config["methods"][m]) for m in METHODS if SPECS[m].weights
 }
 if workflow.is_main_process:
     # One pending scheduler wake-up at a time: without it the main process's CPU grows
@@ -135,25 +131,25 @@ def get_shards():
 
 def get_metrics_files(wildcards):
     return expand(
-        out("metrics/{method}/{shard}.parquet"), method=METHODS, shard=get_shards()
+        LAYOUT.metrics(), method=METHODS, shard=get_shards()
     )
 
 
 def get_instance_files(wildcards):
     return expand(
-        out("instances/{method}/{shard}.parquet"), method=BATCHED, shard=get_shards()
+        LAYOUT.instances(), method=BATCHED, shard=get_shards()
     )
 
 
 def get_object_files(wildcards):
     return expand(
-        out("objects/{method}/{shard}.parquet"), method=METHODS, shard=get_shards()
+        LAYOUT.objects(), method=METHODS, shard=get_shards()
     )
 
 
 def get_method_object_files(wildcards):
     return expand(
-        out("objects/{method}/{shard}.parquet"),
+        LAYOUT.objects(),
         method=wildcards.method,
         shard=get_shards(),
     )
@@ -161,7 +157,7 @@ def get_method_object_files(wildcards):
 
 def get_method_metrics_files(wildcards):
     return expand(
-        out("metrics/{method}/{shard}.parquet"),
+        LAYOUT.metrics(),
         method=wildcards.method,
         shard=get_shards(),
     )
@@ -171,7 +167,7 @@ def get_method_instance_files(wildcards):
     if wildcards.method not in BATCHED:
         return []
     return expand(
-        out("instances/{method}/{shard}.parquet"),
+        LAYOUT.instances(),
         method=wildcards.method,
         shard=get_shards(),
     )
@@ -187,14 +183,16 @@ def get_merge_inputs(wildcards):
         inputs["objects"] = get_object_files(wildcards)
     if config["ground_truth_dir"] is not None:
         inputs["scores"] = expand(
-            out("evaluation/{method}.coco_ap.json"), method=METHODS
+            LAYOUT.coco_ap(), method=METHODS
         )
     return inputs
 
 
 def get_weights_input(wildcards):
     """Named weights: the fetch rule's record; a checkpoint path: the file itself."""
-    source = WEIGHTS[wildcards.method]
+    source = WEIGHTS.get(wildcards.method)
+    if source is None:
+        return []
     if source.kind == "named":
         return source.status_path
     return [source.path] if source.kind == "path" else []
@@ -204,7 +202,7 @@ def get_weights_url(wildcards):
     for source in WEIGHTS.values():
         if (
             source.kind == "named"
-            and source.path == f"resources/weights/{wildcards.file}"
+            and source.path == weights_path(wildcards.file)
         ):
             return source.url
     raise ValueError(f"no configured method uses weights {wildcards.file}")
@@ -217,7 +215,7 @@ _RUN_TOKEN = str(time.time_ns())
 def get_weights_retry(wildcards):
     """A new value at every run while the last download failed and the file is missing
     (the fetch re-runs: a retry); empty once the weights are there."""
-    path = f"resources/weights/{wildcards.file}"
+    path = weights_path(wildcards.file)
     status = read_status(f"{path}.status.json")
     if status is not None and not status["ok"] and not Path(path).exists():
         return _RUN_TOKEN
@@ -244,7 +242,7 @@ def report_missing_weights():
 # Scheduler sizing: what a job asks a cluster for (SLURM's --time in minutes and --mem in
 # MB; local runs ignore both). Generous bounds on the measured costs in docs/benchmarks.md,
 # doubled at each retry, so a job killed for time or memory comes back with more.
-SECONDS_PER_IMAGE = {"classical": 2.0, "maskrcnn_gpu": 1.0, "maskrcnn_cpu": 15.0}
+SECONDS_PER_IMAGE = {"image": 2.0, "batch_gpu": 1.0, "batch_cpu": 15.0}
 
 
 def _minutes(seconds, attempt, least=10):
@@ -261,20 +259,21 @@ def _images_in(shard_file):
     shard's own list, the job's input, where the manifest cannot be read.
     """
     try:
-        return shard_sizes(MANIFEST)[Path(shard_file).stem]
+        return shard_sizes(LAYOUT.manifest)[Path(shard_file).stem]
     except (OSError, KeyError):
         return len(read_shard(shard_file))
 
 
 def get_segment_runtime(wildcards, input, attempt):
-    """Minutes for one classical shard: its images at 2 s each (1 MP: < 0.1 s)."""
-    return _minutes(_images_in(input.shard) * SECONDS_PER_IMAGE["classical"], attempt)
+    """Minutes for one per-image shard: its images at 2 s each (1 MP: < 0.1 s)."""
+    return _minutes(_images_in(input.shard) * SECONDS_PER_IMAGE["image"], attempt)
 
 
-def get_maskrcnn_runtime(wildcards, input, attempt):
-    """Minutes for one Mask R-CNN shard, on a GPU or (device: cpu) on the CPU."""
-    on_cpu = config["methods"][wildcards.method]["device"] == "cpu"
-    per_image = SECONDS_PER_IMAGE["maskrcnn_cpu" if on_cpu else "maskrcnn_gpu"]
+def get_batch_runtime(wildcards, input, attempt):
+    """Minutes for one batch shard (Mask R-CNN's rate), on a GPU or (device: cpu) on the
+    CPU."""
+    on_cpu = config["methods"][wildcards.method].get("device") == "cpu"
+    per_image = SECONDS_PER_IMAGE["batch_cpu" if on_cpu else "batch_gpu"]
     return _minutes(_images_in(input.shard) * per_image, attempt, least=15)
 
 
@@ -297,7 +296,7 @@ def get_segment_mem_mb(wildcards, attempt):
     return (500 + _image_mb(wildcards.method)) * attempt
 
 
-def get_maskrcnn_mem_mb(wildcards, threads, attempt):
+def get_batch_mem_mb(wildcards, threads, attempt):
     """The model and a bounded queue of images in the main process, plus one image per
     loader worker and writer process (each can hold one of the largest allowed)."""
     return (4000 + 500 * threads + _image_mb(wildcards.method)) * attempt

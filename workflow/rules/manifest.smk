@@ -6,10 +6,10 @@ checkpoint list_images:
     input:
         get_input_dir_dependency,
     output:
-        MANIFEST,
-        SKIPPED,
+        LAYOUT.manifest,
+        LAYOUT.skipped,
     log:
-        "logs/list_images.log",
+        log_path("list_images.log"),
     conda:
         "../../envs/classical.yaml"
     resources:
@@ -19,13 +19,13 @@ checkpoint list_images:
     params:
         input_dir=config["input_dir"],
         shard_size=config["shard_size"],
-        shard_dir=SHARD_DIR,
+        shard_dir=LAYOUT.shard_dir,
         hash_images=config["hash_images"],
         include=config["include"],
         exclude=config["exclude"],
         reading=get_reading_settings,
         # Where earlier runs' outputs of removed shards are deleted from.
-        results_dir=lambda wildcards, output: Path(output[0]).parent.parent,
+        results_dir=OUT,
         fingerprint=get_input_fingerprint,
     script:
         "../scripts/list_images.py"

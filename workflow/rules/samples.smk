@@ -1,8 +1,8 @@
 rule write_sample_images:
     output:
-        directory("resources/sample_images"),
+        directory(SAMPLE_DIR),
     log:
-        "logs/write_sample_images.log",
+        log_path("write_sample_images.log"),
     # A few bundled images: not worth a cluster job.
     localrule: True
     conda:

@@ -1,17 +1,17 @@
-# One job per (method, shard) of every method the per-image runner runs. Masks are written beside the table as the images are
-# done; the table is written last, atomically, and marks the job complete.
+# One job per (method, shard), whichever runner the method's kind uses (segpipe.job). Masks
+# are written as the images are done; the tables last, each atomically.
 rule segment_shard:
     input:
-        shard=out("manifest/shards/{shard}.json"),
+        shard=LAYOUT.shard_file(),
     output:
-        metrics=out("metrics/{method}/{shard}.parquet"),
-        objects=out("objects/{method}/{shard}.parquet"),
+        metrics=LAYOUT.metrics(),
+        objects=LAYOUT.objects(),
     log:
-        "logs/segment_shard/{method}/{shard}.log",
+        log_path("segment_shard", "{method}", "{shard}.log"),
     benchmark:
-        "logs/segment_shard/{method}/{shard}.benchmark.tsv"
+        log_path("segment_shard", "{method}", "{shard}.benchmark.tsv")
     wildcard_constraints:
-        method=one_of(CLASSICAL),
+        method=one_of(PER_IMAGE),
     conda:
         "../../envs/classical.yaml"
     threads: 1
@@ -20,10 +20,10 @@ rule segment_shard:
         mem_mb=get_segment_mem_mb,
     params:
         input_dir=config["input_dir"],
+        out_dir=OUT,
         settings=get_method_settings,
         truth=get_truth_settings,
-        masks_dir=lambda wildcards: out("masks"),
-        edges_dir=lambda wildcards: out("edges"),
+        weights_dir=WEIGHTS_DIR,
         max_image_pixels=config["max_image_pixels"],
         measure_objects=config["measure_objects"],
         mask_format=config["mask_format"],
@@ -32,21 +32,21 @@ rule segment_shard:
         "../scripts/segment_shard.py"
 
 
-# The one GPU rule: Mask R-CNN, batched inside the job. Its threads are shared by the
-# DataLoader workers (decoding), the main process (the GPU) and the writer processes
-# (PNG, RLE, scores): see the maskrcnn settings `workers` and `writers`.
-rule segment_shard_maskrcnn:
+# The one device (GPU) rule: kinds of the batch runner (Mask R-CNN), batched inside the
+# job. Its threads are shared by the DataLoader workers (decoding), the main process (the
+# GPU) and the writer processes (PNG, RLE, scores): see the settings workers and writers.
+rule segment_shard_batch:
     input:
-        shard=out("manifest/shards/{shard}.json"),
+        shard=LAYOUT.shard_file(),
         weights=get_weights_input,
     output:
-        metrics=out("metrics/{method}/{shard}.parquet"),
-        instances=out("instances/{method}/{shard}.parquet"),
-        objects=out("objects/{method}/{shard}.parquet"),
+        metrics=LAYOUT.metrics(),
+        instances=LAYOUT.instances(),
+        objects=LAYOUT.objects(),
     log:
-        "logs/segment_shard/{method}/{shard}.log",
+        log_path("segment_shard", "{method}", "{shard}.log"),
     benchmark:
-        "logs/segment_shard/{method}/{shard}.benchmark.tsv"
+        log_path("segment_shard", "{method}", "{shard}.benchmark.tsv")
     wildcard_constraints:
         method=one_of(BATCHED),
     conda:
@@ -54,17 +54,17 @@ rule segment_shard_maskrcnn:
     threads: 8
     resources:
         gpu=1,
-        runtime=get_maskrcnn_runtime,
-        mem_mb=get_maskrcnn_mem_mb,
+        runtime=get_batch_runtime,
+        mem_mb=get_batch_mem_mb,
     params:
         input_dir=config["input_dir"],
+        out_dir=OUT,
         settings=get_method_settings,
         truth=get_truth_settings,
-        masks_dir=lambda wildcards: out("masks"),
-        weights_dir="resources/weights",
+        weights_dir=WEIGHTS_DIR,
         max_image_pixels=config["max_image_pixels"],
         measure_objects=config["measure_objects"],
         mask_format=config["mask_format"],
         reading=get_reading_settings,
     script:
-        "../scripts/segment_shard_maskrcnn.py"
+        "../scripts/segment_shard.py"

@@ -4,11 +4,11 @@ rule score_coco_ap:
         instances=get_method_instance_files,
         objects=get_method_object_files,
     output:
-        out("evaluation/{method}.coco_ap.json"),
+        LAYOUT.coco_ap(),
     log:
-        "logs/score_coco_ap/{method}.log",
+        log_path("score_coco_ap", "{method}.log"),
     benchmark:
-        "logs/score_coco_ap/{method}.benchmark.tsv"
+        log_path("score_coco_ap", "{method}.benchmark.tsv")
     conda:
         "../../envs/maskrcnn.yaml"
     resources:
@@ -28,13 +28,13 @@ rule merge_metrics:
     input:
         unpack(get_merge_inputs),
     output:
-        metrics=out("summary/metrics.parquet"),
-        methods=out("summary/methods.parquet"),
-        instances=out("summary/instances.parquet"),
-        objects=([out("summary/objects.parquet")] if config["measure_objects"] else []),
-        coco=expand(out("summary/{method}.coco.json"), method=BATCHED),
+        metrics=LAYOUT.summary("metrics.parquet"),
+        methods=LAYOUT.summary("methods.parquet"),
+        instances=LAYOUT.summary("instances.parquet"),
+        objects=([LAYOUT.summary("objects.parquet")] if config["measure_objects"] else []),
+        coco=expand(LAYOUT.coco(), method=BATCHED),
     log:
-        "logs/merge_metrics.log",
+        log_path("merge_metrics.log"),
     conda:
         "../../envs/classical.yaml"
     resources:

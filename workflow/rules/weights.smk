@@ -5,9 +5,9 @@
 # run ends by saying what to do again, until the file is there.
 rule fetch_maskrcnn_weights:
     output:
-        "resources/weights/{file}.status.json",
+        weights_path("{file}.status.json"),
     log:
-        "logs/fetch_maskrcnn_weights/{file}.log",
+        log_path("fetch_maskrcnn_weights", "{file}.log"),
     localrule: True
     conda:
         "../../envs/maskrcnn.yaml"

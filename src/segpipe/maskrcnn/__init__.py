@@ -1,22 +1,125 @@
 """Mask R-CNN (torchvision) as a segpipe method: batched, GPU-ready instance segmentation.
 
+:func:`load_maskrcnn` gives the model the batch runner (:mod:`segpipe.batch_runner`)
+drives; :func:`segment_maskrcnn` runs the same model on arrays in memory.
+
 This module imports no torch at import time: the workflow reads the method registry on
 every start, and importing torchvision costs seconds.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from segpipe.layout import WEIGHTS_DIR
 
 
-@lru_cache(maxsize=2)
-def _cached_model(model, weights, seed, score_threshold, max_detections, min_size, max_size, device):
-    from segpipe.maskrcnn.model import build_model
+class MaskRCNN:
+    """A loaded Mask R-CNN, ready for batches of same-canvas images.
 
-    return build_model(
-        model=model, weights=weights, seed=seed, score_threshold=score_threshold,
-        max_detections=max_detections, min_size=min_size, max_size=max_size, device=device,
-    )
+    The interface every batch kind's model offers the batch runner: ``canvas_of``,
+    ``predict``, ``class_names`` and ``stage_s``.
+
+    Parameters
+    ----------
+    predictor : segpipe.maskrcnn.inference.Predictor
+    class_names : list of str
+        The name of each class id.
+    """
+
+    def __init__(self, predictor, class_names):
+        self.predictor = predictor
+        self.class_names = class_names
+
+    @property
+    def stage_s(self) -> dict:
+        """Seconds per stage, summed: prepare, forward, postprocess, copy."""
+        return self.predictor.stage_s
+
+    def canvas_of(self, height, width) -> tuple:
+        """The padded canvas an image of ``height x width`` is batched on."""
+        return self.predictor.canvas_of(height, width)
+
+    def predict(self, tensors, batch_size, *, on_fail):
+        """Detections for (3, M, N) integer tensors of one canvas, in chunks of
+        ``batch_size`` halved on out-of-memory; an image that fails alone goes to
+        ``on_fail(position, error)``. Returns the detections and the batch size that
+        fitted."""
+        from segpipe.maskrcnn.inference import predict_with_backoff
+
+        return predict_with_backoff(self.predictor, tensors, batch_size, on_fail=on_fail)
+
+    def segment(self, images, *, batch_size=8) -> list:
+        """Detections for a list of (M, N, 3) arrays, in their order.
+
+        Images are grouped by canvas, so each image's result depends neither on the other
+        images of the list nor on ``batch_size``.
+        """
+        from segpipe.maskrcnn.inference import to_chw_tensor
+
+        tensors = [to_chw_tensor(im) for im in images]
+        by_canvas = {}
+        for i, t in enumerate(tensors):
+            by_canvas.setdefault(self.canvas_of(*t.shape[-2:]), []).append(i)
+
+        def fail(position, err):
+            raise err
+
+        results = [None] * len(images)
+        for members in by_canvas.values():
+            found, _ = self.predict([tensors[i] for i in members], batch_size, on_fail=fail)
+            for i, result in zip(members, found):
+                results[i] = result
+        return results
+
+
+def load_maskrcnn(
+    *,
+    model="maskrcnn_resnet50_fpn_v2",
+    weights="DEFAULT",
+    seed=0,
+    score_threshold=0.5,
+    mask_threshold=0.5,
+    max_detections=100,
+    min_size=800,
+    max_size=1333,
+    device="auto",
+    amp=True,
+    amp_dtype="float16",
+    channels_last=True,
+    compile=False,
+    canvas_step=128,
+    weights_dir=WEIGHTS_DIR,
+) -> MaskRCNN:
+    """Build torchvision's Mask R-CNN with its weights, on ``device``, ready to predict.
+
+    Parameters: those of :func:`segment_maskrcnn`, and ``weights_dir``, where named
+    weights are read from (never downloaded here).
+
+    Raises
+    ------
+    segpipe.errors.WeightsMissingError
+        If named weights could not be fetched: the message says which file to put where.
+    """
+    import torch
+
+    from segpipe.errors import WeightsMissingError
+    from segpipe.maskrcnn.inference import Predictor
+    from segpipe.maskrcnn.model import build_model, resolve_device
+    from segpipe.maskrcnn.weights import missing_weights_message, read_status, resolve_weights
+
+    source = resolve_weights(model, weights, weights_dir=weights_dir)
+    status = read_status(source.status_path) if source.kind == "named" else None
+    if status is not None and not status["ok"]:
+        raise WeightsMissingError(missing_weights_message(status))
+    dev = resolve_device(device)
+    net, names = build_model(model=model, weights=weights, seed=seed,
+                             score_threshold=score_threshold, max_detections=max_detections,
+                             min_size=min_size, max_size=max_size, device=dev,
+                             weights_dir=weights_dir)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # a handful of canvas shapes: tune each once
+    predictor = Predictor(net, dev, mask_threshold=mask_threshold, amp=amp, amp_dtype=amp_dtype,
+                          channels_last=channels_last, compile=compile, canvas_step=canvas_step)
+    return MaskRCNN(predictor, names)
 
 
 def segment_maskrcnn(
@@ -42,8 +145,10 @@ def segment_maskrcnn(
 ):
     """Instance segmentation of a list of RGB images with torchvision's Mask R-CNN.
 
-    Images are grouped by canvas (see :mod:`segpipe.maskrcnn.inference`), so each image's
-    result does not depend on the other images of the list or on ``batch_size``.
+    The arrays-in-memory face of the model the batch runner drives (:func:`load_maskrcnn`,
+    :class:`MaskRCNN`); images are grouped by canvas (see
+    :mod:`segpipe.maskrcnn.inference`), so each image's result does not depend on the
+    other images of the list or on ``batch_size``.
 
     Parameters
     ----------
@@ -72,9 +177,9 @@ def segment_maskrcnn(
     canvas_step : int
         Padded canvas sides are multiples of this; 32 is torchvision's own padding.
     workers, writers : int or "auto"
-        Decoding and writing processes of the shard runner
-        (:func:`segpipe.maskrcnn.shard.run_maskrcnn_shard`); arrays in memory need neither,
-        so they are accepted here only to take a method's settings as they are.
+        Decoding and writing processes of the batch runner
+        (:func:`segpipe.batch_runner.run_batches`); arrays in memory need neither, so
+        they are accepted here only to take a method's settings as they are.
 
     Returns
     -------
@@ -82,29 +187,12 @@ def segment_maskrcnn(
         One per image: label image, boxes, class ids, scores, areas and mask runs, by
         falling score.
     """
-    from segpipe.maskrcnn.inference import Predictor, predict_with_backoff, to_chw_tensor
-    from segpipe.maskrcnn.model import resolve_device
-
-    dev = resolve_device(device)
-    net, _ = _cached_model(model, weights, seed, score_threshold, max_detections, min_size,
-                           max_size, dev)
-    predictor = Predictor(net, dev, mask_threshold=mask_threshold, amp=amp, amp_dtype=amp_dtype,
-                          channels_last=channels_last, compile=compile, canvas_step=canvas_step)
-    tensors = [to_chw_tensor(im) for im in images]
-    by_canvas = {}
-    for i, t in enumerate(tensors):
-        by_canvas.setdefault(predictor.canvas_of(*t.shape[-2:]), []).append(i)
-
-    def fail(index, err):
-        raise err
-
-    results = [None] * len(images)
-    for members in by_canvas.values():
-        found, _ = predict_with_backoff(predictor, [tensors[i] for i in members], batch_size,
-                                        on_fail=fail)
-        for i, result in zip(members, found):
-            results[i] = result
-    return results
+    net = load_maskrcnn(model=model, weights=weights, seed=seed, score_threshold=score_threshold,
+                        mask_threshold=mask_threshold, max_detections=max_detections,
+                        min_size=min_size, max_size=max_size, device=device, amp=amp,
+                        amp_dtype=amp_dtype, channels_last=channels_last, compile=compile,
+                        canvas_step=canvas_step)
+    return net.segment(images, batch_size=batch_size)
 
 
-__all__ = ["segment_maskrcnn"]
+__all__ = ["MaskRCNN", "load_maskrcnn", "segment_maskrcnn"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from segpipe.errors import ConfigError
-from segpipe.maskrcnn import segment_maskrcnn
+from segpipe.maskrcnn import load_maskrcnn, segment_maskrcnn
 from segpipe.methods.base import LABEL_MEANINGS, MethodSpec, Segmentation
 from segpipe.methods.edges import segment_edges
 from segpipe.methods.kmeans import segment_kmeans
@@ -53,6 +53,12 @@ def _check_maskrcnn(name, settings):
         )
 
 
+def _maskrcnn_weights(settings):
+    from segpipe.maskrcnn.weights import resolve_weights
+
+    return resolve_weights(settings["model"], settings["weights"])
+
+
 # bytes_per_pixel: peak memory beyond the decoded image on a 9 MP 8-bit image
 # (benchmarks/bench_memory.py; docs/benchmarks.md, "memory"), plus the image, doubled
 # for 16-bit samples.
@@ -76,7 +82,7 @@ BUILTIN = (
                summary="objects grown from local extremes within an intensity tolerance"),
     # The image as a float tensor on the host, its pasted masks and label image.
     MethodSpec("maskrcnn", segment_maskrcnn, "instances", "rgb", _check_maskrcnn,
-               runner="batch", bytes_per_pixel=32,
+               runner="batch", load=load_maskrcnn, weights=_maskrcnn_weights, bytes_per_pixel=32,
                summary="torchvision Mask R-CNN, batched on a GPU: class, box, score, mask"),
 )
 

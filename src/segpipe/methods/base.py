@@ -38,8 +38,8 @@ class Segmentation:
 #   regions:    a partition of the image into regions; no objects, no foreground.
 #   instances:  each non-zero label is one object.
 LABEL_MEANINGS = ("foreground", "classes", "regions", "instances")
-# Where a method runs: "image" in the per-image loop of segpipe.shard (one CPU core per
-# job), "batch" in the device rule, which gets lists of images (Mask R-CNN's GPU rule).
+# Where a method runs: "image" in the per-image runner (segpipe.image_runner, one CPU core
+# per job), "batch" in the batch runner (segpipe.batch_runner), the device rule's.
 RUNNERS = ("image", "batch")
 
 
@@ -52,8 +52,9 @@ class MethodSpec:
     kind : str
         The config's ``kind`` value; it must also have a block in the config schema.
     segment : callable
-        ``segment(image, **settings) -> Segmentation`` on one decoded image (or, for the
-        batch runner, on a list of images).
+        ``segment(image, **settings) -> Segmentation`` on one decoded image; for a batch
+        kind, ``segment(images, **settings)`` on a list of arrays in memory (the Python
+        face of the same model as ``load``).
     labels : {"foreground", "classes", "regions", "instances"}
         What the labels mean (:data:`LABEL_MEANINGS`). Decides which metrics apply
         (foreground metrics for foreground and instances; object F1, COCO AP and the
@@ -65,8 +66,17 @@ class MethodSpec:
         ``check(name, settings)`` raises ``ConfigError`` for settings the JSON schema
         cannot express (for example an unsorted threshold list); called before any job.
     runner : {"image", "batch"}
-        ``image``: the per-image loop of ``segment_shard``. ``batch``: ``segment`` takes a
-        list of images and runs in the device rule (Mask R-CNN's GPU rule).
+        ``image``: the per-image runner calls ``segment`` on each image, one core per job.
+        ``batch``: the batch runner, in the device rule, drives the model ``load`` gives.
+    load : callable, optional
+        Batch kinds only: ``load(**settings, weights_dir=...)`` (the settings less the
+        runner's own, ``batch_size``, ``workers``, ``writers``) gives a model with
+        ``canvas_of(height, width)``, ``predict(tensors, batch_size, on_fail=...)``,
+        ``class_names`` and ``stage_s`` (see :class:`segpipe.maskrcnn.MaskRCNN`).
+    weights : callable, optional
+        ``weights(settings) -> segpipe.maskrcnn.weights.WeightsSource``: the model file
+        the kind's jobs read, so that the workflow fetches named weights once before any
+        job and re-runs the jobs when the file changes.
     edge_maps : bool
         The method returns an ``edge_map`` that is written beside its masks.
     bytes_per_pixel : float
@@ -88,6 +98,8 @@ class MethodSpec:
     colour: str = "grey"
     check: Callable[[str, dict], None] | None = field(default=None)
     runner: str = "image"
+    load: Callable[..., object] | None = field(default=None)
+    weights: Callable[[dict], object] | None = field(default=None)
     edge_maps: bool = False
     bytes_per_pixel: float = 48.0
     summary: str = ""
@@ -98,6 +110,8 @@ class MethodSpec:
             raise ValueError(f"{self.kind}: labels must be one of {LABEL_MEANINGS}, got {self.labels!r}")
         if self.runner not in RUNNERS:
             raise ValueError(f"{self.kind}: runner must be one of {RUNNERS}, got {self.runner!r}")
+        if (self.runner == "batch") != (self.load is not None):
+            raise ValueError(f"{self.kind}: a batch kind needs a load function, and only a batch kind")
         if self.colour not in ("grey", "rgb"):
             raise ValueError(f"{self.kind}: colour must be 'grey' or 'rgb', got {self.colour!r}")
 
