@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,7 @@ def revision():
 
 
 def now():
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def write_section(path, name, body):
@@ -66,3 +67,34 @@ def markdown_table(header, rows):
              "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+
+def cpu_seconds():
+    """CPU seconds used so far, user and system: ``own`` (this process, all its threads),
+    ``children`` (its child processes that have ended and been waited for) and ``machine``
+    (every CPU's busy time since boot, from ``/proc/stat``; None where there is none).
+
+    Differences between two calls say where a block's CPU went, and how much other
+    processes took meanwhile (``machine`` less the other two) on a shared machine.
+    """
+    def used(who):
+        usage = resource.getrusage(who)
+        return usage.ru_utime + usage.ru_stime
+
+    machine_s = None
+    stat = Path("/proc/stat")
+    if stat.exists():
+        user, nice, system, _idle, _iowait, irq, softirq = map(
+            int, stat.read_text().split("\n", 1)[0].split()[1:8])
+        machine_s = (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+    return {"own": used(resource.RUSAGE_SELF), "children": used(resource.RUSAGE_CHILDREN),
+            "machine": machine_s}
+
+
+def cores():
+    """The cores this process may run on (its affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on macOS
+        return os.cpu_count() or 1
