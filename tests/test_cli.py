@@ -70,6 +70,14 @@ def test_run_status_and_report_of_one_experiment(tmp_path):
     metrics = pd.read_parquet(out / "results/summary/metrics.parquet")
     assert len(metrics) == 6 and (metrics["status"] == "ok").all()
     assert not (out / "results/report").exists()  # figures only when asked for
+    # The run ends with where its results are, its methods and what to do next.
+    printed = proc.stdout.splitlines()
+    assert printed[0] == f"segpipe: results in {out / 'results'}"
+    table = [line.split() for line in printed if line.startswith("  ")]
+    assert ["method", "kind", "ok", "errors", "s", "/", "image"] in table
+    assert [row[:4] for row in table if row[0] in ("otsu", "watershed")] == [
+        ["otsu", "threshold", "3", "0"], ["watershed", "watershed", "3", "0"]]
+    assert f"  segpipe report {out}" in proc.stdout and f"  segpipe status {out}" in proc.stdout
 
     proc = subprocess.run([*segpipe, "status", str(out)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0
@@ -89,11 +97,32 @@ def test_run_status_and_report_of_one_experiment(tmp_path):
     written = [p.stat().st_mtime_ns for p in tables]
     proc = subprocess.run([*segpipe, "report", str(out)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (out / "results/report.html").stat().st_size > 10_000
+    assert proc.stdout.strip() == f"report: {out / 'results/report.html'}"
     # Drawn from the tables: the overlays of both methods, nothing segmented again.
     assert {p.name for p in (out / "results/report/overlays").iterdir()} == {
         "otsu.png", "watershed.png"}
     assert [p.stat().st_mtime_ns for p in tables] == written
+    # One page: the leaderboard inline, the 3 figures and 2 overlays embedded.
+    page = (out / "results/report.html").read_text(encoding="utf-8")
+    assert page.count('<img src="data:image/png;base64,') == 5
+    assert '<td class="method">otsu</td>' in page and "<h3>watershed</h3>" in page
+    assert "Not ranked: this run has no ground truth" in page
+
+
+@pytest.mark.e2e
+def test_run_with_report_packs_the_report_page_too(tmp_path):
+    images = folder(tmp_path)
+    out = tmp_path / "exp"
+    proc = subprocess.run([sys.executable, "-m", "segpipe.cli", "run", str(images), "--methods",
+                           "otsu", "--out", str(out), "-j", "2", "--report"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    page = out / "results/report.html"
+    text = page.read_text(encoding="utf-8")
+    assert text.count('<img src="data:image/png;base64,') == 4  # 3 figures, otsu's examples
+    assert '<td class="method">otsu</td>' in text
+    assert f"report: {page}" in proc.stdout.splitlines()
+    assert "segpipe report" not in proc.stdout  # drawn already: not a next step
 
 
 def test_progress_counts_finished_tables_and_running_logs(tmp_path):

@@ -113,7 +113,8 @@ def test_examples_without_ground_truth_follow_a_figure_that_varies_for_the_meani
     for name, column_values in values.items():
         metrics[name] = pd.array(column_values, dtype="Float64")
     assert report.pick_examples(metrics, "otsu", "iou") == ["c.png", "a.png", "b.png"]
-    assert overlays._ranked(metrics, "otsu", "iou", overlays.meaning_of(metrics, "otsu"))[1] == column
+    meaning = overlays.meaning_of(metrics, "otsu")
+    assert overlays._ranked(metrics, "otsu", "iou", meaning)[1] == column
 
 
 def test_examples_of_classes_say_they_follow_the_share_outside_class_0(overlay_run, tmp_path):
@@ -492,3 +493,112 @@ def test_quality_runtime_labels_of_close_methods_do_not_overlap(tmp_path):
     boxes = [t.get_window_extent(renderer) for t in fig.axes[0].texts]
     assert len(boxes) == n
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+# --- the packed page --------------------------------------------------------------------
+
+def tiny_png(path, value):
+    """A small PNG whose bytes differ with ``value``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((6, 9, 3), value, np.uint8))
+    return path
+
+
+def pack(tmp_path, methods, **kwargs):
+    figures = [tiny_png(tmp_path / "report" / f"{n}.png", v)
+               for v, n in enumerate(("quality_runtime", "distributions", "objects"))]
+    overlays_ = [tiny_png(tmp_path / "report/overlays" / f"{m}.png", 100 + v)
+                 for v, m in enumerate(methods["method"])]
+    out = tmp_path / "report.html"
+    report.write_report_page(methods, out, figures=figures, overlays=overlays_, **kwargs)
+    return out.read_text(encoding="utf-8"), figures + overlays_
+
+
+def test_report_page_holds_the_leaderboard_figures_and_examples_inline(tmp_path):
+    import base64
+    import re
+
+    page, pngs = pack(tmp_path, methods_table().assign(n_images=10), input_dir="/data/x",
+                      ground_truth_dir="/data/truth")
+    # Every picture is in the page itself, in order, byte for byte; nothing outside it.
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert [base64.b64decode(s.removeprefix("data:image/png;base64,")) for s in sources] == [
+        p.read_bytes() for p in pngs]
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<link" not in page and "<script" not in page and "http" not in page
+    # One page, top to bottom: the run, the leaderboard table, the figures, the examples.
+    assert "10 images of <code>/data/x</code>, 3 methods; ground truth" in page
+    board, table = page.index('<h2 id="leaderboard">'), page.index('<td class="method">slow_good')
+    figures, examples = page.index('<h2 id="figures">'), page.index('<h2 id="examples">')
+    assert board < table < figures < page.index(sources[0]) < examples
+    assert page.index("<h3>slow_good</h3>") > examples
+    assert "<h3>mid &lt;b&gt;</h3>" in page
+    assert "Quality against speed: each dot is a method" in page  # scores: the scatter's caption
+    assert "best, median and worst images by the primary metric" in page
+    assert "<dt>Row s / image</dt>" in page
+
+
+def test_report_page_without_ground_truth_explains_the_fallbacks(tmp_path):
+    methods = methods_table().drop(columns=["iou_mean", "iou_median", "vi_split_mean",
+                                            "vi_split_median"])
+    methods["rank"] = pd.array([pd.NA] * 3, dtype="Int64")
+    page, _ = pack(tmp_path, methods)
+    assert "no ground truth." in page and "Not ranked: this run has no ground truth" in page
+    assert "Seconds per image of each method" in page  # the bars' caption, not the scatter's
+    assert "Without ground truth: runtime per image" in page
+    assert "the share of pixels outside class 0 of classes" in page
+
+
+# --- what a run prints at its end --------------------------------------------------------
+
+def finished_tables(tmp_path, *, truth):
+    """methods.parquet of two methods as segpipe.summary writes it; the results folder."""
+    from segpipe.summary import summarize_methods
+
+    rows = metrics_table({"a.png": 0.5, "b.png": 0.7, "c.png": None}, method="otsu")
+    rows = pd.concat([rows, metrics_table({"a.png": 0.9, "b.png": 0.8, "c.png": 0.95},
+                                          method="watershed", kind="watershed")])
+    rows = rows.assign(params="{}", runtime_s=[0.01, 0.02, 0.03, 1.5, 2.5, 3.5],
+                       status=["ok", "ok", "error", "ok", "ok", "ok"])
+    if not truth:
+        rows["iou"] = np.nan
+    for column in ("decode_s", "segment_s", "write_s", "n_objects", "foreground_fraction",
+                   "n_instances", "mean_score"):
+        rows[column] = np.nan
+    results = tmp_path / "results"
+    (results / "summary").mkdir(parents=True)
+    summarize_methods(rows, primary_metric="iou").to_parquet(results / "summary/methods.parquet")
+    return results
+
+
+def test_run_summary_table_of_a_run_with_ground_truth(tmp_path):
+    from segpipe.report import terminal
+
+    results = finished_tables(tmp_path, truth=True)
+    rows = terminal.read_methods(results / "summary/methods.parquet", metric="iou")
+    assert terminal.methods_table(rows, metric="iou") == [
+        "rank  method     kind       ok  errors  s / image  IoU mean",
+        "   1  watershed  watershed   3       0       2.50     0.883",
+        "   2  otsu       threshold   2       1     0.0150     0.600",
+    ]
+
+
+def test_run_summary_without_ground_truth_has_no_metric_and_no_rank(tmp_path):
+    from segpipe.report import terminal
+
+    results = finished_tables(tmp_path, truth=False)
+    text = report.run_summary(tmp_path, results, metric="iou")
+    lines = text.splitlines()
+    assert lines[0] == f"segpipe: results in {results}"
+    assert "  method     kind       ok  errors  s / image" in lines
+    assert "  otsu       threshold   2       1     0.0150" in lines
+    assert not any("IoU" in line or "rank" in line for line in lines)
+    # what to do next: the report is not drawn yet
+    assert lines[lines.index("next:") + 1].startswith(f"  segpipe report {tmp_path}")
+    assert f"  segpipe status {tmp_path}" in text
+    drawn = report.run_summary(tmp_path, results, report_page=results / "report.html")
+    assert f"report: {results / 'report.html'}" in drawn and "segpipe report" not in drawn
+    # a run of other targets has no summary table: only where its results are
+    assert terminal.methods_table([], metric="iou") == ["method  kind  ok  errors  s / image"]
+    bare = report.run_summary(tmp_path, tmp_path / "elsewhere").splitlines()
+    assert bare[0] == f"segpipe: results in {tmp_path / 'elsewhere'}" and bare[1] == "next:"

@@ -1,18 +1,17 @@
-"""The HTML report opens in a real headless Chromium and shows its plots.
+"""The packed report opens in a real headless Chromium on one page that shows the
+leaderboard, the figures and the examples, with nothing to click.
 
 Chromium and ChromeDriver come from Debian (tools/install-browser.sh, which `make test`
 runs first); without them the test is skipped, saying so.
 """
 
 import shutil
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, make_image_folder, run_snakemake, write_config
+from conftest import make_image_folder, run_snakemake, write_config
 from segpipe.imageio import read_image, write_png
 
 pytestmark = [
@@ -38,15 +37,8 @@ def report(tmp_path_factory):
     methods = {"otsu": {"kind": "threshold"}, "km": {"kind": "kmeans", "k": [2, 3]}}
     cfg = write_config(tmp / "c.yaml", input_dir=str(images), ground_truth_dir=str(truth),
                        ground_truth_kind="binary", methods=methods, report=True)
-    run_snakemake(tmp, "--configfile", cfg)
-    out = tmp / "results/report.html"
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp),
-         "--configfile", str(cfg), "--report", str(out)],
-        capture_output=True, text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+    run_snakemake(tmp, "--configfile", cfg)  # report: true packs report.html too
+    return tmp / "results/report.html"
 
 
 @pytest.fixture
@@ -77,44 +69,28 @@ def wait_for(find, timeout=10.0):
         time.sleep(0.2)
 
 
-def shown_png_width(driver):
-    """naturalWidth of the PNG the report shows (0 if it did not load)."""
-    from selenium.webdriver.common.by import By
-
-    for img in driver.find_elements(By.TAG_NAME, "img"):
-        if (img.get_attribute("src") or "").startswith("data:image/png"):
-            return driver.execute_script("return arguments[0].naturalWidth", img)
-    return 0
-
-
-def open_result(driver, name):
-    from selenium.webdriver.common.by import By
-
-    row = wait_for(lambda: [r for r in driver.find_elements(By.CSS_SELECTOR, "table tr")
-                            if name in r.text])
-    assert row, f"{name} is not listed"
-    row[0].find_elements(By.TAG_NAME, "a")[0].click()
-
-
-def test_report_loads_and_shows_its_plots(report, browser):
+def test_report_opens_on_one_page_with_everything_shown(report, browser):
     from selenium.webdriver.common.by import By
 
     browser.get(report.as_uri())
     body = wait_for(lambda: browser.find_element(By.TAG_NAME, "body").text)
-    assert "1. Leaderboard" in body and "2. Examples" in body
-    assert "segpipe segmented the images" in body
-
-    browser.find_element(By.LINK_TEXT, "1. Leaderboard").click()
-    for figure in ("distributions.png", "quality_runtime.png"):
-        open_result(browser, figure)
-        assert wait_for(lambda: shown_png_width(browser)) > 400, figure
-    open_result(browser, "leaderboard.html")
-
-    browser.get(report.as_uri())
-    wait_for(lambda: browser.find_elements(By.LINK_TEXT, "2. Examples"))[0].click()
-    methods = wait_for(lambda: [a.text for a in browser.find_elements(By.TAG_NAME, "a")
-                                if a.text in ("otsu", "km_k2", "km_k3")])
-    assert sorted(methods) == ["km_k2", "km_k3", "otsu"]
-    browser.find_element(By.LINK_TEXT, "otsu").click()
-    open_result(browser, "otsu.png")
-    assert wait_for(lambda: shown_png_width(browser)) > 300
+    # The leaderboard's rows, ranked by IoU, with their explanation, in the first screen.
+    rows = [r.text.split()[:2] for r in browser.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    assert sorted(name for _, name in rows) == ["km_k2", "km_k3", "otsu"]
+    assert rows[0] == ["1", "otsu"]  # the classes of k-means have no IoU: ranked below
+    table = browser.find_element(By.TAG_NAME, "table")
+    assert table.is_displayed() and table.rect["y"] < browser.execute_script(
+        "return window.innerHeight")
+    assert "Sorted by rank" in body and "Row s / image" in body
+    # Every figure and every method's examples, loaded and drawn on the page itself.
+    images = browser.find_elements(By.TAG_NAME, "img")
+    alts = [img.get_attribute("alt") for img in images]
+    assert alts == ["quality_runtime", "distributions", "objects", "km_k2", "km_k3", "otsu"]
+    for img in images:
+        assert img.get_attribute("src").startswith("data:image/png;base64,")
+        assert wait_for(lambda img=img: browser.execute_script(
+            "return arguments[0].complete && arguments[0].naturalWidth", img)) > 300
+        assert img.is_displayed() and img.rect["width"] > 300
+    assert [h.text for h in browser.find_elements(By.TAG_NAME, "h3")] == alts[3:]
+    # Nothing was opened: the page is still the one loaded.
+    assert browser.current_url == report.as_uri()

@@ -257,7 +257,20 @@ def cmd_run(args, extra):
         if sys.stderr.isatty() and not {"-q", "--quiet", "--verbose"} & set(extra):
             # The progress line instead of a block per job; warnings and errors still show.
             command += ["--quiet", "rules", "progress", "host"]
-        return _run_with_progress(command, out, env=env)
+        code = _run_with_progress(command, out, env=env)
+        if code == 0:
+            from segpipe.config import load_schema, resolve_config
+            from segpipe.report import run_summary
+
+            settings = resolve_config(config, load_schema(SCHEMA))  # defaults filled in
+            page = results_dir(out) / "report.html"
+            drawn = settings["report"] and page.is_file()
+            print(run_summary(out, results_dir(out), metric=settings["primary_metric"],
+                              report_page=page if drawn else None))
+        else:
+            print(f"segpipe: the run stopped (see above; job logs in {out / 'logs'}); "
+                  f"`segpipe status {out}` shows what is done", file=sys.stderr)
+        return code
     finally:
         if args.dry_run and previous is None:
             recorded.unlink(missing_ok=True)
@@ -479,15 +492,11 @@ def cmd_report(args, extra):
     if not (out / RUN_CONFIG).exists():
         raise CommandError(f"{out} has no {RUN_CONFIG}: not the --out of a segpipe run")
     page = results_dir(out) / "report.html"
-    # The figures are drawn only when asked for (config key report): first draw them,
-    # then pack them, both with the switch on so that Snakemake's report finds them.
-    drawn = ["--config", "report=true"]
-    env = snakemake_env()
-    code = subprocess.call(snakemake_command(out, cores=args.cores, extra=drawn), env=env)
-    if code == 0:
-        code = subprocess.call(snakemake_command(out, cores=1,
-                                                 extra=["--report", str(page), *drawn]),
-                               env=env)
+    # The report is drawn only when asked for (config key report): the run's own target
+    # with the switch on draws the figures from the tables and packs report.html.
+    code = subprocess.call(snakemake_command(out, cores=args.cores,
+                                             extra=["--config", "report=true"]),
+                           env=snakemake_env())
     if code == 0:
         print(f"report: {page}")
     return code

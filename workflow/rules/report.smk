@@ -1,24 +1,15 @@
-# Figures for `snakemake --report results/report.html` (under out_dir), drawn after every run.
+# The report, drawn from the summary tables only when asked for (config key report,
+# `segpipe run --report`, `segpipe report DIR`, the target draw_report): the figures,
+# the leaderboard and every method's examples under report/, and report.html, one
+# self-contained page of them all. Off, the default, a run stops at the tables.
 rule plot_summary:
     input:
-        metrics=out("summary/metrics.parquet"),
-        methods=out("summary/methods.parquet"),
+        metrics=LAYOUT.summary("metrics.parquet"),
+        methods=LAYOUT.summary("methods.parquet"),
     output:
-        distributions=report(
-            out("report/distributions.png"),
-            caption="../report/distributions.rst",
-            category="1. Leaderboard",
-        ),
-        quality=report(
-            out("report/quality_runtime.png"),
-            caption="../report/quality_runtime.rst",
-            category="1. Leaderboard",
-        ),
-        leaderboard=report(
-            out("report/leaderboard.html"),
-            caption="../report/leaderboard.rst",
-            category="1. Leaderboard",
-        ),
+        distributions=LAYOUT.report("distributions.png"),
+        quality=LAYOUT.report("quality_runtime.png"),
+        leaderboard=LAYOUT.report("leaderboard.html"),
     log:
         "logs/plot_summary.log",
     conda:
@@ -34,14 +25,9 @@ rule plot_summary:
 
 rule plot_overlays:
     input:
-        metrics=out("summary/metrics.parquet"),
+        metrics=LAYOUT.summary("metrics.parquet"),
     output:
-        report(
-            out("report/overlays/{method}.png"),
-            caption="../report/overlays.rst",
-            category="2. Examples",
-            subcategory="{method}",
-        ),
+        LAYOUT.overlays(),
     log:
         "logs/plot_overlays/{method}.log",
     conda:
@@ -61,14 +47,10 @@ rule plot_overlays:
 # Object areas and counts per method, from the per-object table (measure_objects).
 rule plot_objects:
     input:
-        objects=out("summary/objects.parquet"),
-        metrics=out("summary/metrics.parquet"),
+        objects=LAYOUT.summary("objects.parquet"),
+        metrics=LAYOUT.summary("metrics.parquet"),
     output:
-        report(
-            out("report/objects.png"),
-            caption="../report/objects.rst",
-            category="1. Leaderboard",
-        ),
+        LAYOUT.report("objects.png"),
     log:
         "logs/plot_objects.log",
     conda:
@@ -80,8 +62,35 @@ rule plot_objects:
         "../scripts/plot_objects.py"
 
 
-# `snakemake draw_report`: the figures of a finished run, drawn from its tables (with
-# config key report off, the default, the run stops at the tables).
+# One HTML file that opens on everything: the leaderboard inline, the figures and the
+# examples embedded, nothing to click and nothing beside it to carry along.
+rule pack_report:
+    input:
+        methods=LAYOUT.summary("methods.parquet"),
+        figures=[
+            LAYOUT.report("quality_runtime.png"),
+            LAYOUT.report("distributions.png"),
+            *([LAYOUT.report("objects.png")] if config["measure_objects"] else []),
+        ],
+        overlays=expand(LAYOUT.overlays(), method=METHODS),
+    output:
+        LAYOUT.report_page,
+    log:
+        "logs/pack_report.log",
+    conda:
+        "../../envs/classical.yaml"
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    params:
+        metric=config["primary_metric"],
+        input_dir=config["input_dir"],
+        ground_truth_dir=config["ground_truth_dir"],
+    script:
+        "../scripts/pack_report.py"
+
+
+# `snakemake draw_report`: the report of a finished run, drawn from its tables.
 rule draw_report:
     input:
         report_figures(),

@@ -2,22 +2,39 @@
 
 One module per part: :mod:`~segpipe.report.figures` (metric distributions, objects,
 quality against runtime), :mod:`~segpipe.report.leaderboard` (the per-method table),
-:mod:`~segpipe.report.overlays` (example images with outlines), with the column names and
+:mod:`~segpipe.report.overlays` (example images with outlines),
+:mod:`~segpipe.report.page` (all of them packed into one self-contained HTML page) and
+:mod:`~segpipe.report.terminal` (what a finished run prints), with the column names and
 directions they share in :mod:`~segpipe.report.columns` and the PNG writer in
 :mod:`~segpipe.report.drawing`.
+
+The functions below are imported from their modules when first used, not with the
+package: the end of every run prints :mod:`~segpipe.report.terminal`'s table, and
+importing matplotlib and pandas for it would add most of a second to a small run.
 """
 
-from segpipe.report.columns import label_of
-from segpipe.report.figures import plot_metric_distributions, plot_objects, plot_quality_runtime
-from segpipe.report.leaderboard import leaderboard_html
-from segpipe.report.overlays import pick_examples, plot_overlays
+import importlib
 
-__all__ = [
-    "label_of",
-    "leaderboard_html",
-    "pick_examples",
-    "plot_metric_distributions",
-    "plot_objects",
-    "plot_overlays",
-    "plot_quality_runtime",
-]
+# Public name: its module.
+_EXPORTS = {
+    "label_of": "columns",
+    "leaderboard_html": "leaderboard",
+    "pick_examples": "overlays",
+    "plot_metric_distributions": "figures",
+    "plot_objects": "figures",
+    "plot_overlays": "overlays",
+    "plot_quality_runtime": "figures",
+    "run_summary": "terminal",
+    "write_report_page": "page",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

@@ -239,9 +239,9 @@ def _overlay_title(method, column, count, meaning=None):
     """
     if column in ALL_EXAMPLE_FIGURES:
         # Counts run from most to fewest, a share from largest to smallest.
-        most, least = ("most", "fewest") if column != "foreground_fraction" else ("largest", "smallest")
-        unit = {"n_objects": "objects", "n_labels": "labels"}.get(column) or _figure_name(
-            column, meaning).lower()
+        counts = {"n_objects": "objects", "n_labels": "labels"}
+        most, least = ("most", "fewest") if column in counts else ("largest", "smallest")
+        unit = counts.get(column) or _figure_name(column, meaning).lower()
         what = (f"images with the {most}, median and {least} {unit}" if count == 3
                 else f"{count} images from {most} to {least} {unit}")
         return f"{method}: {what} (no ground truth)"

@@ -1,0 +1,141 @@
+"""The packed report: one self-contained HTML page with the leaderboard, the figures and
+every method's examples, open at once, no clicks needed.
+
+The PNGs are embedded as base64 ``data:`` URIs and the style is inline, so the page is one
+file that opens offline, by mail or from a shared drive, with nothing beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from segpipe.imageio import write_bytes_atomic
+from segpipe.report.columns import LABELS, has_values, method_column
+from segpipe.report.leaderboard import STYLE, html_document, leaderboard_table
+from segpipe.table import IMAGE_METRICS
+
+PAGE_STYLE = STYLE + """
+h2 { font-size: 1.1rem; margin: 2rem 0 0.4rem; border-bottom: 1px solid #e1e5ea;
+     padding-bottom: 0.2rem; }
+h3 { font-size: 0.95rem; margin: 1.2rem 0 0.3rem; }
+p.run { margin: 0 0 0.3rem; }
+nav { font-size: 0.9rem; margin: 0.3rem 0 0.6rem; }
+figure { margin: 0.6rem 0 1.4rem; }
+figure img { max-width: 100%; height: auto; display: block; }
+figcaption { color: #5a6570; font-size: 0.85rem; margin-top: 0.3rem; max-width: 60rem; }
+div.board { overflow-x: auto; }"""
+
+# What each figure shows, by its file name (segpipe.report.figures draws them): True, the
+# text for a figure of ground-truth scores; False, for its fallback without them.
+CAPTIONS = {
+    "quality_runtime": {
+        True: ("Quality against speed: each dot is a method, at its score on the primary "
+               "metric (the mean over its images, or its COCO mask AP) and its seconds per "
+               "image (log scale, left is faster). Methods worth having lie towards the "
+               "upper left for a higher-is-better metric; a method below and to the right "
+               "of another is beaten by it on both counts. Colours tell the kinds apart; a "
+               "method's error count follows its name."),
+        False: ("Seconds per image of each method (Row s / image of the leaderboard), "
+                "fastest at the top: without a score of the primary metric there is nothing "
+                "to plot against it."),
+    },
+    "distributions": {
+        True: ("Per-image scores, one panel per ground-truth metric; each row is a method, "
+               "best at the top by the median of the first panel. The box spans the middle "
+               "half of its images, the orange bar is the median, the whiskers reach 1.5 "
+               "box lengths, and every image is a dot. Panel titles say whether higher or "
+               "lower is better: the variation of information counts over-segmentation "
+               "(split) and under-segmentation (merge)."),
+        False: ("Without ground truth: runtime per image (log scale), labels per image and "
+                "the foreground fraction of each method's images. They say how fast and how "
+                "fine-grained each method is, not how right it is."),
+    },
+}
+OBJECTS_CAPTION = (
+    "Objects of every method whose labels have objects (instances, or the connected "
+    "components of a foreground): the area of each object and the objects per image, on "
+    "log scales. Methods labelling classes or regions have no objects.")
+CAPTIONS["objects"] = {True: OBJECTS_CAPTION, False: OBJECTS_CAPTION}
+EXAMPLES_CAPTION = {
+    True: ("Each method's best, median and worst images by the primary metric, left to "
+           "right, with its label outlines in yellow over the image and the truth's in "
+           "blue. Large images are shrunk, so very small objects may merge."),
+    False: ("Without ground truth, each method's images are spread over a figure that "
+            "varies with what its labels mean: the object count of a foreground or "
+            "instances, the label count of regions, the share of pixels outside class 0 of "
+            "classes (largest first; the panel titles say which). Label outlines in yellow. "
+            "Large images are shrunk, so very small objects may merge."),
+}
+
+
+def _png(path):
+    """An ``<img>`` of the PNG at ``path``, embedded as a data URI."""
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    alt = html.escape(Path(path).stem)
+    return f'<img src="data:image/png;base64,{data}" alt="{alt}">'
+
+
+def write_report_page(methods, out_html, *, figures, overlays, metric="iou", input_dir=None,
+                      ground_truth_dir=None):
+    """Pack the report into one self-contained HTML page.
+
+    Parameters
+    ----------
+    methods : pandas.DataFrame
+        The per-method table (``summary/methods.parquet``): the leaderboard, inline.
+    out_html : str or os.PathLike
+        Where to write the page.
+    figures : sequence of str or os.PathLike
+        PNGs of :mod:`segpipe.report.figures`, in the order shown; a file's stem
+        (``quality_runtime``, ``distributions``, ``objects``) picks its caption.
+    overlays : sequence of str or os.PathLike
+        One PNG of examples per method (:func:`segpipe.report.plot_overlays`), named
+        after the method.
+    metric : str
+        The primary metric.
+    input_dir, ground_truth_dir : str, optional
+        Named in the page's first line, to say what was segmented and scored.
+
+    Notes
+    -----
+    The page holds, top to bottom: what the run was, the leaderboard
+    (:func:`segpipe.report.leaderboard.leaderboard_table`), the figures and the
+    examples, each with a caption that says how to read it, with or without ground truth.
+
+    Raises
+    ------
+    OSError
+        If a PNG cannot be read or the page cannot be written.
+    """
+    scored = {  # which figures show scores, by the same test as the figure itself
+        "quality_runtime": has_values(methods, method_column(metric)),
+        "distributions": any(has_values(methods, f"{m}_mean") for m in IMAGE_METRICS),
+    }
+    scored["examples"] = scored["distributions"]
+    n_images = int(methods["n_images"].max()) if has_values(methods, "n_images") else 0
+    what = f"{n_images:,} images" + (f" of <code>{html.escape(str(input_dir))}</code>"
+                                     if input_dir else "")
+    truth = (f"ground truth <code>{html.escape(str(ground_truth_dir))}</code>, primary "
+             f"metric {html.escape(LABELS.get(metric, metric))}" if ground_truth_dir
+             else "no ground truth")
+    parts = [f'<p class="run">{what}, {len(methods)} methods; {truth}.</p>',
+             ('<nav><a href="#leaderboard">Leaderboard</a> · <a href="#figures">Figures</a>'
+              ' · <a href="#examples">Examples</a></nav>'),
+             '<h2 id="leaderboard">Leaderboard</h2>',
+             f'<div class="board">{leaderboard_table(methods, metric=metric)}</div>',
+             '<h2 id="figures">Figures</h2>']
+    for path in figures:
+        stem = Path(path).stem
+        caption = CAPTIONS[stem][scored.get(stem, False)] if stem in CAPTIONS else ""
+        parts.append(f"<figure>{_png(path)}"
+                     + (f"<figcaption>{html.escape(caption)}</figcaption>" if caption else "")
+                     + "</figure>")
+    caption = EXAMPLES_CAPTION[scored["examples"]]
+    parts += ['<h2 id="examples">Examples</h2>', f'<p class="note">{html.escape(caption)}</p>']
+    for path in overlays:
+        parts.append(f"<h3>{html.escape(Path(path).stem)}</h3><figure>{_png(path)}</figure>")
+    page = html_document("segpipe report", "\n".join(["<h1>segpipe report</h1>", *parts]),
+                         style=PAGE_STYLE)
+    write_bytes_atomic(out_html, page.encode("utf-8"))
