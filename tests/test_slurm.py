@@ -146,7 +146,7 @@ def runs(tmp_path_factory, cluster):
     proc = run_snakemake(
         on_slurm, "--configfile", config, "--workflow-profile", ROOT / "profiles/slurm",
         # the test node has 2 cores; the profile's 16 for the GPU job would never be placed
-        "--set-threads", "segment_shard_maskrcnn=2", "--jobs", "4", env=env,
+        "--set-threads", "segment_shard_batch=2", "--jobs", "4", env=env,
     )
     return {"local": local, "cluster": on_slurm, "log": proc.stdout + proc.stderr}
 
@@ -166,13 +166,13 @@ def submitted(log):
 
 def test_jobs_ran_through_slurm(runs):
     jobs = submitted(runs["log"])
-    assert len(jobs["segment_shard"]) == 2 and len(jobs["segment_shard_maskrcnn"]) == 2
+    assert len(jobs["segment_shard"]) == 2 and len(jobs["segment_shard_batch"]) == 2
     assert {"list_images", "merge_metrics"} <= set(jobs)
     assert "write_sample_images" not in jobs and "fetch_maskrcnn_weights" not in jobs
 
 
 def test_the_gpu_job_asked_for_and_got_a_gpu(runs, cluster):
-    for job_id in submitted(runs["log"])["segment_shard_maskrcnn"]:
+    for job_id in submitted(runs["log"])["segment_shard_batch"]:
         shown = slurm(cluster, "scontrol", "show", "job", job_id)
         assert "TresPerJob=gres:gpu:1" in shown and "JobState=COMPLETED" in shown, shown
         # the time and memory the rule states, not the plugin's defaults: 4000 MB, 500 per
