@@ -451,23 +451,15 @@ def measure_stages(input_dir, ids_by_format, methods, scratch, repeats):
     dict of (str, str) to dict of str to list of float
         ``(method, format)`` to the columns of :data:`STAGE_COLUMNS`.
     """
-    from segpipe.shard import segment_images
-
     fastest = {}
     for repeat in range(repeats):
         for method, settings in methods.items():
             for fmt, ids in ids_by_format.items():
-                kwargs = {
-                    "input_dir": input_dir,
-                    "method": method,
-                    "settings": settings,
-                    "shard": "bench",
-                    "masks_dir": str(scratch / "masks"),
-                    "edges_dir": str(scratch / "edges"),
-                }
+                kwargs = {"input_dir": input_dir, "method": method, "settings": settings,
+                          "scratch": scratch}
                 if repeat == 0:
-                    segment_images(ids[:1], **kwargs)
-                table = segment_images(ids, **kwargs).to_pydict()
+                    segment_shard(ids[:1], **kwargs)
+                table = segment_shard(ids, **kwargs)
                 errors = [e for s, e in zip(table["status"], table["error"]) if s != "ok"]
                 if errors:
                     raise RuntimeError(f"{method} failed on {len(errors)} images: {errors[0]}")
@@ -604,12 +596,30 @@ def _init_loop_worker(methods, input_dir, out_dir):
     _loop_paths.update(input_dir=Path(input_dir), out_dir=out_dir)
 
 
+def segment_shard(ids, *, input_dir, method, settings, scratch):
+    """One shard job's per-image loop (the production frame, :mod:`segpipe.job`) over
+    ``ids``; its metrics table as a dict of columns."""
+    import pyarrow.parquet as pq
+
+    from segpipe.job import ShardJob, run_shard_job
+    from segpipe.layout import Layout
+    from segpipe.manifest import write_shards
+
+    write_shards(scratch / "shards", {"bench": list(ids)})
+    metrics = scratch / "bench.parquet"
+    run_shard_job(ShardJob(method=method, settings=settings,
+                           shard_file=str(scratch / "shards" / "bench.json"),
+                           input_dir=str(input_dir), metrics_out=str(metrics),
+                           layout=Layout(str(scratch))))
+    return pq.read_table(metrics).to_pydict()
+
+
 def _loop_task(task):
     """Segment one (image, method): the library calls a segment job makes for it."""
     from segpipe.imageio import read_image, write_png
     from segpipe.label_stats import label_stats
     from segpipe.methods import get_method
-    from segpipe.finish import mask_path_for
+    from segpipe.layout import Layout, shard_output_paths
 
     image_id, method = task
     settings = _loop_methods[method]
@@ -618,9 +628,12 @@ def _loop_task(task):
     out_dir = _loop_paths["out_dir"]
     image = read_image(_loop_paths["input_dir"] / image_id, mode=spec.colour)
     seg = spec.segment(image, **kwargs)
-    write_png(mask_path_for(f"{out_dir}/masks", method, "000000", image_id), seg.labels)
+    layout = Layout(str(out_dir))
+    write_png(shard_output_paths(layout.masks(method, "000000"), [image_id])[image_id],
+              seg.labels)
     if seg.edge_map is not None:
-        write_png(mask_path_for(f"{out_dir}/edges", method, "000000", image_id), seg.edge_map)
+        write_png(shard_output_paths(layout.edges(method, "000000"), [image_id])[image_id],
+                  seg.edge_map)
     label_stats(seg.labels)
 
 
@@ -785,7 +798,7 @@ def render(r):
         "### Per-image time by stage",
         "",
         (
-            f"`segpipe.shard.segment_images` in one process, {args.per_format} images per "
+            f"the shard-job frame (`segpipe.job.run_shard_job`) in one process, {args.per_format} images per "
             f"format, each segmented in {args.repeats} passes over all methods; its fastest "
             "pass counts, since on a shared machine a slow pass measures the other work too. "
             "One untimed warm-up image per method and format first. Settings from "

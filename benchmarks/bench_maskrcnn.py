@@ -43,6 +43,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from unittest import mock
@@ -209,7 +210,9 @@ class StandInNetwork:
     Parameters
     ----------
     ms : float
-        Milliseconds per image, slept: the host waits as for a GPU, using no CPU.
+        Milliseconds per image, slept: the host waits as for a GPU, using no CPU. One
+        call sleeps at a time, as one GPU runs one batch at a time, whatever the number of
+        threads that call it.
     detections : int
         Detections per image (:func:`fixed_detections`).
 
@@ -218,7 +221,7 @@ class StandInNetwork:
     images : int
         Images it was called on.
     wall_s, cpu_s : float
-        Wall and main-process CPU seconds spent in its calls (the CPU should be near 0).
+        Wall and CPU seconds of the threads in its calls (the CPU should be near 0).
     """
 
     def __init__(self, *, ms, detections):
@@ -226,11 +229,13 @@ class StandInNetwork:
         self.fixed = [torch.from_numpy(a) for a in fixed_detections(detections)]
         self.on_device = {}
         self.images, self.wall_s, self.cpu_s = 0, 0.0, 0.0
+        self.device = threading.Lock()
 
     def __call__(self, canvas, image_sizes):
         """ROI-head outputs for a canvas, as ``Predictor.forward`` returns them."""
-        wall, cpu = time.perf_counter(), time.process_time()
-        time.sleep(self.seconds_per_image * len(image_sizes))
+        wall, cpu = time.perf_counter(), time.thread_time()
+        with self.device:
+            time.sleep(self.seconds_per_image * len(image_sizes))
         device = canvas.device
         if device not in self.on_device:
             self.on_device[device] = [t.to(device) for t in self.fixed]
@@ -243,7 +248,7 @@ class StandInNetwork:
                             "scores": scores.clone(), "masks": masks[:, None].clone()})
         self.images += len(image_sizes)
         self.wall_s += time.perf_counter() - wall
-        self.cpu_s += time.process_time() - cpu
+        self.cpu_s += time.thread_time() - cpu
         return outputs
 
 

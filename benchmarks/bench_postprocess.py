@@ -9,7 +9,7 @@ and one thread, each the median of ``--repeats`` runs:
   instance from full masks, areas from full masks, pycocotools ``encode`` of a
   Fortran-ordered copy of all masks, and the PNG;
 - *after*: ``segpipe.maskrcnn.postprocess.paste_batch`` (the device stage, here on the
-  CPU) and ``segpipe.maskrcnn.shard.finish_detections`` (the writer stage: PNG, RLE
+  CPU) and ``segpipe.batch_runner.finish_detections`` (the writer stage: PNG, RLE
   compression, label statistics, rows).
 
 Writes its table to ``docs/benchmarks.md`` between the ``maskrcnn-post`` markers.
@@ -34,7 +34,8 @@ import torch  # noqa: E402
 from segpipe.imageio import label_dtype, write_png  # noqa: E402
 from segpipe.maskrcnn.inference import Detections  # noqa: E402
 from segpipe.maskrcnn.postprocess import paste_batch, runs_by_instance  # noqa: E402
-from segpipe.maskrcnn.shard import finish_detections  # noqa: E402
+from segpipe.batch_runner import WriterContext, finish_detections  # noqa: E402
+from segpipe.finish import Finishing  # noqa: E402
 from segpipe.table import empty_row  # noqa: E402
 
 
@@ -82,7 +83,8 @@ def after(probs, boxes, height, width, masks_dir):
     )
     t1 = time.perf_counter()
     row = empty_row(image_id="a.jpg", method="m", kind="maskrcnn", shard="0", params="{}")
-    finish_detections(("in", {"a.jpg": f"{masks_dir}/a.jpg.png"}, None), row, det, 0.0, 0.0)
+    context = WriterContext("in", {"a.jpg": f"{masks_dir}/a.jpg.png"}, Finishing("instances"))
+    finish_detections(context, row, det, 0.0, 0.0)
     return t1 - t0, time.perf_counter() - t1
 
 

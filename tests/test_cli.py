@@ -10,6 +10,8 @@ import yaml
 from conftest import blobs_image, encode
 
 from segpipe import cli
+from segpipe.live import progress_line
+from segpipe.status import progress_counts
 from segpipe.methods import REGISTRY
 
 
@@ -140,9 +142,9 @@ def test_progress_counts_finished_tables_and_running_logs(tmp_path):
     pq.write_table(pa.table({"status": ["ok"] * 250}), out / "results/metrics/otsu/000000.parquet")
     (logs / "000001.log").write_text("otsu shard 000001: 40/250 images (0 errors), ...\n"
                                      "otsu shard 000001: 120/250 images (1 errors), ...\n")
-    total, done = cli.progress_counts(out)
+    total, done = progress_counts(out)
     assert (total, done) == (500, {"otsu": 370})
-    line = cli.progress_line(total, done, 10.0, start_done=250)
+    line = progress_line(total, done, 10.0, start_done=250)
     assert line.startswith("otsu 370/500 · 12.0 images/s · about 11 s left")
 
 

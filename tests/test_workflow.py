@@ -300,8 +300,8 @@ def test_offline_run_without_weights_finishes_the_rest_and_says_what_to_do(tmp_p
     # the user puts the file in place: the next run re-runs the Mask R-CNN jobs only
     (tmp_path / expected).write_bytes(b"not really weights")
     proc = run_snakemake(tmp_path, "--configfile", cfg, "-n", env=OFFLINE)
-    assert "segment_shard_maskrcnn" in proc.stdout
-    assert "segment_shard " not in proc.stdout.replace("segment_shard_maskrcnn", "")
+    assert "segment_shard_batch" in proc.stdout
+    assert "segment_shard " not in proc.stdout.replace("segment_shard_batch", "")
 
 
 def test_ground_truth_scores_notes_and_coco_json(tmp_path):

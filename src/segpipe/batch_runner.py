@@ -21,7 +21,8 @@ import json
 import logging
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,13 @@ log = logging.getLogger(__name__)
 
 # The runner's own settings of a batch kind; the others go to the kind's ``load``.
 RUN_SETTINGS = ("batch_size", "workers", "writers")
+
+# Batches in the device stage at once, each in a thread of its own. While one batch waits
+# for the device (its forward pass, its copy back), the next is uploaded and launched, and
+# the last one's host work (paste on the CPU, hand-over to the writers) proceeds: the
+# device never idles while the host works between batches. Two is enough for that; more
+# would only hold more batches in device memory.
+DEVICE_DEPTH = 2
 
 
 class ImageFiles(Dataset):
@@ -209,10 +217,11 @@ class BatchPipeline:
     """The stages of one shard through a batch kind's model, in the main process.
 
     :meth:`run` drives them: :meth:`load` (the model, after the writers are forked),
-    :meth:`take` (a decoded image into its canvas bucket), :meth:`predict` (one batch on
-    the device, its detections to the writers), :meth:`collect` (finished images into the
-    results) and :meth:`name_classes` (class names on instances and objects). Stage
-    seconds accumulate in :attr:`stats`.
+    :meth:`take` (a decoded image into its canvas bucket), :meth:`predict` (one batch to
+    the device stage, :data:`DEVICE_DEPTH` batches at once), :meth:`deliver` (a predicted
+    batch's images to the writers, in the main thread), :meth:`collect` (finished images
+    into the results) and :meth:`name_classes` (class names on instances and objects).
+    Stage seconds accumulate in :attr:`stats`.
     """
 
     def __init__(self, job, plan, results):
@@ -228,6 +237,7 @@ class BatchPipeline:
         self.model = None
         self.pool = None
         self.buckets = None
+        self.in_flight = deque()
         self.stats = {"decode_s": 0.0, "wait_loader_s": 0.0, "finish_s": 0.0,
                       "wait_writers_s": 0.0, "loop_s": 0.0}
 
@@ -237,7 +247,8 @@ class BatchPipeline:
         context = WriterContext(str(job.input_dir), self.plan.mask_paths, job.finishing)
         # Writer processes are forked before CUDA is initialised and loader threads exist.
         with WriterPool(finish_detections, context, writers=self.writers,
-                        depth=2 * max(1, self.writers)) as self.pool:
+                        depth=2 * max(1, self.writers)) as self.pool, \
+                ThreadPoolExecutor(DEVICE_DEPTH, thread_name_prefix="device") as self.device:
             try:
                 self.load()
             except WeightsMissingError as err:
@@ -259,6 +270,8 @@ class BatchPipeline:
                 mark = time.perf_counter()
             for batch in self.buckets.rest():
                 self.predict(batch)
+            while self.in_flight:
+                self.deliver(*self.in_flight.popleft())
             self.collect(self.pool.drain())
             self.stats["loop_s"] = time.perf_counter() - loop_start
             self.stats["wait_writers_s"] = self.pool.wait_s
@@ -296,7 +309,17 @@ class BatchPipeline:
             self.predict(batch)
 
     def predict(self, batch) -> None:
-        """One batch of one canvas on the device; its images go to the writers."""
+        """Send one batch of one canvas to the device stage; deliver the batches that are
+        done, oldest first, waiting while more than :data:`DEVICE_DEPTH` are in flight."""
+        self.in_flight.append((batch, self.device.submit(self._predict, batch, self.batch_size)))
+        while len(self.in_flight) > DEVICE_DEPTH or self.in_flight[0][1].done():
+            self.deliver(*self.in_flight.popleft())
+            if not self.in_flight:
+                break
+
+    def _predict(self, batch, batch_size):
+        """In a device thread: the batch's detections, the batch size that fitted, the
+        images that failed even alone (by position) and the seconds per image."""
         failed = {}
 
         def fail(position, err):
@@ -304,9 +327,14 @@ class BatchPipeline:
             failed[position] = f"{Path(self.job.input_dir) / image_id}: {err}"
 
         t0 = time.perf_counter()
-        found, self.batch_size = self.model.predict([item.tensor for item in batch],
-                                                    self.batch_size, on_fail=fail)
-        per_image_s = (time.perf_counter() - t0) / len(batch)
+        found, fitted = self.model.predict([item.tensor for item in batch], batch_size,
+                                           on_fail=fail)
+        return found, fitted, failed, (time.perf_counter() - t0) / len(batch)
+
+    def deliver(self, batch, future) -> None:
+        """A predicted batch's images to the writers (or their error rows)."""
+        found, fitted, failed, per_image_s = future.result()
+        self.batch_size = min(self.batch_size, fitted)
         for position, (item, detections) in enumerate(zip(batch, found)):
             row = self.results.rows[self.plan.image_ids[item.index]]
             if position in failed:

@@ -8,15 +8,16 @@ calls Snakemake with it. Plain ``snakemake`` keeps working as documented in the 
 from __future__ import annotations
 
 import argparse
-import copy
+import itertools
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
+from segpipe.live import run_with_progress
+from segpipe.status import RUN_CONFIG, listing_summary, results_dir, status_counts
 from segpipe.workflow_files import workflow_root
 
 # The Snakefile's folder: the copy inside an installed package, or a source checkout.
@@ -24,8 +25,6 @@ ROOT = workflow_root()
 SNAKEFILE = ROOT / "Snakefile"
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 DEFAULT_CONFIG = ROOT / "config/config.yaml"
-# The config a run used, in its output folder (Snakemake's working directory).
-RUN_CONFIG = "segpipe-config.yaml"
 
 
 def main(argv=None):
@@ -118,61 +117,16 @@ def _parser():
 
 
 def run_config(input_dir, *, config_file=None, methods=None):
-    """The config of a run: the default file, a user's file (its methods replace the
-    defaults'), the input folder, and a selection of methods; validated.
+    """The config of a run (:func:`segpipe.config.compose_run_config` with the workflow's
+    default config); mistakes become a :class:`CommandError` naming the key or file."""
+    from segpipe.config import compose_run_config
+    from segpipe.errors import ConfigError, RunConfigError
 
-    Raises
-    ------
-    CommandError
-        For an unknown method name or an invalid config (the key named).
-    """
-    from segpipe.config import load_schema, resolve_config
-    from segpipe.errors import ConfigError
-    from segpipe.methods import REGISTRY
-
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    if config_file is not None:
-        try:
-            user = yaml.safe_load(Path(config_file).read_text()) or {}
-        except OSError as err:
-            raise CommandError(f"cannot read --config {config_file}: {err.strerror or err}") from None
-        except yaml.YAMLError as err:
-            raise CommandError(f"--config {config_file}: not valid YAML ({_yaml_where(err)})") from None
-        if not isinstance(user, dict):
-            raise CommandError(f"--config {config_file}: not a mapping of config keys")
-        config.update({k: v for k, v in user.items() if k != "methods"})
-        if "methods" in user:
-            config["methods"] = copy.deepcopy(user["methods"])
-    config["input_dir"] = str(Path(input_dir).resolve())
-    if methods:
-        chosen = {}
-        for name in (m.strip() for m in methods.split(",") if m.strip()):
-            if name in config["methods"]:
-                chosen[name] = config["methods"][name]
-            elif name in REGISTRY:
-                chosen[name] = {"kind": name}
-            else:
-                raise CommandError(
-                    f"--methods: {name!r} is neither a method of the config "
-                    f"({', '.join(sorted(config['methods']))}) nor a kind "
-                    f"({', '.join(sorted(REGISTRY))})")
-        config["methods"] = chosen
-    for key in ("ground_truth_dir",):
-        if config.get(key):
-            config[key] = str(Path(config[key]).resolve())
     try:
-        resolve_config(copy.deepcopy(config), load_schema(SCHEMA))
-    except ConfigError as err:
+        return compose_run_config(DEFAULT_CONFIG, SCHEMA, input_dir=input_dir,
+                                  config_file=config_file, methods=methods)
+    except (ConfigError, RunConfigError) as err:
         raise CommandError(str(err)) from None
-    return config
-
-
-def _yaml_where(err):
-    mark = getattr(err, "problem_mark", None)
-    problem = getattr(err, "problem", None) or str(err)
-    if mark is None:
-        return problem
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def profile_dir(profile):
@@ -202,7 +156,7 @@ def uses_slurm(profile=None, extra=()):
     extra = list(extra)
     if "--executor=slurm" in extra or any(
             flag in ("--executor", "-e") and value == "slurm"
-            for flag, value in zip(extra, extra[1:])):
+            for flag, value in itertools.pairwise(extra)):
         return True
     if profile:
         config = profile_dir(profile) / "config.yaml"
@@ -249,7 +203,7 @@ def cmd_run(args, extra):
     command = snakemake_command(out, cores=args.cores, profile=args.profile,
                                 dry_run=args.dry_run, extra=extra)
     if args.dry_run:
-        print(_listing_summary(config), file=sys.stderr)
+        print(listing_summary(config), file=sys.stderr)
     try:
         env = snakemake_env(args.profile, extra)
         if args.dry_run:
@@ -257,7 +211,7 @@ def cmd_run(args, extra):
         if sys.stderr.isatty() and not {"-q", "--quiet", "--verbose"} & set(extra):
             # The progress line instead of a block per job; warnings and errors still show.
             command += ["--quiet", "rules", "progress", "host"]
-        code = _run_with_progress(command, out, env=env)
+        code = run_with_progress(command, out, env=env)
         if code == 0:
             from segpipe.config import load_schema, resolve_config
             from segpipe.report import run_summary
@@ -274,107 +228,6 @@ def cmd_run(args, extra):
     finally:
         if args.dry_run and previous is None:
             recorded.unlink(missing_ok=True)
-
-
-# A job's progress lines (segpipe.progress): "otsu shard 000003: 120/250 images ...".
-_LOG_DONE = re.compile(r"(\d+)/(\d+) images")
-
-
-def results_dir(out):
-    """The out_dir of the run in ``out`` (its recorded config's, default results/)."""
-    out = Path(out)
-    recorded = out / RUN_CONFIG
-    config = (yaml.safe_load(recorded.read_text()) or {}) if recorded.exists() else {}
-    return out / config.get("out_dir", "results")
-
-
-def progress_counts(out, cache=None):
-    """Images done per method so far: rows of finished shard tables plus the last progress
-    line of each running shard's log. ``cache`` (a dict) keeps table row counts between
-    calls, so polling a run of thousands of shards stays cheap.
-
-    Returns
-    -------
-    total : int or None
-        Images listed (None before the listing).
-    done : dict
-        Method name to images done.
-    """
-    import pyarrow.parquet as pq
-
-    out = Path(out)
-    results = results_dir(out)
-    cache = {} if cache is None else cache
-    manifest = results / "manifest/images.parquet"
-    total = pq.read_metadata(manifest).num_rows if manifest.exists() else None
-    done = {}
-    logs = out / "logs/segment_shard"
-    for folder in sorted(logs.glob("*")) if logs.is_dir() else []:
-        count = 0
-        for log in folder.glob("*.log"):
-            table = results / "metrics" / folder.name / (log.stem + ".parquet")
-            if table.exists():
-                key = (str(table), table.stat().st_mtime_ns)
-                if key not in cache:
-                    cache[key] = pq.read_metadata(table).num_rows
-                count += cache[key]
-                continue
-            try:
-                tail = log.read_bytes()[-2000:].decode("utf-8", "replace")
-            except OSError:
-                continue
-            found = _LOG_DONE.findall(tail)
-            if found:
-                count += int(found[-1][0])
-        done[folder.name] = count
-    return total, done
-
-
-def progress_line(total, done, elapsed_s, start_done=0):
-    """One terminal line: images done of total per method, images/s, time left.
-
-    >>> progress_line(100, {"otsu": 50, "ws": 30}, 4.0)
-    'otsu 50/100 · ws 30/100 · 20.0 images/s · about 6 s left'
-    """
-    if total is None:
-        return "listing images..."
-    parts = [f"{m} {n:,}/{total:,}" for m, n in done.items()]
-    finished = sum(done.values()) - start_done
-    rate = finished / elapsed_s if elapsed_s > 0 else 0.0
-    left = total * len(done) - sum(done.values())
-    if rate > 0:
-        parts.append(f"{rate:.1f} images/s · about {left / rate:.0f} s left")
-    return " · ".join(parts) if parts else f"{total:,} images listed"
-
-
-def _run_with_progress(command, out, every_s=1.0, env=None):
-    """Run Snakemake; on a terminal, keep a progress line at the bottom of the output."""
-    import threading
-    import time
-
-    process = subprocess.Popen(command, env=env)
-    if not sys.stderr.isatty():
-        return process.wait()
-    cache, start = {}, time.monotonic()
-    stop = threading.Event()
-
-    def show():
-        first = None
-        while not stop.wait(every_s):
-            total, done = progress_counts(out, cache)
-            if first is None and total is not None:
-                first = sum(done.values())
-            line = progress_line(total, done, time.monotonic() - start, first or 0)
-            print(f"\r\033[K[segpipe] {line}", end="", file=sys.stderr, flush=True)
-
-    thread = threading.Thread(target=show, daemon=True)
-    thread.start()
-    try:
-        return process.wait()
-    finally:
-        stop.set()
-        thread.join()
-        print(file=sys.stderr)
 
 
 def cmd_methods(args, extra):
@@ -407,55 +260,6 @@ def cmd_methods(args, extra):
         lines.append("")
     print("\n".join(lines).rstrip())
     return 0
-
-
-def status_counts(out):
-    """Images listed, and per method: done (ok), failed (error), not yet run.
-
-    Returns
-    -------
-    listed : int or None
-        Images in the manifest (None before the folder is listed).
-    methods : list of dict
-        ``method``, ``ok``, ``error``, ``missing`` per method of the recorded config.
-    """
-    import pyarrow.parquet as pq
-
-    out = Path(out)
-    results = results_dir(out)
-    manifest = results / "manifest/images.parquet"
-    listed = pq.read_metadata(manifest).num_rows if manifest.exists() else None
-    recorded = out / RUN_CONFIG
-    names = sorted((yaml.safe_load(recorded.read_text()) or {}).get("methods", {})) if recorded.exists() else []
-    metrics = results / "metrics"
-    for folder in sorted(metrics.glob("*")) if metrics.is_dir() else []:
-        if folder.name not in names:
-            names.append(folder.name)
-    rows = []
-    for name in names:
-        ok = error = 0
-        for table in sorted((metrics / name).glob("*.parquet")):
-            status = pq.read_table(table, columns=["status"]).column("status").to_pylist()
-            ok += status.count("ok")
-            error += status.count("error")
-        missing = None if listed is None else max(0, listed - ok - error)
-        rows.append({"method": name, "ok": ok, "error": error, "missing": missing})
-    return listed, rows
-
-
-def _listing_summary(config):
-    """What a dry run cannot show before the listing job has run: the image count."""
-    from segpipe.manifest import scan, selection_reason
-
-    images = skipped = 0
-    for kind, rel, _ in scan(config["input_dir"]):
-        if kind == "file" and selection_reason(rel, config.get("include"),
-                                              config.get("exclude") or ()) is None:
-            images += 1
-        else:
-            skipped += 1
-    return (f"segpipe: {images:,} images in {config['input_dir']} ({skipped:,} other entries "
-            f"skipped), {len(config['methods'])} methods: {', '.join(config['methods'])}")
 
 
 def cmd_clean(args, extra):

@@ -20,7 +20,6 @@ from jsonschema.exceptions import best_match
 from segpipe.errors import ConfigError, UnknownKeyError
 from segpipe.methods import get_method
 
-
 METHOD_NAME = r"[A-Za-z][A-Za-z0-9_]*"
 
 
@@ -321,3 +320,69 @@ def check_input_dir(input_dir):
     if next(iter_files(path), None) is None:
         raise ConfigError("input_dir", f"folder {str(path)!r} holds no files")
 
+
+
+def compose_run_config(defaults, schema, *, input_dir, config_file=None, methods=None) -> dict:
+    """The config of a ``segpipe run``: the default config file, a user's file (its
+    ``methods`` replace the defaults', as with ``--configfile``), the input folder, and a
+    selection of methods; validated against ``schema`` (a path).
+
+    Parameters
+    ----------
+    defaults : path
+        The workflow's ``config/config.yaml``.
+    input_dir : path
+        Made absolute, as is ``ground_truth_dir``, so the record holds in any folder.
+    config_file : path, optional
+    methods : str, optional
+        Comma-separated names: methods of the config, or kinds run with their defaults.
+
+    Raises
+    ------
+    segpipe.errors.RunConfigError
+        For an unreadable or invalid config file or an unknown method name.
+    ConfigError
+        For an invalid config (the key named).
+    """
+    from segpipe.errors import RunConfigError
+    from segpipe.methods import REGISTRY
+
+    config = yaml.safe_load(Path(defaults).read_text())
+    if config_file is not None:
+        try:
+            user = yaml.safe_load(Path(config_file).read_text()) or {}
+        except OSError as err:
+            raise RunConfigError(f"cannot read --config {config_file}: {err.strerror or err}") from None
+        except yaml.YAMLError as err:
+            raise RunConfigError(f"--config {config_file}: not valid YAML ({_yaml_where(err)})") from None
+        if not isinstance(user, dict):
+            raise RunConfigError(f"--config {config_file}: not a mapping of config keys")
+        config.update({k: v for k, v in user.items() if k != "methods"})
+        if "methods" in user:
+            config["methods"] = copy.deepcopy(user["methods"])
+    config["input_dir"] = str(Path(input_dir).resolve())
+    if methods:
+        chosen = {}
+        for name in (m.strip() for m in methods.split(",") if m.strip()):
+            if name in config["methods"]:
+                chosen[name] = config["methods"][name]
+            elif name in REGISTRY:
+                chosen[name] = {"kind": name}
+            else:
+                raise RunConfigError(
+                    f"--methods: {name!r} is neither a method of the config "
+                    f"({', '.join(sorted(config['methods']))}) nor a kind "
+                    f"({', '.join(sorted(REGISTRY))})")
+        config["methods"] = chosen
+    if config.get("ground_truth_dir"):
+        config["ground_truth_dir"] = str(Path(config["ground_truth_dir"]).resolve())
+    resolve_config(copy.deepcopy(config), load_schema(schema))
+    return config
+
+
+def _yaml_where(err) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    if mark is None:
+        return problem
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"

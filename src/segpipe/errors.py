@@ -76,3 +76,8 @@ class InputDirError(ValueError):
 class WeightsMissingError(RuntimeError):
     """A model's named weights are not where the jobs read them (the fetch failed); the
     message says which file to put where."""
+
+
+class RunConfigError(ValueError):
+    """A run's config cannot be put together: an unreadable or invalid config file, or an
+    unknown method on the command line. The message says which and why."""

@@ -46,11 +46,6 @@ OUT = os.path.normpath(config["out_dir"])
 LAYOUT = Layout(OUT)
 
 
-def out(path):
-    """A path under the run's out_dir (prefer LAYOUT's named paths)."""
-    return LAYOUT.path(path)
-
-
 def report_figures():
     """The report's files (rules in report.smk), drawn when config["report"] is set."""
     figures = [

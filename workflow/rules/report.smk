@@ -11,7 +11,7 @@ rule plot_summary:
         quality=LAYOUT.report("quality_runtime.png"),
         leaderboard=LAYOUT.report("leaderboard.html"),
     log:
-        "logs/plot_summary.log",
+        log_path("plot_summary.log"),
     conda:
         "../../envs/classical.yaml"
     resources:
@@ -29,7 +29,7 @@ rule plot_overlays:
     output:
         LAYOUT.overlays(),
     log:
-        "logs/plot_overlays/{method}.log",
+        log_path("plot_overlays", "{method}.log"),
     conda:
         "../../envs/classical.yaml"
     resources:
@@ -52,7 +52,7 @@ rule plot_objects:
     output:
         LAYOUT.report("objects.png"),
     log:
-        "logs/plot_objects.log",
+        log_path("plot_objects.log"),
     conda:
         "../../envs/classical.yaml"
     resources:
@@ -76,7 +76,7 @@ rule pack_report:
     output:
         LAYOUT.report_page,
     log:
-        "logs/pack_report.log",
+        log_path("pack_report.log"),
     conda:
         "../../envs/classical.yaml"
     resources:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -125,6 +126,8 @@ class Predictor:
         # postprocess (paste, label images, runs) and copy (to the host, waiting included).
         # On CUDA they are measured with events on the stream, i.e. GPU time.
         self.stage_s = dict.fromkeys(("prepare", "forward", "postprocess", "copy"), 0.0)
+        # The batch runner calls from more than one thread (segpipe.batch_runner).
+        self._totals_lock = threading.Lock()
         if self.channels_last:
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
         if compile:
@@ -160,7 +163,8 @@ class Predictor:
             clock.mark("forward")
             results = self._postprocess(outputs, resized, [tuple(im.shape[-2:]) for im in images],
                                         clock)
-        clock.add_to(self.stage_s)
+        with self._totals_lock:
+            clock.add_to(self.stage_s)
         return results
 
     def forward(self, canvas, image_sizes):

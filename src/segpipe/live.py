@@ -1,0 +1,55 @@
+"""The live progress line of ``segpipe run`` on a terminal."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from segpipe.status import progress_counts
+
+
+def progress_line(total, done, elapsed_s, start_done=0) -> str:
+    """One terminal line: images done of total per method, images/s, time left.
+
+    >>> progress_line(100, {"otsu": 50, "ws": 30}, 4.0)
+    'otsu 50/100 · ws 30/100 · 20.0 images/s · about 6 s left'
+    """
+    if total is None:
+        return "listing images..."
+    parts = [f"{m} {n:,}/{total:,}" for m, n in done.items()]
+    finished = sum(done.values()) - start_done
+    rate = finished / elapsed_s if elapsed_s > 0 else 0.0
+    left = total * len(done) - sum(done.values())
+    if rate > 0:
+        parts.append(f"{rate:.1f} images/s · about {left / rate:.0f} s left")
+    return " · ".join(parts) if parts else f"{total:,} images listed"
+
+
+def run_with_progress(command, out, every_s=1.0, env=None) -> int:
+    """Run Snakemake; on a terminal, keep a progress line at the bottom of the output."""
+    import threading
+    import time
+
+    process = subprocess.Popen(command, env=env)
+    if not sys.stderr.isatty():
+        return process.wait()
+    cache, start = {}, time.monotonic()
+    stop = threading.Event()
+
+    def show():
+        first = None
+        while not stop.wait(every_s):
+            total, done = progress_counts(out, cache)
+            if first is None and total is not None:
+                first = sum(done.values())
+            line = progress_line(total, done, time.monotonic() - start, first or 0)
+            print(f"\r\033[K[segpipe] {line}", end="", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=show, daemon=True)
+    thread.start()
+    try:
+        return process.wait()
+    finally:
+        stop.set()
+        thread.join()
+        print(file=sys.stderr)
