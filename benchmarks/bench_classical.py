@@ -618,8 +618,8 @@ def _loop_task(task):
     """Segment one (image, method): the library calls a segment job makes for it."""
     from segpipe.imageio import read_image, write_png
     from segpipe.label_stats import label_stats
-    from segpipe.methods import get_method
     from segpipe.layout import Layout, shard_output_paths
+    from segpipe.methods import get_method
 
     image_id, method = task
     settings = _loop_methods[method]

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from _bench import ROOT, markdown_table, now, revision, write_section
 
 CHILD = """

@@ -46,6 +46,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_classical  # its test photographs
+
 from _bench import markdown_table, now, revision, write_section
 
 ROOT = Path(__file__).resolve().parents[1]

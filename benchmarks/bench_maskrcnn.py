@@ -52,12 +52,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-# _bench puts ../src on the path first: the segpipe imports below need no install.
-from _bench import ROOT, cores, cpu_seconds, machine, markdown_table, now, revision, write_section
-
 from segpipe.manifest import write_shards
+from segpipe.maskrcnn import MaskRCNN
 from segpipe.maskrcnn.inference import Predictor
 from segpipe.maskrcnn.model import resolve_device
+
+# _bench puts ../src on the path first: the segpipe imports below need no install.
+from _bench import ROOT, cores, cpu_seconds, machine, markdown_table, now, revision, write_section
 
 SIZES = {
     "one": [(480, 640)],
@@ -254,9 +255,15 @@ class StandInNetwork:
 
 @contextlib.contextmanager
 def network_replaced_by(stand_in):
-    """``Predictor.forward``, segpipe's seam for the network alone, calls ``stand_in``."""
+    """``Predictor.forward``, segpipe's seam for the network alone, calls ``stand_in``.
+
+    The stand-in stands for an accelerator, so the runner treats the model as it treats
+    one on a GPU: two batches in its device stage at once (``concurrent_batches``), not
+    the CPU's one.
+    """
     with mock.patch.object(Predictor, "forward",
-                           lambda predictor, canvas, image_sizes: stand_in(canvas, image_sizes)):
+                           lambda predictor, canvas, image_sizes: stand_in(canvas, image_sizes)), \
+            mock.patch.object(MaskRCNN, "concurrent_batches", 2):
         yield
 
 

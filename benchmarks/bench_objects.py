@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_command  # its generated photographs
+
 from _bench import markdown_table, now, revision, write_section
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,10 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _bench import ROOT, machine, markdown_table, now, revision, write_section
+import psutil
+import yaml
 
-import psutil  # noqa: E402
-import yaml  # noqa: E402
+from _bench import ROOT, machine, markdown_table, now, revision, write_section
 
 METHODS = {
     "otsu": {"kind": "threshold"},

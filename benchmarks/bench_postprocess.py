@@ -26,17 +26,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from segpipe.batch_runner import WriterContext, finish_detections
+from segpipe.finish import Finishing
+from segpipe.imageio import label_dtype, write_png
+from segpipe.maskrcnn.inference import Detections
+from segpipe.maskrcnn.postprocess import paste_batch, runs_by_instance
+from segpipe.table import empty_row
+
 from _bench import ROOT, machine, markdown_table, now, revision, write_section
-
-import numpy as np  # noqa: E402  (after _bench puts src/ on the path)
-import torch  # noqa: E402
-
-from segpipe.imageio import label_dtype, write_png  # noqa: E402
-from segpipe.maskrcnn.inference import Detections  # noqa: E402
-from segpipe.maskrcnn.postprocess import paste_batch, runs_by_instance  # noqa: E402
-from segpipe.batch_runner import WriterContext, finish_detections  # noqa: E402
-from segpipe.finish import Finishing  # noqa: E402
-from segpipe.table import empty_row  # noqa: E402
 
 
 def detections(n, height, width, seed=0):

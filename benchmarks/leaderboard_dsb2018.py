@@ -83,27 +83,27 @@ def main(argv=None):
         for c, t in TARGETS.items()
     ])
     counts = meta["modality"].value_counts().to_dict()
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     section = "\n".join([
         start,
         f"## DSB 2018 development set: {title}",
         "",
-        "Every classical kind with its default settings (and the polarity where "
-        "it matters). `n/a`: the metric does not apply to what the method's labels mean "
-        "(foreground IoU, Dice, object F1 and COCO AP need objects: `foreground` or "
-        "`instances` labels; `classes` and `regions` get partition scores only). "
-        "`segment_s_mean` is the method alone; `seconds_per_image` adds decoding, writing, "
-        "object measurement and scoring.",
+        ("Every classical kind with its default settings (and the polarity where "
+         "it matters). `n/a`: the metric does not apply to what the method's labels mean "
+         "(foreground IoU, Dice, object F1 and COCO AP need objects: `foreground` or "
+         "`instances` labels; `classes` and `regions` get partition scores only). "
+         "`segment_s_mean` is the method alone; `seconds_per_image` adds decoding, writing, "
+         "object measurement and scoring."),
         "",
         ("Command: `.venv/bin/python benchmarks/leaderboard_dsb2018.py`"
          + ("" if args.section == "dsb2018" else f" --config {config_name} --section {args.section}")
          + f" (config `{config_name}`)  "),
         f"Date: {datetime.date.today().isoformat()}  ",
         f"Machine: {cpu}, 2 cores, Python {platform.python_version()}  ",
-        f"Data: {len(meta)} images with instance masks ({', '.join(f'{v} {k}' for k, v in counts.items())}), "
-        "ground_truth_kind instances, boundary tolerance 2 px. Ranked by mean object F1 at IoU "
-        "0.5. `colour_iou`: mean foreground IoU of the 11 colour (H&E) images.",
+        (f"Data: {len(meta)} images with instance masks ({', '.join(f'{v} {k}' for k, v in counts.items())}), "
+         "ground_truth_kind instances, boundary tolerance 2 px. Ranked by mean object F1 at IoU "
+         "0.5. `colour_iou`: mean foreground IoU of the 11 colour (H&E) images."),
         "",
         markdown(methods, [c for c in COLUMNS if c in methods]),
         "",
@@ -115,12 +115,12 @@ def main(argv=None):
         "",
         markdown(by_modality, list(by_modality.columns)),
         "",
-        "Reference from the data set's README: scikit-image's Otsu on grey images gave a "
-        "mean IoU of 0.64 over the 300 images this set was drawn from, 0.81 on the "
-        "fluorescence images. Settings were chosen on these 60 images (a sweep of watershed "
-        "h, sigma, min_distance and min_size, region-growing tolerance, clean-up size and "
-        "polarity rules); per-image object F1 has a standard deviation of about 0.24, so "
-        "the mean over 60 images has a standard error of about 0.03.",
+        ("Reference from the data set's README: scikit-image's Otsu on grey images gave a "
+         "mean IoU of 0.64 over the 300 images this set was drawn from, 0.81 on the "
+         "fluorescence images. Settings were chosen on these 60 images (a sweep of watershed "
+         "h, sigma, min_distance and min_size, region-growing tolerance, clean-up size and "
+         "polarity rules); per-image object F1 has a standard deviation of about 0.24, so "
+         "the mean over 60 images has a standard error of about 0.03."),
         end,
     ])
     text = args.out.read_text() if args.out.exists() else "# Leaderboards\n"

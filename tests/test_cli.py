@@ -7,12 +7,13 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-from conftest import blobs_image, encode
 
 from segpipe import cli
 from segpipe.live import progress_line
-from segpipe.status import progress_counts
 from segpipe.methods import REGISTRY
+from segpipe.status import progress_counts
+
+from conftest import blobs_image, encode
 
 
 def test_methods_lists_every_kind_with_its_meaning_and_defaults(capsys):

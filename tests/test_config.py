@@ -2,10 +2,11 @@ import inspect
 
 import pytest
 
-from conftest import ROOT
 from segpipe.config import load_schema, method_defaults, resolve_config
 from segpipe.errors import ConfigError, UnknownKeyError
 from segpipe.methods import REGISTRY
+
+from conftest import ROOT
 
 SCHEMA = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
 

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from conftest import blobs_image
 from segpipe.methods.edges import KERNELS, convolve3x3, edge_strength, segment_edges
+
+from conftest import blobs_image
 
 
 def test_kernels_are_the_designs():

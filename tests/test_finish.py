@@ -48,7 +48,7 @@ def test_a_failed_mask_write_fails_the_job_not_the_image(tmp_path, monkeypatch):
 
     class FullDisk:
         def __init__(self, path, mode):
-            self.fh = open(path, mode)
+            self.fh = open(path, mode)  # noqa: SIM115 - closed in __exit__, as a file is
 
         def __enter__(self):
             return self

@@ -7,6 +7,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from segpipe.imageio import read_image, read_label_image
+from segpipe.methods.edges import segment_edges
+from segpipe.methods.threshold import segment_threshold
+
 from conftest import (
     add_entries_not_to_segment,
     assert_same_outputs,
@@ -15,9 +19,6 @@ from conftest import (
     run_snakemake,
     write_config,
 )
-from segpipe.imageio import read_image, read_label_image
-from segpipe.methods.edges import segment_edges
-from segpipe.methods.threshold import segment_threshold
 
 pytestmark = pytest.mark.e2e
 

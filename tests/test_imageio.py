@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import blobs_image, encode
 from segpipe.errors import ImageReadError
 from segpipe.imageio import label_dtype, read_image, read_label_image, write_labels, write_png
+
+from conftest import blobs_image, encode
 
 LUMA = np.array([0.299, 0.587, 0.114])
 

@@ -91,3 +91,61 @@ def test_a_failed_write_fails_the_job(tmp_path):
     with pytest.raises((OutputWriteError, OSError)):
         run_shard_job(job)
     assert not (tmp_path / "m.parquet").exists()
+
+
+class FakeDevice:
+    """A batch kind's model that finds one square per image and counts the batches it
+    holds at once."""
+
+    def __init__(self, concurrent):
+        import threading
+
+        self.concurrent_batches = concurrent
+        self.class_names = ["background", "square"]
+        self.stage_s = {}
+        self.lock = threading.Lock()
+        self.inside = self.most_inside = self.batches = 0
+
+    def canvas_of(self, height, width):
+        return (height, width)
+
+    def predict(self, tensors, batch_size, *, on_fail):
+        from segpipe.maskrcnn.inference import Detections
+
+        with self.lock:
+            self.inside += 1
+            self.batches += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        time.sleep(0.05)
+        found = []
+        for t in tensors:
+            labels = np.zeros(t.shape[-2:], np.uint8)
+            labels[1:3, 1:3] = 1
+            found.append(Detections(labels=labels, boxes=np.array([[1, 1, 3, 3]], np.float32),
+                                    class_ids=np.array([1]), scores=np.array([0.9], np.float32),
+                                    areas=np.array([4]), runs=[np.array([9, 11, 17, 19])]))
+        with self.lock:
+            self.inside -= 1
+        return found, batch_size
+
+
+@pytest.mark.parametrize("concurrent", [1, 2])
+def test_the_batch_runner_drives_any_kinds_model_with_batches_in_flight(tmp_path, monkeypatch,
+                                                                         concurrent):
+    device = FakeDevice(concurrent)
+    spec = MethodSpec("fake", print, "instances", "rgb", runner="batch",
+                      load=lambda **settings: device)
+    monkeypatch.setitem(methods.REGISTRY, "fake", spec)
+    names = [f"i{k}.png" for k in range(6)]
+    write_images(tmp_path, names)
+    settings = {"kind": "fake", "batch_size": 1, "workers": 0, "writers": 0}
+    job = dataclasses.replace(shard_job(tmp_path, settings, names),
+                              instances_out=str(tmp_path / "i.parquet"))
+    stats = run_shard_job(job)
+    assert device.batches == 6 and stats["images"] == 6
+    assert device.most_inside == concurrent  # never more batches than the model takes
+    rows = pd.read_parquet(tmp_path / "m.parquet")
+    assert list(rows["image_id"]) == names and (rows["status"] == "ok").all()
+    assert (rows["n_instances"] == 1).all() and (rows["class_counts"] == '{"square": 1}').all()
+    instances = pd.read_parquet(tmp_path / "i.parquet")
+    assert list(instances["image_id"]) == names and set(instances["class_name"]) == {"square"}

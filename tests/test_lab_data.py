@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-from conftest import blobs_image, run_snakemake, write_config
 
 from segpipe.imageio import read_label_image
+
+from conftest import blobs_image, run_snakemake, write_config
 
 pytestmark = pytest.mark.e2e
 

@@ -2,10 +2,7 @@ import os
 
 import pytest
 
-from conftest import add_entries_not_to_segment
-
 import segpipe.manifest as manifest_module
-
 from segpipe.manifest import (
     assign_shards,
     folder_fingerprint,
@@ -17,6 +14,8 @@ from segpipe.manifest import (
     write_shards,
 )
 
+from conftest import add_entries_not_to_segment
+
 
 def ids(n, prefix="img"):
     return [f"{prefix}{i:04d}.png" for i in range(n)]
@@ -26,7 +25,7 @@ def test_first_assignment_fills_shards_in_order():
     shards = assign_shards(ids(7), {}, 3)
     assert list(shards) == ["000000", "000001", "000002"]
     assert [len(v) for v in shards.values()] == [3, 3, 1]
-    assert sum(shards.values(), []) == ids(7)
+    assert [i for ids_ in shards.values() for i in ids_] == ids(7)
 
 
 @pytest.mark.parametrize("k", [1, 2, 5, 17, 40])
@@ -39,7 +38,7 @@ def test_adding_k_images_changes_at_most_k_shards(k):
     changed = {name for name in after if before.get(name) != after[name]}
     assert len(changed) <= k
     assert len(changed) <= 1 + -(-k // shard_size)
-    assert sorted(sum(after.values(), [])) == sorted(ids(95) + added)
+    assert sorted([i for ids_ in after.values() for i in ids_]) == sorted(ids(95) + added)
     assert all(len(v) <= shard_size for v in after.values())
 
 
@@ -51,7 +50,7 @@ def test_removed_images_only_touch_their_shard_and_empty_shards_go():
     assert after["000000"] == before["000000"]
     assert after["000002"] == before["000002"][1:]
     # a later addition does not reuse the name of the emptied shard
-    again = assign_shards(sum(after.values(), []) + ["z1.png", "z2.png"], after, 3)
+    again = assign_shards([i for ids_ in after.values() for i in ids_] + ["z1.png", "z2.png"], after, 3)
     assert "000001" not in again
 
 
@@ -72,7 +71,7 @@ def test_write_shards_rewrites_only_changed_files(tmp_path):
 def test_odd_file_names_survive_the_shard_files(tmp_path):
     names = ["a b.png", "ü/é.png", "quote\".png", "new\nline.png"]
     write_shards(tmp_path, assign_shards(names, {}, 10))
-    assert sorted(sum(read_shards(tmp_path).values(), [])) == sorted(names)
+    assert sorted(i for ids_ in read_shards(tmp_path).values() for i in ids_) == sorted(names)
 
 
 def test_iter_files_is_recursive_posix_and_skips_hidden(tmp_path):

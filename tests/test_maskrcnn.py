@@ -9,20 +9,21 @@ import torch
 from pycocotools import mask as mask_utils
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-from conftest import encode, make_image_folder
-from segpipe.imageio import read_label_image
-from segpipe.maskrcnn import load_maskrcnn, segment_maskrcnn
-from segpipe.maskrcnn.inference import predict_with_backoff
 from segpipe.batch_runner import CanvasBuckets
+from segpipe.imageio import read_label_image
 from segpipe.job import ShardJob, run_shard_job
 from segpipe.layout import Layout
 from segpipe.manifest import write_shards
+from segpipe.maskrcnn import load_maskrcnn, segment_maskrcnn
+from segpipe.maskrcnn.inference import predict_with_backoff
+
+from conftest import encode, make_image_folder
 
 # The lighter v1 box head keeps random-weight inference around 0.4 s per tiny image.
-TINY = dict(
-    model="maskrcnn_resnet50_fpn", weights="none", seed=3, score_threshold=0.0,
-    mask_threshold=0.5, max_detections=5, min_size=64, max_size=96, device="cpu", amp=True,
-)
+TINY = {
+    "model": "maskrcnn_resnet50_fpn", "weights": "none", "seed": 3, "score_threshold": 0.0,
+    "mask_threshold": 0.5, "max_detections": 5, "min_size": 64, "max_size": 96, "device": "cpu", "amp": True,
+}
 
 
 def images(n, shape=(48, 64), seed=0):
@@ -202,7 +203,7 @@ def test_shard_rows_and_bad_file(shard_run):
 
 
 def test_rle_decodes_to_each_mask_and_agrees_with_the_label_image(shard_run):
-    tmp, metrics, instances = shard_run
+    _tmp, metrics, instances = shard_run
     for row in metrics[metrics["status"] == "ok"].itertuples():
         labels = read_label_image(row.mask_path)
         assert labels.shape == (row.height, row.width)

@@ -89,7 +89,7 @@ def test_label_image_is_the_score_ordered_union_of_the_masks(pasted):
                          ids=["many chunks", "per instance"])
 def test_chunking_and_the_summary_path_do_not_change_results(other):
     per_image = detections(1, SIZES, 12)
-    big, counts = run(per_image, SIZES, summarise="batched")
+    big, _counts = run(per_image, SIZES, summarise="batched")
     small, _ = run(per_image, SIZES, **{"summarise": "batched", **other})
     torch.testing.assert_close(big.labels, small.labels)
     torch.testing.assert_close(big.areas, small.areas)
@@ -103,6 +103,6 @@ def test_chunking_and_the_summary_path_do_not_change_results(other):
 
 def test_no_detections_give_empty_label_images():
     sizes = [(5, 7), (3, 2)]
-    pasted, counts = run([(torch.zeros(0, 28, 28), torch.zeros(0, 4))] * 2, sizes)
+    pasted, _counts = run([(torch.zeros(0, 28, 28), torch.zeros(0, 4))] * 2, sizes)
     assert pasted.labels.shape == (5 * 7 + 3 * 2 + 1,) and int(pasted.labels.abs().sum()) == 0
     assert len(pasted.areas) == 0 and len(pasted.run_position) == 0

@@ -179,7 +179,7 @@ def test_touching_and_split_instances_are_measured_to_the_bit():
 def test_objects_whose_boxes_overlap_are_measured_in_batches_to_the_bit(monkeypatch):
     # Nested rings: every box covers most of the image, so the boxes add up to many times
     # its size and are measured in several batches (memory stays near the image's).
-    import segpipe.measure as measure
+    from segpipe import measure
 
     yy, xx = np.mgrid[:61, :67]
     radius = np.hypot(yy - 30, xx - 33)

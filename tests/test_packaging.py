@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, blobs_image, encode
 
 from segpipe import workflow_files
 from segpipe.workflow_files import workflow_root
+
+from conftest import ROOT, blobs_image, encode
 
 # What the workflow reads at run time, relative to its root: the sdist and the wheel
 # (under segpipe/_workflow/) carry these, and every other file of those folders.

@@ -32,9 +32,8 @@ def test_pool_returns_results_in_submission_order(writers):
 def test_pool_passes_a_task_error_to_the_caller():
     if not fork_available():
         pytest.skip("no fork here")
-    with WriterPool(slow_square, {"offset": None}, writers=1) as pool:
-        with pytest.raises(TypeError):
-            pool.submit(1, 0.0)
-            pool.drain()
+    with WriterPool(slow_square, {"offset": None}, writers=1) as pool, pytest.raises(TypeError):
+        pool.submit(1, 0.0)
+        pool.drain()
 
 

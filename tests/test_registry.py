@@ -7,10 +7,11 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, blobs_image, encode, run_snakemake, write_config
 
 from segpipe.methods import LABEL_MEANINGS, REGISTRY, MethodSpec, load_plugins, register
 from segpipe.methods.base import RUNNERS
+
+from conftest import ROOT, blobs_image, encode, run_snakemake, write_config
 
 # A kind the package does not have: each bright blob is one instance. Registered from a
 # module named in $SEGPIPE_METHODS, with its schema block in the descriptor.

@@ -11,8 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from conftest import make_image_folder, run_snakemake, write_config
 from segpipe.imageio import read_image, write_png
+
+from conftest import make_image_folder, run_snakemake, write_config
 
 pytestmark = [
     pytest.mark.e2e,

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, make_image_folder, run_snakemake, write_config
 from segpipe.imageio import read_label_image
+
+from conftest import ROOT, make_image_folder, run_snakemake, write_config
 
 pytestmark = pytest.mark.e2e
 

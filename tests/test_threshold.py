@@ -2,13 +2,14 @@ import numpy as np
 import pytest
 from skimage.filters import threshold_multiotsu, threshold_otsu
 
-from conftest import blobs_image
 from segpipe.methods.threshold import (
     compute_threshold,
     otsu_threshold,
     segment_multi_threshold,
     segment_threshold,
 )
+
+from conftest import blobs_image
 
 
 def two_level(dtype=np.uint8, low=20, high=220):

@@ -42,12 +42,10 @@ log = logging.getLogger(__name__)
 # The runner's own settings of a batch kind; the others go to the kind's ``load``.
 RUN_SETTINGS = ("batch_size", "workers", "writers")
 
-# Batches in the device stage at once, each in a thread of its own. While one batch waits
-# for the device (its forward pass, its copy back), the next is uploaded and launched, and
-# the last one's host work (paste on the CPU, hand-over to the writers) proceeds: the
-# device never idles while the host works between batches. Two is enough for that; more
-# would only hold more batches in device memory.
-DEVICE_DEPTH = 2
+# Threads of the device stage: the most batches any model takes at once
+# (``concurrent_batches``, see BatchPipeline.predict).
+DEVICE_THREADS = 2
+
 
 
 class ImageFiles(Dataset):
@@ -195,7 +193,7 @@ def finish_detections(context, row, detections, decode_s, segment_s, image=None)
                                context.finishing, grey=grey, scores=detections.scores)
         row["write_s"] += rle_s
         row["runtime_s"] += rle_s
-    except Exception as err:  # one image's failure is its row, not the shard's
+    except Exception as err:  # noqa: BLE001 - one image's failure is its row, not the shard's
         return record_failure(row, Path(context.input_dir) / row["image_id"], err), [], None
     instances = [
         {
@@ -218,7 +216,7 @@ class BatchPipeline:
 
     :meth:`run` drives them: :meth:`load` (the model, after the writers are forked),
     :meth:`take` (a decoded image into its canvas bucket), :meth:`predict` (one batch to
-    the device stage, :data:`DEVICE_DEPTH` batches at once), :meth:`deliver` (a predicted
+    the device stage, ``model.concurrent_batches`` at once), :meth:`deliver` (a predicted
     batch's images to the writers, in the main thread), :meth:`collect` (finished images
     into the results) and :meth:`name_classes` (class names on instances and objects).
     Stage seconds accumulate in :attr:`stats`.
@@ -248,7 +246,7 @@ class BatchPipeline:
         # Writer processes are forked before CUDA is initialised and loader threads exist.
         with WriterPool(finish_detections, context, writers=self.writers,
                         depth=2 * max(1, self.writers)) as self.pool, \
-                ThreadPoolExecutor(DEVICE_DEPTH, thread_name_prefix="device") as self.device:
+                ThreadPoolExecutor(DEVICE_THREADS, thread_name_prefix="device") as self.device:
             try:
                 self.load()
             except WeightsMissingError as err:
@@ -310,9 +308,17 @@ class BatchPipeline:
 
     def predict(self, batch) -> None:
         """Send one batch of one canvas to the device stage; deliver the batches that are
-        done, oldest first, waiting while more than :data:`DEVICE_DEPTH` are in flight."""
+        done, oldest first; at most ``model.concurrent_batches`` are in flight.
+
+        Two on an accelerator: while one batch waits for the device (its forward pass, its
+        copy back), the next is uploaded and launched and the last one's host work goes
+        on, so the device never idles between batches. One on the CPU, where a forward
+        pass takes every core, and two at once would only share them and round their
+        floating-point sums differently (a result would depend on its neighbours).
+        """
         self.in_flight.append((batch, self.device.submit(self._predict, batch, self.batch_size)))
-        while len(self.in_flight) > DEVICE_DEPTH or self.in_flight[0][1].done():
+        depth = getattr(self.model, "concurrent_batches", 1)
+        while len(self.in_flight) >= depth or self.in_flight[0][1].done():
             self.deliver(*self.in_flight.popleft())
             if not self.in_flight:
                 break

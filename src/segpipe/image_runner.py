@@ -61,7 +61,7 @@ def run_images(job, plan, results) -> dict:
             objects = finish_image(row, seg.labels, plan.mask_paths[image_id], how,
                                    edge_map=seg.edge_map, edge_path=plan.edge_paths[image_id],
                                    grey=grey)
-        except Exception as err:  # one bad image must not cost the other images of the shard
+        except Exception as err:  # noqa: BLE001 - one bad image must not cost the other images of the shard
             results.fail(image_id, err)
             continue
         results.done(row, objects)

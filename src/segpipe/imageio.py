@@ -174,7 +174,7 @@ def _read_tiff(path, data, reading, notes, max_pixels=None):
             axes = series.axes
     except ImageReadError:
         raise
-    except Exception:  # tifffile raises many types; OpenCV and Pillow diagnose next
+    except Exception:  # noqa: BLE001 - tifffile raises many types; OpenCV and Pillow diagnose next
         return None
     try:
         found = []
@@ -243,7 +243,7 @@ def probe_image(data):
                     return im.size[0], im.size[1], int(getattr(im, "n_frames", 1))
             finally:
                 Image.MAX_IMAGE_PIXELS = limit
-    except Exception:  # any parse failure: no header information, not an error here
+    except Exception:  # noqa: BLE001 - any parse failure: no header information, not an error here
         return None
 
 

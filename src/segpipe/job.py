@@ -71,7 +71,7 @@ class ShardJob:
     metrics_out: str
     objects_out: str | None = None
     instances_out: str | None = None
-    layout: Layout = Layout()
+    layout: Layout = field(default_factory=Layout)
     ground_truth: object = None
     threads: int = 1
     max_pixels: int = DEFAULT_MAX_PIXELS

@@ -107,7 +107,7 @@ def plane_ids(rel, data_path, reading):
             series = tif.series[0]
             axes = series.axes.upper()
             sizes = dict(zip(axes, series.shape))
-    except Exception:  # unreadable: one id, whose row will say why
+    except Exception:  # noqa: BLE001 - unreadable: one id, whose row will say why
         return [rel]
     pages = [a for a in axes if a not in "YXSCZT"]
     if pages and "Z" not in sizes and reading.channel is None:

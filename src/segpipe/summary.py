@@ -173,7 +173,7 @@ def merge_metrics(paths, *, metrics_out, methods_out, instance_paths=(), instanc
     One method at a time is read, sorted and appended to the output as row groups, so
     memory follows the largest method's rows, not the whole run's.
     """
-    method_scores = {m: json.loads(open(p).read()) for m, p in (method_score_paths or {}).items()}
+    method_scores = {m: json.loads(Path(p).read_text()) for m, p in (method_score_paths or {}).items()}
     rows, image_ids = [], set()
     needed = ["method", "kind", "params", "status", "runtime_s", *DESCRIPTIVE, *IMAGE_METRICS]
     with ParquetWriterAtomic(metrics_out, METRICS_SCHEMA) as writer:

@@ -183,7 +183,6 @@ class _NoPandasFinder:
         if name == "pandas" or name.startswith("pandas."):
             raise ModuleNotFoundError(f"No module named {name!r} (blocked by segpipe, see "
                                       "segpipe.table.without_pandas)", name=name)
-        return None
 
 
 @contextlib.contextmanager

@@ -53,7 +53,9 @@ def report_figures():
         LAYOUT.report("leaderboard.html"),
         *expand(LAYOUT.overlays(), method=METHODS),
     ]
-    return figures + ([LAYOUT.report("objects.png")] if config["measure_objects"] else [])
+    return figures + (
+        [LAYOUT.report("objects.png")] if config["measure_objects"] else []
+    )
 
 
 METHODS = sorted(config["methods"])
@@ -125,21 +127,15 @@ def get_shards():
 
 
 def get_metrics_files(wildcards):
-    return expand(
-        LAYOUT.metrics(), method=METHODS, shard=get_shards()
-    )
+    return expand(LAYOUT.metrics(), method=METHODS, shard=get_shards())
 
 
 def get_instance_files(wildcards):
-    return expand(
-        LAYOUT.instances(), method=BATCHED, shard=get_shards()
-    )
+    return expand(LAYOUT.instances(), method=BATCHED, shard=get_shards())
 
 
 def get_object_files(wildcards):
-    return expand(
-        LAYOUT.objects(), method=METHODS, shard=get_shards()
-    )
+    return expand(LAYOUT.objects(), method=METHODS, shard=get_shards())
 
 
 def get_method_object_files(wildcards):
@@ -177,9 +173,7 @@ def get_merge_inputs(wildcards):
     if config["measure_objects"]:
         inputs["objects"] = get_object_files(wildcards)
     if config["ground_truth_dir"] is not None:
-        inputs["scores"] = expand(
-            LAYOUT.coco_ap(), method=METHODS
-        )
+        inputs["scores"] = expand(LAYOUT.coco_ap(), method=METHODS)
     return inputs
 
 
@@ -195,10 +189,7 @@ def get_weights_input(wildcards):
 
 def get_weights_url(wildcards):
     for source in WEIGHTS.values():
-        if (
-            source.kind == "named"
-            and source.path == weights_path(wildcards.file)
-        ):
+        if source.kind == "named" and source.path == weights_path(wildcards.file):
             return source.url
     raise ValueError(f"no configured method uses weights {wildcards.file}")
 
@@ -295,3 +286,9 @@ def get_batch_mem_mb(wildcards, threads, attempt):
     """The model and a bounded queue of images in the main process, plus one image per
     loader worker and writer process (each can hold one of the largest allowed)."""
     return (4000 + 500 * threads + _image_mb(wildcards.method)) * attempt
+
+
+def get_out_dir(wildcards):
+    """The run's out_dir: where a job's layout (masks, edge maps) is rooted, and where the
+    listing removes the outputs of shards that are gone."""
+    return OUT

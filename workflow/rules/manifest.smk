@@ -25,7 +25,7 @@ checkpoint list_images:
         exclude=config["exclude"],
         reading=get_reading_settings,
         # Where earlier runs' outputs of removed shards are deleted from.
-        results_dir=OUT,
+        results_dir=get_out_dir,
         fingerprint=get_input_fingerprint,
     script:
         "../scripts/list_images.py"

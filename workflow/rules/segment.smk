@@ -20,7 +20,7 @@ rule segment_shard:
         mem_mb=get_segment_mem_mb,
     params:
         input_dir=config["input_dir"],
-        out_dir=OUT,
+        out_dir=get_out_dir,
         settings=get_method_settings,
         truth=get_truth_settings,
         weights_dir=WEIGHTS_DIR,
@@ -58,7 +58,7 @@ rule segment_shard_batch:
         mem_mb=get_batch_mem_mb,
     params:
         input_dir=config["input_dir"],
-        out_dir=OUT,
+        out_dir=get_out_dir,
         settings=get_method_settings,
         truth=get_truth_settings,
         weights_dir=WEIGHTS_DIR,

@@ -31,7 +31,9 @@ rule merge_metrics:
         metrics=LAYOUT.summary("metrics.parquet"),
         methods=LAYOUT.summary("methods.parquet"),
         instances=LAYOUT.summary("instances.parquet"),
-        objects=([LAYOUT.summary("objects.parquet")] if config["measure_objects"] else []),
+        objects=(
+            [LAYOUT.summary("objects.parquet")] if config["measure_objects"] else []
+        ),
         coco=expand(LAYOUT.coco(), method=BATCHED),
     log:
         log_path("merge_metrics.log"),

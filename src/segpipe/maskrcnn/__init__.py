@@ -16,7 +16,7 @@ class MaskRCNN:
     """A loaded Mask R-CNN, ready for batches of same-canvas images.
 
     The interface every batch kind's model offers the batch runner: ``canvas_of``,
-    ``predict``, ``class_names`` and ``stage_s``.
+    ``predict``, ``class_names``, ``stage_s`` and ``concurrent_batches``.
 
     Parameters
     ----------
@@ -28,6 +28,12 @@ class MaskRCNN:
     def __init__(self, predictor, class_names):
         self.predictor = predictor
         self.class_names = class_names
+
+    @property
+    def concurrent_batches(self) -> int:
+        """Batches the runner may have in :meth:`predict` at once: two on an accelerator
+        (one computes while the host prepares or finishes the other), one on the CPU."""
+        return 1 if self.predictor.device.type == "cpu" else 2
 
     @property
     def stage_s(self) -> dict:

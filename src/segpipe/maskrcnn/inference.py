@@ -112,8 +112,8 @@ class Predictor:
         self.net = net
         self.device = device
         self.mask_threshold = mask_threshold
-        self.autocast = dict(device_type=device.type, dtype=AMP_DTYPES[amp_dtype],
-                             enabled=amp and device.type == "cuda")
+        self.autocast = {"device_type": device.type, "dtype": AMP_DTYPES[amp_dtype],
+                             "enabled": amp and device.type == "cuda"}
         # NHWC helps tensor-core convolutions; on the CPU it is not worth a layout change.
         self.channels_last = channels_last and device.type == "cuda"
         self.canvas_step = canvas_step

@@ -69,14 +69,14 @@ def build_model(
         If the weights file is not there.
     """
     source = resolve_weights(model, weights, weights_dir=weights_dir)
-    kwargs = dict(
-        weights=None,
-        weights_backbone=None,
-        box_score_thresh=score_threshold,
-        box_detections_per_img=max_detections,
-        min_size=min_size,
-        max_size=max_size,
-    )
+    kwargs = {
+        "weights": None,
+        "weights_backbone": None,
+        "box_score_thresh": score_threshold,
+        "box_detections_per_img": max_detections,
+        "min_size": min_size,
+        "max_size": max_size,
+    }
     if source.kind == "none":
         torch.manual_seed(seed)
         net = builder(model)(num_classes=COCO_NUM_CLASSES, **kwargs)

@@ -118,7 +118,7 @@ def fetch_weights(url, path, *, status_out, timeout_s=DOWNLOAD_TIMEOUT_S):
                 url, model_dir=str(path.parent), file_name=path.name,
                 check_hash=True, progress=False, weights_only=True,
             )
-        except Exception as err:  # any failure is reported the same way: which file, where
+        except Exception as err:  # noqa: BLE001 - any failure is reported the same way: which file, where
             path.unlink(missing_ok=True)
             status.update(ok=False, error=f"{type(err).__name__}: {err}")
             log.error("could not download %s: %s", url, status["error"])

@@ -8,6 +8,7 @@ toy method through the workflow to check it).
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from segpipe.errors import ConfigError
@@ -35,7 +36,7 @@ def _check_multi_threshold(name, settings):
     if has_classes == has_list:
         raise ConfigError(f"methods.{name}", "give exactly one of 'classes' and 'thresholds'")
     cuts = settings.get("thresholds", [])
-    if any(b <= a for a, b in zip(cuts, cuts[1:])):
+    if any(b <= a for a, b in itertools.pairwise(cuts)):
         raise ConfigError(f"methods.{name}.thresholds", f"must rise strictly, got {cuts}")
 
 

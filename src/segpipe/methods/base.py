@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -72,7 +72,8 @@ class MethodSpec:
         Batch kinds only: ``load(**settings, weights_dir=...)`` (the settings less the
         runner's own, ``batch_size``, ``workers``, ``writers``) gives a model with
         ``canvas_of(height, width)``, ``predict(tensors, batch_size, on_fail=...)``,
-        ``class_names`` and ``stage_s`` (see :class:`segpipe.maskrcnn.MaskRCNN`).
+        ``class_names``, ``stage_s`` and, optionally, ``concurrent_batches`` (see
+        :class:`segpipe.maskrcnn.MaskRCNN`).
     weights : callable, optional
         ``weights(settings) -> segpipe.maskrcnn.weights.WeightsSource``: the model file
         the kind's jobs read, so that the workflow fetches named weights once before any
