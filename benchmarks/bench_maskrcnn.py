@@ -53,7 +53,7 @@ import pyarrow.parquet as pq
 import torch
 
 from segpipe.manifest import write_shards
-from segpipe.maskrcnn import MaskRCNN
+from segpipe.maskrcnn import ACCELERATOR_BATCHES, MaskRCNN
 from segpipe.maskrcnn.inference import Predictor
 from segpipe.maskrcnn.model import resolve_device
 
@@ -258,12 +258,12 @@ def network_replaced_by(stand_in):
     """``Predictor.forward``, segpipe's seam for the network alone, calls ``stand_in``.
 
     The stand-in stands for an accelerator, so the runner treats the model as it treats
-    one on a GPU: two batches in its device stage at once (``concurrent_batches``), not
-    the CPU's one.
+    one on a GPU: as many batches in its device stage at once (``concurrent_batches``)
+    as on a GPU, not the CPU's one.
     """
     with mock.patch.object(Predictor, "forward",
                            lambda predictor, canvas, image_sizes: stand_in(canvas, image_sizes)), \
-            mock.patch.object(MaskRCNN, "concurrent_batches", 2):
+            mock.patch.object(MaskRCNN, "concurrent_batches", ACCELERATOR_BATCHES):
         yield
 
 

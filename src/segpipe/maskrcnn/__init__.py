@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from segpipe.layout import WEIGHTS_DIR
 
+# Batches in the runner's device stage at once on a GPU (see MaskRCNN.concurrent_batches).
+ACCELERATOR_BATCHES = 3
+
 
 class MaskRCNN:
     """A loaded Mask R-CNN, ready for batches of same-canvas images.
@@ -31,9 +34,10 @@ class MaskRCNN:
 
     @property
     def concurrent_batches(self) -> int:
-        """Batches the runner may have in :meth:`predict` at once: two on an accelerator
-        (one computes while the host prepares or finishes the other), one on the CPU."""
-        return 1 if self.predictor.device.type == "cpu" else 2
+        """Batches the runner may have in :meth:`predict` at once: three on an
+        accelerator (one computes while the host prepares the next and finishes the last),
+        one on the CPU."""
+        return 1 if self.predictor.device.type == "cpu" else ACCELERATOR_BATCHES
 
     @property
     def stage_s(self) -> dict:
