@@ -189,3 +189,16 @@ def test_local_runs_do_not_wait_for_a_slurm_controller(tmp_path, monkeypatch):
     assert not cli.uses_slurm(str(mine), [])
     monkeypatch.setenv("SLURM_CONF", "/etc/slurm/mine.conf")
     assert cli.snakemake_env(None, [])["SLURM_CONF"] == "/etc/slurm/mine.conf"
+
+
+def test_a_closed_pipe_is_not_a_traceback():
+    """`segpipe methods | head -1`: the reader leaves early; the command ends quietly."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "segpipe.cli", "methods"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # long before the command prints (its imports take a while)
+    stderr = proc.stderr.read()
+    assert proc.wait() == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr

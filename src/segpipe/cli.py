@@ -37,6 +37,11 @@ def main(argv=None):
     except CommandError as err:
         print(f"segpipe: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`segpipe methods | head`): not an error of ours. Python
+        # would print a traceback when it flushes stdout at exit, so stdout goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 class CommandError(Exception):
@@ -75,8 +80,8 @@ def _parser():
     run.add_argument("-n", "--dry-run", action="store_true",
                      help="show what would run, run nothing")
     run.add_argument("--report", action="store_true",
-                     help="also draw the report's figures and leaderboard (results/report/); "
-                          "`segpipe report` draws them later")
+                     help="also draw the report (results/report/) and pack it into one page, "
+                          "results/report.html; `segpipe report` does it later")
     run.set_defaults(func=cmd_run)
 
     methods = commands.add_parser(

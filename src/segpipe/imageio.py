@@ -33,8 +33,8 @@ import numpy as np
 
 from segpipe.errors import ImageReadError
 
-# Files with these suffixes are treated as images; anything else in the input folder
-# still gets a row, with an "unsupported file type" error (nothing is skipped silently).
+# Files with these suffixes are images to segment; the listing puts any other file in the
+# skipped table (segpipe.manifest), and a reader given one says "unsupported file type".
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp", ".webp", ".pbm", ".pgm", ".ppm"}
 )

@@ -302,10 +302,9 @@ def read_shards(shard_dir):
 
 
 def read_shard(path):
-    """The image ids of one shard file, in order."""
+    """The image ids of one shard file, in order (each entry is ``[id, *signature]``)."""
     with open(path) as fh:
-        entries = json.load(fh)
-    return [e if isinstance(e, str) else e[0] for e in entries]
+        return [entry[0] for entry in json.load(fh)]
 
 
 def write_shards(shard_dir, shards, signatures=None):
@@ -327,7 +326,7 @@ def write_shards(shard_dir, shards, signatures=None):
     changed = []
     for name, ids in shards.items():
         path = shard_dir / f"{name}.json"
-        entries = ids if signatures is None else [[i, *signatures[i]] for i in ids]
+        entries = [[i, *(signatures[i] if signatures is not None else ())] for i in ids]
         data = json.dumps(entries, indent=0).encode()
         if not path.exists() or path.read_bytes() != data:
             write_bytes_atomic(path, data)
