@@ -254,16 +254,16 @@ class StandInNetwork:
 
 
 @contextlib.contextmanager
-def network_replaced_by(stand_in):
+def network_replaced_by(stand_in, concurrent_batches=ACCELERATOR_BATCHES):
     """``Predictor.forward``, segpipe's seam for the network alone, calls ``stand_in``.
 
     The stand-in stands for an accelerator, so the runner treats the model as it treats
     one on a GPU: as many batches in its device stage at once (``concurrent_batches``)
-    as on a GPU, not the CPU's one.
+    as on a GPU, not the CPU's one, unless told otherwise (``--device-batches``).
     """
     with mock.patch.object(Predictor, "forward",
                            lambda predictor, canvas, image_sizes: stand_in(canvas, image_sizes)), \
-            mock.patch.object(MaskRCNN, "concurrent_batches", ACCELERATOR_BATCHES):
+            mock.patch.object(MaskRCNN, "concurrent_batches", concurrent_batches):
         yield
 
 
@@ -298,7 +298,7 @@ def stand_in_call(args, work, name, ids, settings, detections, *, keep=False):
     """:func:`run` with a fresh stand-in in the network's place; its results and the
     stand-in (which counts what it was called on)."""
     stand_in = StandInNetwork(ms=args.stand_in, detections=detections)
-    with network_replaced_by(stand_in):
+    with network_replaced_by(stand_in, args.device_batches):
         stats, cpu, inst = run(work, name, ids, settings, args.threads, keep=keep)
     return stats, cpu, inst, stand_in
 
@@ -419,7 +419,7 @@ def stand_in_main(args, argv):
   production: loader workers decode, canvas buckets fill, the canvas is prepared, the masks
   are pasted and summarised and copied to the host, writer processes write the label PNGs,
   RLE, statistics and rows, and the Parquet tables are written. Device {device}; {layout};
-  job threads {args.threads}; min/max size {args.min_size}/{args.max_size}; canvas step
+  job threads {args.threads}; device stage {args.device_batches} batches at once; min/max size {args.min_size}/{args.max_size}; canvas step
   {args.canvas_step}.
 - *img/s loop*: images / the runner's image loop (model building and process start-up
   left out); *img/s job*: images / the whole call. *Host CPU ms/img*: CPU time of the main
@@ -478,6 +478,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="the job's threads")
     p.add_argument("--time-limit-s", type=float, default=None,
                    help="start no new configuration after this many seconds")
+    p.add_argument("--device-batches", type=int, default=ACCELERATOR_BATCHES, metavar="N",
+                   help="with --stand-in: batches in the runner's device stage at once "
+                        f"(default {ACCELERATOR_BATCHES}, as on a GPU)")
     p.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks.md")
     p.add_argument("--quick", action="store_true",
                    help="CPU smoke run: 4 images, sizes 64..96, batch 2, fp32, 5 detections")

@@ -80,3 +80,18 @@ def test_flat_image_is_one_region():
 def test_unknown_operator():
     with pytest.raises(ValueError, match="operator must be one of"):
         edge_strength(np.zeros((3, 3), np.uint8), "prewitt")
+
+
+@pytest.mark.parametrize("operator", ["sobel", "laplace"])
+def test_regions_are_numbered_in_raster_order(operator):
+    """Region k + 1 is the k-th region met reading the image row by row, as
+    skimage.measure.label numbers them, on an image with hundreds of regions."""
+    from skimage.measure import label
+
+    rng = np.random.default_rng(7)
+    grey = (rng.random((300, 400)) > 0.5).astype(np.uint8) * 255
+    grey = np.kron(grey[::6, ::6], np.ones((6, 6), np.uint8))[:300, :400]
+    seg = segment_edges(grey, operator=operator, min_region_size=1)
+    expected = label(seg.labels > 0, connectivity=1)
+    assert seg.labels.max() > 100
+    np.testing.assert_array_equal(seg.labels, expected)
