@@ -9,7 +9,9 @@ toy method through the workflow to check it).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from segpipe.errors import ConfigError
 from segpipe.maskrcnn import load_maskrcnn, segment_maskrcnn
@@ -21,8 +23,11 @@ from segpipe.methods.superpixels import segment_superpixels
 from segpipe.methods.threshold import segment_multi_threshold, segment_threshold
 from segpipe.methods.watershed import segment_watershed
 
+if TYPE_CHECKING:
+    from segpipe.maskrcnn.weights import WeightsSource
 
-def _check_threshold(name, settings):
+
+def _check_threshold(name: str, settings: Mapping[str, Any]) -> None:
     if settings.get("method") == "value" and "value" not in settings:
         raise ConfigError(f"methods.{name}.value", "method 'value' needs a 'value' setting")
     if settings.get("method") != "value" and "value" in settings:
@@ -31,7 +36,7 @@ def _check_threshold(name, settings):
         )
 
 
-def _check_multi_threshold(name, settings):
+def _check_multi_threshold(name: str, settings: Mapping[str, Any]) -> None:
     has_classes, has_list = "classes" in settings, "thresholds" in settings
     if has_classes == has_list:
         raise ConfigError(f"methods.{name}", "give exactly one of 'classes' and 'thresholds'")
@@ -40,7 +45,7 @@ def _check_multi_threshold(name, settings):
         raise ConfigError(f"methods.{name}.thresholds", f"must rise strictly, got {cuts}")
 
 
-def _check_maskrcnn(name, settings):
+def _check_maskrcnn(name: str, settings: Mapping[str, Any]) -> None:
     from segpipe.maskrcnn.weights import resolve_weights
 
     key = f"methods.{name}.weights"
@@ -54,7 +59,7 @@ def _check_maskrcnn(name, settings):
         )
 
 
-def _maskrcnn_weights(settings):
+def _maskrcnn_weights(settings: Mapping[str, Any]) -> WeightsSource:
     from segpipe.maskrcnn.weights import resolve_weights
 
     return resolve_weights(settings["model"], settings["weights"])
@@ -90,7 +95,7 @@ BUILTIN = (
 REGISTRY = {spec.kind: spec for spec in BUILTIN}
 
 
-def register(spec):
+def register(spec: MethodSpec) -> MethodSpec:
     """Add a method kind (a :class:`MethodSpec`) to the registry; it also needs a block in
     the config schema. Returns ``spec``. Raises ValueError if the kind exists."""
     if spec.kind in REGISTRY:
@@ -105,7 +110,7 @@ def register(spec):
 PLUGINS_VARIABLE = "SEGPIPE_METHODS"
 
 
-def load_plugins(names=None):
+def load_plugins(names: str | None = None) -> None:
     """Import the modules named in ``$SEGPIPE_METHODS`` (or ``names``); each registers its
     kinds. An import error names the variable, so a typo is not a mystery."""
     import importlib
@@ -120,7 +125,7 @@ def load_plugins(names=None):
             raise ImportError(f"{PLUGINS_VARIABLE}: cannot import method module {name!r}: {err}") from err
 
 
-def get_method(kind):
+def get_method(kind: str) -> MethodSpec:
     """The registry entry for a config ``kind``; raises KeyError naming the known kinds."""
     try:
         return REGISTRY[kind]

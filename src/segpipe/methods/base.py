@@ -106,7 +106,7 @@ class MethodSpec:
     summary: str = ""
     schema: dict | None = field(default=None, compare=False, hash=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.labels not in LABEL_MEANINGS:
             raise ValueError(f"{self.kind}: labels must be one of {LABEL_MEANINGS}, got {self.labels!r}")
         if self.runner not in RUNNERS:
@@ -117,6 +117,6 @@ class MethodSpec:
             raise ValueError(f"{self.kind}: colour must be 'grey' or 'rgb', got {self.colour!r}")
 
     @property
-    def has_objects(self):
+    def has_objects(self) -> bool:
         """Whether the labels define objects (for object F1, COCO AP, object tables)."""
         return self.labels in ("foreground", "instances")

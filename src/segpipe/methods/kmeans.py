@@ -11,7 +11,8 @@ from segpipe.methods.base import Segmentation
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def segment_kmeans(rgb, *, k=3, seed=0, sample_size=20000, n_init=3):
+def segment_kmeans(rgb: np.ndarray, *, k: int = 3, seed: int = 0, sample_size: int = 20000,
+                   n_init: int = 3) -> Segmentation:
     """Cluster pixel colours with k-means; labels 0..k-1 from the darkest cluster up.
 
     The centres are fitted on a random subsample of the pixels and every pixel is then

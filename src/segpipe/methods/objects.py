@@ -9,7 +9,9 @@ from segpipe.imageio import label_dtype
 from segpipe.methods.threshold import compute_threshold, foreground_mask
 
 
-def cleaned_foreground(grey, *, threshold="otsu", foreground="auto", min_size=16):
+def cleaned_foreground(grey: np.ndarray, *, threshold: str | float = "otsu",
+                       foreground: str = "auto",
+                       min_size: int = 16) -> tuple[np.ndarray, str, float]:
     """A thresholded foreground without specks and holes smaller than ``min_size``.
 
     Parameters
@@ -42,7 +44,8 @@ def cleaned_foreground(grey, *, threshold="otsu", foreground="auto", min_size=16
     return mask, polarity, t
 
 
-def remove_small(mask, min_size, *, connectivity=8, keep_border=False):
+def remove_small(mask: np.ndarray, min_size: int, *, connectivity: int = 8,
+                 keep_border: bool = False) -> np.ndarray:
     """``mask`` without its connected components of fewer than ``min_size`` pixels.
 
     ``keep_border`` keeps components touching the image border whatever their size (used
@@ -65,7 +68,7 @@ def remove_small(mask, min_size, *, connectivity=8, keep_border=False):
     return keep[components]
 
 
-def relabel(labels, min_size=1):
+def relabel(labels: np.ndarray, min_size: int = 1) -> np.ndarray:
     """Number the labels of at least ``min_size`` pixels 1..K in order of first appearance
     in raster order; smaller ones become 0. Returns the smallest PNG-storable type.
 

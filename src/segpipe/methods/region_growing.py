@@ -10,8 +10,10 @@ from segpipe.methods.base import Segmentation
 from segpipe.methods.objects import cleaned_foreground, relabel
 
 
-def segment_region_growing(grey, *, tolerance=0.3, threshold="otsu", foreground="auto",
-                           min_distance=5, sigma=1.0, min_size=32):
+def segment_region_growing(grey: np.ndarray, *, tolerance: float = 0.3,
+                           threshold: str | float = "otsu", foreground: str = "auto",
+                           min_distance: int = 5, sigma: float = 1.0,
+                           min_size: int = 32) -> Segmentation:
     """Grow one object from each local extreme of the foreground, within a tolerance.
 
     Seeds are the local maxima (bright foreground) or minima (dark) of the image smoothed

@@ -10,8 +10,9 @@ from segpipe.methods.base import Segmentation
 ALGORITHMS = ("slic", "felzenszwalb")
 
 
-def segment_superpixels(rgb, *, algorithm="slic", n_segments=250, compactness=10.0,
-                        scale=100.0, sigma=0.8, min_size=50):
+def segment_superpixels(rgb: np.ndarray, *, algorithm: str = "slic", n_segments: int = 250,
+                        compactness: float = 10.0, scale: float = 100.0, sigma: float = 0.8,
+                        min_size: int = 50) -> Segmentation:
     """Partition the image into superpixels: compact regions of similar colour.
 
     Parameters

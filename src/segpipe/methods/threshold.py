@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -11,7 +12,7 @@ from segpipe.imageio import intensity_max
 from segpipe.methods.base import Segmentation
 
 
-def intensity_histogram(grey):
+def intensity_histogram(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Counts of every possible intensity of a uint8 or uint16 image.
 
     Integer counts are exact and much faster than a float histogram (OpenCV's calcHist
@@ -37,7 +38,7 @@ def intensity_histogram(grey):
     return counts, np.arange(size)
 
 
-def otsu_threshold(counts, centers):
+def otsu_threshold(counts: np.ndarray, centers: np.ndarray) -> np.number:
     """Otsu's threshold from a histogram: the center that maximises between-class variance.
 
     The same arithmetic, in the same order, as ``skimage.filters.threshold_otsu(hist=...)``
@@ -77,7 +78,8 @@ def otsu_threshold(counts, centers):
     return centers[np.argmax(between)]
 
 
-def compute_threshold(grey, *, method="otsu", value=None):
+def compute_threshold(grey: np.ndarray, *, method: str = "otsu",
+                      value: float | None = None) -> float:
     """The intensity threshold of a grey image, on the image's own scale.
 
     Parameters
@@ -117,7 +119,7 @@ def compute_threshold(grey, *, method="otsu", value=None):
 POLARITIES = ("bright", "dark", "auto")
 
 
-def auto_polarity(bright):
+def auto_polarity(bright: np.ndarray) -> str:
     """The side of a threshold that holds the objects: ``"bright"`` or ``"dark"``.
 
     Objects (nuclei, cells, particles) seldom fill the image border, while the background
@@ -145,7 +147,7 @@ def auto_polarity(bright):
     return "bright" if 2 * n_bright <= bright.size else "dark"
 
 
-def _integer_threshold(dtype, threshold):
+def _integer_threshold(dtype: np.dtype, threshold: float) -> float | np.integer:
     """A threshold integer samples can be compared with directly, with the same outcome.
 
     ``uint8 > 101.7`` makes NumPy turn every pixel into a float64 first (0.3 ms per
@@ -165,7 +167,8 @@ def _integer_threshold(dtype, threshold):
     return dtype.type(min(floor, info.max))
 
 
-def foreground_mask(grey, threshold, foreground="bright"):
+def foreground_mask(grey: np.ndarray, threshold: float,
+                    foreground: str = "bright") -> tuple[np.ndarray, str]:
     """The foreground of a threshold: pixels above it (bright), the rest (dark), or auto.
 
     Dark foreground is every pixel at or below the threshold, so that bright and dark are
@@ -185,7 +188,8 @@ def foreground_mask(grey, threshold, foreground="bright"):
     return (bright if foreground == "bright" else ~bright), foreground
 
 
-def segment_threshold(grey, *, method="otsu", value=None, foreground="bright"):
+def segment_threshold(grey: np.ndarray, *, method: str = "otsu", value: float | None = None,
+                      foreground: str = "bright") -> Segmentation:
     """Binary segmentation by one global threshold.
 
     Parameters
@@ -223,7 +227,9 @@ def segment_threshold(grey, *, method="otsu", value=None, foreground="bright"):
 _MULTI_OTSU_BINS = 256
 
 
-def segment_multi_threshold(grey, *, classes=None, thresholds=None, foreground="bright"):
+def segment_multi_threshold(grey: np.ndarray, *, classes: int | None = None,
+                            thresholds: Sequence[float] | None = None,
+                            foreground: str = "bright") -> Segmentation:
     """Several thresholds give intensity bands labelled 0..N-1 from the background side.
 
     Parameters
@@ -276,7 +282,7 @@ def segment_multi_threshold(grey, *, classes=None, thresholds=None, foreground="
                         foreground=foreground)
 
 
-def _multi_otsu(grey, classes):
+def _multi_otsu(grey: np.ndarray, classes: int) -> np.ndarray:
     counts, centers = intensity_histogram(grey)
     if grey.dtype == np.uint16:
         factor = counts.size // _MULTI_OTSU_BINS

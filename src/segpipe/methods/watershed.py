@@ -17,7 +17,7 @@ _SNAP_BELOW = 1024.0
 ELEVATIONS = ("distance", "sobel")
 
 
-def euclidean_distance(mask):
+def euclidean_distance(mask: np.ndarray) -> np.ndarray:
     """The exact Euclidean distance of each ``mask`` pixel to the nearest background pixel.
 
     OpenCV's precise transform is fast, but its last bits depend on where NumPy happened to
@@ -52,7 +52,9 @@ def euclidean_distance(mask):
     return np.sqrt(np.rint(np.square(distance, dtype=np.float64))).astype(np.float32)
 
 
-def distance_markers(mask, *, h=0.5, sigma=1.0, min_distance=7, footprint=None):
+def distance_markers(mask: np.ndarray, *, h: float | None = 0.5, sigma: float = 1.0,
+                     min_distance: int = 7,
+                     footprint: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One marker per peak of the distance to the background, inside ``mask``.
 
     The Euclidean distance transform is smoothed with a Gaussian of ``sigma`` pixels: the
@@ -101,7 +103,7 @@ def distance_markers(mask, *, h=0.5, sigma=1.0, min_distance=7, footprint=None):
     return markers, distance
 
 
-def threshold_markers(mask, *, min_distance=5):
+def threshold_markers(mask: np.ndarray, *, min_distance: int = 5) -> np.ndarray:
     """Markers from the threshold itself: the foreground's cores and the background.
 
     The foreground eroded by a disk of radius ``min_distance // 2`` gives one marker per
@@ -130,9 +132,11 @@ def threshold_markers(mask, *, min_distance=5):
     return markers
 
 
-def segment_watershed(grey, *, markers="distance", elevation="distance", threshold="otsu",
-                      foreground="auto", min_size=32, h=0.5, sigma=1.0, min_distance=7,
-                      footprint=None):
+def segment_watershed(grey: np.ndarray, *, markers: str = "distance",
+                      elevation: str = "distance", threshold: str | float = "otsu",
+                      foreground: str = "auto", min_size: int = 32, h: float | None = 0.5,
+                      sigma: float = 1.0, min_distance: int = 7,
+                      footprint: int | None = None) -> Segmentation:
     """Marker-controlled watershed of a thresholded foreground.
 
     Parameters
