@@ -9,7 +9,17 @@ every start, and importing torchvision costs seconds.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
 from segpipe.layout import WEIGHTS_DIR
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from segpipe.maskrcnn.inference import Detections, Predictor
 
 # Batches in the runner's device stage at once on a GPU (see MaskRCNN.concurrent_batches).
 ACCELERATOR_BATCHES = 3
@@ -28,7 +38,7 @@ class MaskRCNN:
         The name of each class id.
     """
 
-    def __init__(self, predictor, class_names):
+    def __init__(self, predictor: Predictor, class_names: list[str]) -> None:
         self.predictor = predictor
         self.class_names = class_names
 
@@ -40,15 +50,21 @@ class MaskRCNN:
         return 1 if self.predictor.device.type == "cpu" else ACCELERATOR_BATCHES
 
     @property
-    def stage_s(self) -> dict:
+    def stage_s(self) -> dict[str, float]:
         """Seconds per stage, summed: prepare, forward, postprocess, copy."""
         return self.predictor.stage_s
 
-    def canvas_of(self, height, width) -> tuple:
+    def canvas_of(self, height: int, width: int) -> tuple[int, ...]:
         """The padded canvas an image of ``height x width`` is batched on."""
         return self.predictor.canvas_of(height, width)
 
-    def predict(self, tensors, batch_size, *, on_fail):
+    def predict(
+        self,
+        tensors: Sequence[torch.Tensor],
+        batch_size: int,
+        *,
+        on_fail: Callable[[int, RuntimeError], Detections | None],
+    ) -> tuple[list[Detections | None], int]:
         """Detections for (3, M, N) integer tensors of one canvas, in chunks of
         ``batch_size`` halved on out-of-memory; an image that fails alone goes to
         ``on_fail(position, error)``. Returns the detections and the batch size that
@@ -57,7 +73,7 @@ class MaskRCNN:
 
         return predict_with_backoff(self.predictor, tensors, batch_size, on_fail=on_fail)
 
-    def segment(self, images, *, batch_size=8) -> list:
+    def segment(self, images: Sequence[np.ndarray], *, batch_size: int = 8) -> list[Detections]:
         """Detections for a list of (M, N, 3) arrays, in their order.
 
         Images are grouped by canvas, so each image's result depends neither on the other
@@ -70,7 +86,7 @@ class MaskRCNN:
         for i, t in enumerate(tensors):
             by_canvas.setdefault(self.canvas_of(*t.shape[-2:]), []).append(i)
 
-        def fail(position, err):
+        def fail(position: int, err: RuntimeError) -> None:
             raise err
 
         results = [None] * len(images)
@@ -83,21 +99,21 @@ class MaskRCNN:
 
 def load_maskrcnn(
     *,
-    model="maskrcnn_resnet50_fpn_v2",
-    weights="DEFAULT",
-    seed=0,
-    score_threshold=0.5,
-    mask_threshold=0.5,
-    max_detections=100,
-    min_size=800,
-    max_size=1333,
-    device="auto",
-    amp=True,
-    amp_dtype="float16",
-    channels_last=True,
-    compile=False,
-    canvas_step=128,
-    weights_dir=WEIGHTS_DIR,
+    model: str = "maskrcnn_resnet50_fpn_v2",
+    weights: str = "DEFAULT",
+    seed: int = 0,
+    score_threshold: float = 0.5,
+    mask_threshold: float = 0.5,
+    max_detections: int = 100,
+    min_size: int = 800,
+    max_size: int = 1333,
+    device: str = "auto",
+    amp: bool = True,
+    amp_dtype: str = "float16",
+    channels_last: bool = True,
+    compile: bool = False,
+    canvas_step: int = 128,
+    weights_dir: str | os.PathLike = WEIGHTS_DIR,
 ) -> MaskRCNN:
     """Build torchvision's Mask R-CNN with its weights, on ``device``, ready to predict.
 
@@ -133,26 +149,26 @@ def load_maskrcnn(
 
 
 def segment_maskrcnn(
-    images,
+    images: Sequence[np.ndarray],
     *,
-    model="maskrcnn_resnet50_fpn_v2",
-    weights="DEFAULT",
-    seed=0,
-    score_threshold=0.5,
-    mask_threshold=0.5,
-    max_detections=100,
-    min_size=800,
-    max_size=1333,
-    batch_size=8,
-    device="auto",
-    amp=True,
-    amp_dtype="float16",
-    channels_last=True,
-    compile=False,
-    canvas_step=128,
-    workers="auto",
-    writers="auto",
-):
+    model: str = "maskrcnn_resnet50_fpn_v2",
+    weights: str = "DEFAULT",
+    seed: int = 0,
+    score_threshold: float = 0.5,
+    mask_threshold: float = 0.5,
+    max_detections: int = 100,
+    min_size: int = 800,
+    max_size: int = 1333,
+    batch_size: int = 8,
+    device: str = "auto",
+    amp: bool = True,
+    amp_dtype: str = "float16",
+    channels_last: bool = True,
+    compile: bool = False,
+    canvas_step: int = 128,
+    workers: int | str = "auto",
+    writers: int | str = "auto",
+) -> list[Detections]:
     """Instance segmentation of a list of RGB images with torchvision's Mask R-CNN.
 
     The arrays-in-memory face of the model the batch runner drives (:func:`load_maskrcnn`,

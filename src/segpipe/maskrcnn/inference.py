@@ -19,13 +19,18 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 
 from segpipe.imageio import label_dtype
 from segpipe.maskrcnn.postprocess import paste_batch, runs_by_instance
+
+if TYPE_CHECKING:
+    import torchvision
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +62,10 @@ class Detections:
     areas: np.ndarray
     runs: list = field(repr=False)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.scores)
 
-    def rles(self):
+    def rles(self) -> list[dict[str, Any]]:
         """COCO compressed RLE of each detection's full mask."""
         from segpipe import rle
 
@@ -68,7 +73,7 @@ class Detections:
         return rle.compress([rle.counts_from_boundaries(r, height, width) for r in self.runs],
                             height, width)
 
-    def masks(self):
+    def masks(self) -> np.ndarray:
         """(N, M, K) bool: each detection's full mask (decoded from its RLE)."""
         from segpipe import rle
 
@@ -77,7 +82,7 @@ class Detections:
         return np.stack([rle.decode(r) for r in self.rles()])
 
 
-def to_chw_tensor(image):
+def to_chw_tensor(image: np.ndarray) -> torch.Tensor:
     """An (M, K, 3) uint8/uint16 array as a (3, M, K) tensor of the same integer type."""
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
@@ -102,8 +107,10 @@ class Predictor:
         Canvas sides are multiples of this (a multiple of 32).
     """
 
-    def __init__(self, net, device, *, mask_threshold, amp=True, amp_dtype="float16",
-                 channels_last=False, compile=False, canvas_step=128):
+    def __init__(self, net: torchvision.models.detection.MaskRCNN, device: torch.device, *,
+                 mask_threshold: float, amp: bool = True, amp_dtype: str = "float16",
+                 channels_last: bool = False, compile: bool = False,
+                 canvas_step: int = 128) -> None:
         transform = net.transform
         if canvas_step % transform.size_divisible:
             raise ValueError(
@@ -133,7 +140,7 @@ class Predictor:
         if compile:
             self.backbone = torch.compile(self.backbone, dynamic=False)
 
-    def resized_size(self, height, width):
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
         """The size torchvision's transform resizes an image of ``height x width`` to.
 
         >>> p = Predictor.__new__(Predictor); p.min_size, p.max_size = 800, 1333
@@ -143,12 +150,12 @@ class Predictor:
         scale = min(self.min_size / min(height, width), self.max_size / max(height, width))
         return int(height * scale), int(width * scale)
 
-    def canvas_of(self, height, width):
+    def canvas_of(self, height: int, width: int) -> tuple[int, ...]:
         """The padded canvas (its bucket) of an image of ``height x width``."""
         step = self.canvas_step
         return tuple(math.ceil(s / step) * step for s in self.resized_size(height, width))
 
-    def __call__(self, images):
+    def __call__(self, images: Sequence[torch.Tensor]) -> list[Detections]:
         """Detections for a list of (3, M, K) integer tensors that share one canvas.
 
         Returns
@@ -167,7 +174,8 @@ class Predictor:
             clock.add_to(self.stage_s)
         return results
 
-    def forward(self, canvas, image_sizes):
+    def forward(self, canvas: torch.Tensor,
+                image_sizes: list[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
         """The network's forward pass over one batch canvas, and nothing else.
 
         Preparing the canvas, pasting the masks and the copy to the host stay outside this
@@ -198,7 +206,7 @@ class Predictor:
             outputs, _ = self.net.roi_heads(features, proposals, image_sizes)
         return outputs
 
-    def _canvas(self, images):
+    def _canvas(self, images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         # torchvision's own resize function (private, unchanged since torchvision 0.6), so
         # that images reach the backbone exactly as the model's transform would send them.
         from torchvision.models.detection.transform import _resize_image_and_masks
@@ -221,7 +229,9 @@ class Predictor:
             batch = batch.contiguous(memory_format=torch.channels_last)
         return batch, resized
 
-    def _postprocess(self, outputs, resized, original, clock):
+    def _postprocess(self, outputs: list[dict[str, torch.Tensor]],
+                     resized: list[tuple[int, int]], original: list[tuple[int, ...]],
+                     clock: _StageClock) -> list[Detections]:
         from torchvision.models.detection.transform import resize_boxes
 
         boxes = [resize_boxes(o["boxes"].float(), r, s) for o, r, s in zip(outputs, resized, original)]
@@ -259,7 +269,7 @@ class Predictor:
 class _StageClock:
     """Marks the end of each stage: CUDA events on the device's stream, else the wall clock."""
 
-    def __init__(self, device):
+    def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
         self.marks = [("start", self._now())]
 
@@ -270,10 +280,10 @@ class _StageClock:
             return event
         return time.perf_counter()
 
-    def mark(self, stage):
+    def mark(self, stage: str) -> None:
         self.marks.append((stage, self._now()))
 
-    def add_to(self, totals):
+    def add_to(self, totals: dict[str, float]) -> None:
         """Add each stage's seconds to ``totals`` (after the last mark has completed)."""
         if self.cuda:
             self.marks[-1][1].synchronize()
@@ -282,18 +292,28 @@ class _StageClock:
             totals[stage] = totals.get(stage, 0.0) + seconds
 
 
-def _to_host(tensors):
+def _to_host(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:
     moved = [t.to("cpu", non_blocking=True) for t in tensors]
     if any(t.is_cuda for t in tensors):
         torch.cuda.current_stream().synchronize()
     return [t.numpy() for t in moved]
 
 
-def is_out_of_memory(err):
+def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
-def predict_with_backoff(predict_fn, images, batch_size, *, on_fail):
+_Image = TypeVar("_Image")
+_Result = TypeVar("_Result")
+
+
+def predict_with_backoff(
+    predict_fn: Callable[[Sequence[_Image]], Iterable[_Result]],
+    images: Sequence[_Image],
+    batch_size: int,
+    *,
+    on_fail: Callable[[int, RuntimeError], _Result],
+) -> tuple[list[_Result], int]:
     """Predict ``images`` in chunks of ``batch_size``, halving it on out-of-memory.
 
     The chunk that ran out of memory is retried at the smaller size, so no image is

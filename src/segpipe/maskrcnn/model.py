@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
-from segpipe.maskrcnn.weights import resolve_weights
+from segpipe.maskrcnn.weights import WeightsSource, resolve_weights
+
+if TYPE_CHECKING:
+    from torchvision.models.detection import MaskRCNN
 
 log = logging.getLogger(__name__)
 
@@ -14,7 +20,7 @@ log = logging.getLogger(__name__)
 COCO_NUM_CLASSES = 91
 
 
-def builder(model):
+def builder(model: str) -> Callable[..., MaskRCNN]:
     from torchvision.models.detection import maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
 
     return {
@@ -23,12 +29,12 @@ def builder(model):
     }[model]
 
 
-def wants_cuda(device):
+def wants_cuda(device: str) -> bool:
     """Whether the ``device`` setting means CUDA, without initialising CUDA."""
     return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
 
 
-def resolve_device(device):
+def resolve_device(device: str) -> torch.device:
     """``auto`` is CUDA when available, else the CPU; the choice is logged.
 
     Raises
@@ -49,9 +55,10 @@ def resolve_device(device):
 
 
 def build_model(
-    *, model, weights, seed, score_threshold, max_detections, min_size, max_size, device,
-    weights_dir="resources/weights",
-):
+    *, model: str, weights: str, seed: int, score_threshold: float, max_detections: int,
+    min_size: int, max_size: int, device: torch.device | str,
+    weights_dir: str | os.PathLike = "resources/weights",
+) -> tuple[MaskRCNN, list[str]]:
     """A Mask R-CNN in eval mode on ``device``, with weights from a local file or random.
 
     Never downloads: named weights are read from ``weights_dir`` (the fetch rule puts
@@ -89,7 +96,7 @@ def build_model(
     return net, class_names(source, net.roi_heads.box_predictor.cls_score.out_features)
 
 
-def class_names(source, num_classes):
+def class_names(source: WeightsSource, num_classes: int) -> list[str]:
     """COCO names for torchvision's COCO weights and COCO-layout checkpoints; else
     ``class_<i>`` (random weights have no meaning to name)."""
     from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights

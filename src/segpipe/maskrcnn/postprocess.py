@@ -20,6 +20,7 @@ operation, inside its box only:
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,7 @@ DEFAULT_BUDGET = 2**24
 _NO_LABEL = torch.iinfo(torch.int32).max
 
 
-def expanded_boxes(boxes, mask_size, padding=1):
+def expanded_boxes(boxes: torch.Tensor, mask_size: int, padding: int = 1) -> torch.Tensor:
     """torchvision's ``expand_boxes`` for the 1-pixel padded mask, as integer boxes.
 
     The conversion truncates toward zero, as torchvision's ``.to(torch.int64)`` does.
@@ -44,7 +45,8 @@ def expanded_boxes(boxes, mask_size, padding=1):
     return torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=1).to(torch.int64)
 
 
-def _interpolation_weights(offset, length, valid, n_out, n_in):
+def _interpolation_weights(offset: torch.Tensor, length: torch.Tensor, valid: torch.Tensor,
+                           n_out: int, n_in: int) -> torch.Tensor:
     """(n, n_out, n_in) weights of 1-D bilinear resizing from ``n_in`` to ``length`` samples.
 
     Row ``r`` of instance ``i`` is output sample ``offset[i] + r`` of the resized mask, as
@@ -94,8 +96,9 @@ class PastedBatch:
     run_position: torch.Tensor
 
 
-def paste_batch(masks, boxes, image_index, rank, image_sizes, *, threshold, budget=DEFAULT_BUDGET,
-                summarise="auto"):
+def paste_batch(masks: torch.Tensor, boxes: torch.Tensor, image_index: torch.Tensor,
+                rank: torch.Tensor, image_sizes: Sequence[tuple[int, ...]], *, threshold: float,
+                budget: int = DEFAULT_BUDGET, summarise: str = "auto") -> PastedBatch:
     """Paste, threshold and summarise the instances of a batch of images.
 
     Parameters
@@ -207,8 +210,11 @@ def paste_batch(masks, boxes, image_index, rank, image_sizes, *, threshold, budg
     )
 
 
-def _summarise_on_host(crops, chunk, labels, offsets, image_index, rank, y0, x0, crop_h, crop_w,
-                       height, width):
+def _summarise_on_host(crops: np.ndarray, chunk: list[int], labels: np.ndarray,
+                       offsets: np.ndarray, image_index: np.ndarray, rank: np.ndarray,
+                       y0: np.ndarray, x0: np.ndarray, crop_h: np.ndarray, crop_w: np.ndarray,
+                       height: np.ndarray,
+                       width: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The per-instance path of :func:`paste_batch` for one chunk, in NumPy.
 
     ``labels`` (a view of the label tensor) is updated in place with a minimum, so the
@@ -231,7 +237,8 @@ def _summarise_on_host(crops, chunk, labels, offsets, image_index, rank, y0, x0,
     return np.array(areas, np.int64), np.concatenate(run_instance), np.concatenate(run_position)
 
 
-def _chunks(crop_hw, budget, *, max_waste=2.0, min_chunk=8):
+def _chunks(crop_hw: np.ndarray, budget: int, *, max_waste: float = 2.0,
+            min_chunk: int = 8) -> Iterator[list[int]]:
     """Instance indices in chunks of similar crop size.
 
     Sorted by crop area, a chunk is cut where its padded size would pass ``budget``, or
@@ -252,7 +259,7 @@ def _chunks(crop_hw, budget, *, max_waste=2.0, min_chunk=8):
         yield chunk
 
 
-def runs_by_instance(run_instance, n):
+def runs_by_instance(run_instance: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Where each of ``n`` instances' boundaries lie in :class:`PastedBatch`'s run arrays.
 
     Parameters

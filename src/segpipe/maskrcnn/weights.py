@@ -12,8 +12,10 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from segpipe.errors import ConfigError
@@ -56,12 +58,13 @@ class WeightsSource:
     url: str | None = None
 
     @property
-    def status_path(self):
+    def status_path(self) -> str | None:
         """The fetch rule's record for named weights."""
         return f"{self.path}.status.json" if self.kind == "named" else None
 
 
-def resolve_weights(model, weights, *, weights_dir=WEIGHTS_DIR, key="weights"):
+def resolve_weights(model: str, weights: str, *, weights_dir: str | os.PathLike = WEIGHTS_DIR,
+                    key: str = "weights") -> WeightsSource:
     """Turn the ``weights`` setting into a :class:`WeightsSource`.
 
     ``none`` is random initialisation; a torchvision weights name (``DEFAULT``,
@@ -90,7 +93,8 @@ def resolve_weights(model, weights, *, weights_dir=WEIGHTS_DIR, key="weights"):
     )
 
 
-def fetch_weights(url, path, *, status_out, timeout_s=DOWNLOAD_TIMEOUT_S):
+def fetch_weights(url: str, path: str | os.PathLike, *, status_out: str | os.PathLike,
+                  timeout_s: float = DOWNLOAD_TIMEOUT_S) -> dict[str, Any]:
     """Make sure the weights at ``url`` are at ``path``; record the outcome in ``status_out``.
 
     A file already at ``path`` is used as it is (no network). Otherwise torchvision's
@@ -128,7 +132,7 @@ def fetch_weights(url, path, *, status_out, timeout_s=DOWNLOAD_TIMEOUT_S):
     return status
 
 
-def missing_weights_message(status):
+def missing_weights_message(status: Mapping[str, Any]) -> str:
     """The one thing a user has to do when weights could not be fetched."""
     return (
         f"Mask R-CNN weights are missing: download {status['url']} and put it at "
@@ -137,7 +141,7 @@ def missing_weights_message(status):
     )
 
 
-def read_status(path):
+def read_status(path: str | os.PathLike) -> dict[str, Any] | None:
     """The fetch rule's record, or ``None`` if there is none."""
     try:
         return json.loads(Path(path).read_text())
@@ -145,7 +149,7 @@ def read_status(path):
         return None
 
 
-def refresh_status(source):
+def refresh_status(source: WeightsSource) -> bool:
     """Bring the fetch record in line with the folder, before any job runs.
 
     A user who copies the file in after a failed download should not have to delete

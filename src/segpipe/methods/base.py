@@ -94,7 +94,7 @@ class MethodSpec:
     """
 
     kind: str
-    segment: Callable[..., Segmentation]
+    segment: Callable[..., Segmentation | list]
     labels: str
     colour: str = "grey"
     check: Callable[[str, dict], None] | None = field(default=None)
