@@ -13,7 +13,10 @@ package: the end of every run prints :mod:`~segpipe.report.terminal`'s table, an
 importing matplotlib and pandas for it would add most of a second to a small run.
 """
 
+from __future__ import annotations
+
 import importlib
+from typing import Any
 
 # Public name: its module.
 _EXPORTS = {
@@ -30,11 +33,11 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])

@@ -6,8 +6,13 @@ every part of the report.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from segpipe.table import IMAGE_METRICS, METHOD_METRICS
 from segpipe.table import LOWER_IS_BETTER as LOWER_IS_BETTER_METRICS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LABELS = {
     "iou": "IoU",
@@ -34,7 +39,7 @@ LOWER_IS_BETTER = LOWER_IS_BETTER_METRICS | {"runtime_s"}
 HIGHER_IS_BETTER = frozenset(IMAGE_METRICS + METHOD_METRICS) - LOWER_IS_BETTER
 
 
-def label_of(column):
+def label_of(column: str) -> str:
     """A readable axis label for a metrics column, with the better direction.
 
     >>> label_of("vi_split"), label_of("n_labels")
@@ -48,13 +53,13 @@ def label_of(column):
     return name
 
 
-def has_values(table, column):
+def has_values(table: pd.DataFrame, column: str) -> bool:
     """Whether ``table`` has ``column`` with at least one non-null value."""
     return column in table.columns and bool(table[column].notna().any())
 
 
 
-def method_column(metric):
+def method_column(metric: str) -> str:
     """The column of the per-method table that holds ``metric``: its mean, or itself
     for a whole-method score (COCO AP).
 
@@ -64,7 +69,7 @@ def method_column(metric):
     return metric if metric in METHOD_METRICS else f"{metric}_mean"
 
 
-def sort_best_first(values, column):
+def sort_best_first(values: pd.Series, column: str) -> pd.Series:
     """``values`` (a Series) sorted best first; no better direction means largest first."""
     return values.sort_values(ascending=column in LOWER_IS_BETTER, na_position="last",
                               kind="stable")

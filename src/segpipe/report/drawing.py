@@ -7,6 +7,8 @@ code runs headless, in parallel jobs, and without a display.
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -17,7 +19,7 @@ from segpipe.imageio import write_bytes_atomic
 DPI = 100
 
 
-def save_png(fig, path):
+def save_png(fig: Figure, path: str | os.PathLike) -> Figure:
     """Write ``fig`` as an RGB PNG at :data:`DPI`, atomically; return it.
 
     OpenCV encodes the rendered pixels, not ``savefig``: Pillow's encoder took a third
@@ -35,7 +37,7 @@ def save_png(fig, path):
     return fig
 
 
-def message_figure(text):
+def message_figure(text: str) -> Figure:
     """A small figure that says ``text``: the report shows why a figure has no data."""
     fig = Figure(figsize=(6, 1.5))
     fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=11)

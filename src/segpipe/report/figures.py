@@ -10,6 +10,10 @@ the report never shows an empty figure.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -32,6 +36,10 @@ from segpipe.report.columns import (
 from segpipe.report.drawing import message_figure, save_png
 from segpipe.table import IMAGE_METRICS
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.text import Annotation
+
 # Shown when the run has no ground truth: every run has these.
 FALLBACK_COLUMNS = ("runtime_s", "n_labels", "foreground_fraction")
 
@@ -45,7 +53,9 @@ POINT_COLOUR = "#1f3b5c"
 MEDIAN_COLOUR = "#d95f02"
 
 
-def plot_metric_distributions(metrics, out_png, *, metrics_to_plot=None, primary=None):
+def plot_metric_distributions(metrics: pd.DataFrame, out_png: str | os.PathLike, *,
+                              metrics_to_plot: Sequence[str] | None = None,
+                              primary: str | None = None) -> Figure:
     """One panel per metric: each method's per-image values as a box with the points.
 
     Parameters
@@ -147,7 +157,8 @@ def plot_metric_distributions(metrics, out_png, *, metrics_to_plot=None, primary
 OBJECT_POINTS = 2000
 
 
-def plot_objects(objects, metrics, out_png):
+def plot_objects(objects: pd.DataFrame, metrics: pd.DataFrame,
+                 out_png: str | os.PathLike) -> Figure:
     """Object areas and objects per image, one row per method with objects.
 
     Parameters
@@ -219,7 +230,7 @@ def plot_objects(objects, metrics, out_png):
 _TEXT_TO_PATH = TextToPath()
 
 
-def _text_width_in(texts, *, size):
+def _text_width_in(texts: Iterable[str], *, size: float) -> float:
     """The width in inches of the widest of ``texts`` in the default font at ``size`` pt."""
     font = FontProperties(size=size)
     widths = [_TEXT_TO_PATH.get_text_width_height_descent(t, font, ismath=False)[0]
@@ -227,7 +238,8 @@ def _text_width_in(texts, *, size):
     return max(widths) / 72
 
 
-def _draw_boxes(ax, data, places, half=0.3):
+def _draw_boxes(ax: Axes, data: Sequence[np.ndarray], places: Sequence[float | np.integer],
+                half: float = 0.3) -> None:
     """Horizontal box plots (whiskers at 1.5 IQR, no fliers) as three collections.
 
     ``Axes.boxplot`` makes six artists per box: with tens of methods in ten panels,
@@ -249,12 +261,12 @@ def _draw_boxes(ax, data, places, half=0.3):
     ax.add_collection(LineCollection(medians, colors=MEDIAN_COLOUR, linewidths=2, zorder=4))
 
 
-def _log_x(ax):
+def _log_x(ax: Axes) -> None:
     """A log x axis with plain tick labels (0.02, not 2x10^-2), not crowded."""
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
 
-    def minor(x, _):
+    def minor(x: float, _: int | None) -> str:
         # Read at draw time, when the limits are final. Under two decades there may be
         # one major tick or none, so some minor ticks are labelled, fewer as it widens.
         low, high = ax.get_xlim()
@@ -267,7 +279,8 @@ def _log_x(ax):
 
 
 
-def plot_quality_runtime(methods, out_png, *, metric="iou"):
+def plot_quality_runtime(methods: pd.DataFrame, out_png: str | os.PathLike, *,
+                         metric: str = "iou") -> Figure:
     """Each method's score on ``metric`` against its seconds per image (log scale).
 
     Parameters
@@ -327,7 +340,8 @@ def plot_quality_runtime(methods, out_png, *, metric="iou"):
     return save_png(fig, out_png)
 
 
-def _separate_labels(fig, labels, *, step_pt=2.0, tries=60):
+def _separate_labels(fig: Figure, labels: Sequence[Annotation], *, step_pt: float = 2.0,
+                     tries: int = 60) -> None:
     """Move point labels up or down (in offset points) until no two overlap.
 
     Methods with similar scores and speeds (sweeps, or a method and its variant) put their
@@ -353,14 +367,14 @@ def _separate_labels(fig, labels, *, step_pt=2.0, tries=60):
         placed.append(label.get_window_extent(renderer))
 
 
-def _with_errors(method, n_error):
+def _with_errors(method: str, n_error: float) -> str:
     """A method's name, with its error count when it has errors."""
     if not n_error > 0:
         return method
     return f"{method} ({int(n_error)} error{'s' if n_error > 1 else ''})"
 
 
-def _runtime_bars(methods, metric):
+def _runtime_bars(methods: pd.DataFrame, metric: str) -> Figure:
     """Seconds per image per method as horizontal bars, fastest at the top."""
     rows = methods.sort_values("seconds_per_image", na_position="last", kind="stable")
     names = [_with_errors(m, e) for m, e in zip(rows["method"], rows["n_error"])]

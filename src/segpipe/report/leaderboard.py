@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import html
+import os
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
@@ -17,7 +20,7 @@ from segpipe.report.columns import (
 from segpipe.table import IMAGE_METRICS, METHOD_METRICS
 
 
-def _sig3(value):
+def _sig3(value: float) -> str:
     """A number to 3 significant digits, trailing zeros kept, for a table cell.
 
     >>> _sig3(0.5), _sig3(12.345), _sig3(100.0), _sig3(1234.0), _sig3(float("nan"))
@@ -29,7 +32,7 @@ def _sig3(value):
     return text if "e" in text else text.rstrip(".")
 
 
-def _int_cell(value):
+def _int_cell(value: float) -> str:
     """A count or rank for a table cell; ranks are a nullable integer column."""
     return "–" if pd.isna(value) else str(int(value))
 
@@ -74,7 +77,7 @@ between the two columns is what segpipe adds around the method.</dd>
 <p class="note">Both are means over the images segmented without error.</p>"""
 
 
-def _header(metric, stat=""):
+def _header(metric: str, stat: str = "") -> str:
     """A table header: the metric's name, the statistic, the better direction.
 
     >>> _header("vi_split", "mean"), _header("coco_ap")
@@ -84,7 +87,7 @@ def _header(metric, stat=""):
     return " ".join(w for w in (LABELS.get(metric, metric), stat, arrow) if w)
 
 
-def _ranking_note(metric, *, ranked, scored):
+def _ranking_note(metric: str, *, ranked: bool, scored: bool) -> str:
     """The sentence above the table: how it is sorted, or why it is not ranked."""
     name = html.escape(LABELS.get(metric, metric))
     if ranked:
@@ -104,7 +107,7 @@ def _ranking_note(metric, *, ranked, scored):
             "segmented, errors and time. Numbers to 3 significant digits; – no value.")
 
 
-def leaderboard_table(methods, *, metric="iou"):
+def leaderboard_table(methods: pd.DataFrame, *, metric: str = "iou") -> str:
     """The leaderboard as an HTML fragment: one row per method, by ``rank``.
 
     Parameters
@@ -152,7 +155,8 @@ def leaderboard_table(methods, *, metric="iou"):
     scores = [s for s in scores if has_values(rows, s[0])]
     spec = [s for s in fixed if s[0] in rows.columns and (ranked or s[0] != "rank")] + scores
 
-    def cell(tag, column, text, fmt, is_primary):
+    def cell(tag: str, column: str, text: str, fmt: Callable[[Any], str],
+             is_primary: bool) -> str:
         classes = " ".join(c for c in ("num" if fmt is not str else "",
                                        "method" if column == "method" else "",
                                        "primary" if is_primary else "") if c)
@@ -176,7 +180,8 @@ def leaderboard_table(methods, *, metric="iou"):
 {TIMING_NOTE}"""
 
 
-def leaderboard_html(methods, out_html, *, metric="iou"):
+def leaderboard_html(methods: pd.DataFrame, out_html: str | os.PathLike, *,
+                     metric: str = "iou") -> None:
     """The leaderboard (:func:`leaderboard_table`) as a standalone HTML page.
 
     Parameters
@@ -193,7 +198,7 @@ def leaderboard_html(methods, out_html, *, metric="iou"):
     write_bytes_atomic(out_html, page.encode("utf-8"))
 
 
-def html_document(title, body, *, style=STYLE):
+def html_document(title: str, body: str, *, style: str = STYLE) -> str:
     """A whole HTML page of ``body`` (markup) with its style inline."""
     return f"""<!DOCTYPE html>
 <html lang="en">

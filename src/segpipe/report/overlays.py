@@ -3,7 +3,9 @@ on top, and how the examples are picked."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -13,10 +15,13 @@ from skimage.segmentation import find_boundaries
 
 from segpipe.errors import ImageReadError
 from segpipe.imageio import intensity_max, read_image, read_label_image
-from segpipe.planes import DEFAULT_READING, for_plane, split_plane
+from segpipe.planes import DEFAULT_READING, Reading, for_plane, split_plane
 from segpipe.report.columns import LABELS, has_values, sort_best_first
 from segpipe.report.drawing import DPI, message_figure, save_png
 from segpipe.table import IMAGE_METRICS
+
+if TYPE_CHECKING:
+    from segpipe.ground_truth import GroundTruth
 
 OUTLINE_RGB = (1.0, 0.85, 0.0)
 # Ground-truth outlines, drawn under the method's where both fall on a pixel.
@@ -44,7 +49,7 @@ EXAMPLE_FIGURES = {
 ALL_EXAMPLE_FIGURES = ("n_objects", "n_labels", "foreground_fraction")
 
 
-def meaning_of(metrics, method):
+def meaning_of(metrics: pd.DataFrame, method: str) -> str | None:
     """What ``method``'s labels mean (:attr:`segpipe.methods.MethodSpec.labels`), from the
     ``kind`` of its rows; None without a ``kind`` column or for an unknown kind."""
     from segpipe.methods import REGISTRY
@@ -56,7 +61,8 @@ def meaning_of(metrics, method):
     return None if spec is None else spec.labels
 
 
-def _ranked(metrics, method, metric, meaning=None):
+def _ranked(metrics: pd.DataFrame, method: str, metric: str,
+            meaning: str | None = None) -> tuple[pd.DataFrame, str | None]:
     """The method's ok rows, best first, and the column that ordered them.
 
     Ordered by ``metric``; without values of it (a COCO AP has none per image) by the
@@ -80,7 +86,7 @@ def _ranked(metrics, method, metric, meaning=None):
     return rows.loc[sort_best_first(rows[column], column).index], column
 
 
-def _spread(count, n):
+def _spread(count: int, n: int) -> list[int]:
     """Positions of ``n`` examples spread evenly over ``count`` ranked rows, ends included.
 
     Halves round up, so of an even count the median example is always the lower of the
@@ -94,7 +100,8 @@ def _spread(count, n):
     return sorted({int(p) for p in np.floor(np.linspace(0, count - 1, n) + 0.5)})
 
 
-def pick_examples(metrics, method, metric="iou", n=3, *, meaning=None):
+def pick_examples(metrics: pd.DataFrame, method: str, metric: str = "iou", n: int = 3, *,
+                  meaning: str | None = None) -> list[str]:
     """Image ids of one method's examples: best, median and worst by ``metric``.
 
     Parameters
@@ -127,8 +134,10 @@ def pick_examples(metrics, method, metric="iou", n=3, *, meaning=None):
     return [rows["image_id"].iloc[p] for p in _spread(len(rows), n)]
 
 
-def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3, reading=None,
-                  ground_truth=None):
+def plot_overlays(metrics: pd.DataFrame, out_png: str | os.PathLike, *,
+                  input_dir: str | os.PathLike, method: str, metric: str = "iou", n: int = 3,
+                  reading: Reading | None = None,
+                  ground_truth: GroundTruth | None = None) -> Figure:
     """Example images of one method with its mask outlines (and the truth's) on top.
 
     Parameters
@@ -219,7 +228,7 @@ def plot_overlays(metrics, out_png, *, input_dir, method, metric="iou", n=3, rea
     return save_png(fig, out_png)
 
 
-def _figure_name(column, meaning):
+def _figure_name(column: str, meaning: str | None) -> str:
     """A ranking column's name in a panel title: for classes, ``foreground_fraction`` is
     the share outside class 0, which is no foreground."""
     if column == "foreground_fraction" and meaning == "classes":
@@ -227,7 +236,8 @@ def _figure_name(column, meaning):
     return LABELS.get(column, column)
 
 
-def _overlay_title(method, column, count, meaning=None):
+def _overlay_title(method: str, column: str | None, count: int,
+                   meaning: str | None = None) -> str:
     """What the overlay panels are, in the order they are shown.
 
     >>> _overlay_title("otsu", "iou", 3)
@@ -255,7 +265,8 @@ def _overlay_title(method, column, count, meaning=None):
     return f"{method}: {what} by {name}"
 
 
-def _overlay(image_path, mask_path, reading=None, truth=None):
+def _overlay(image_path: str | os.PathLike, mask_path: str | os.PathLike,
+             reading: Reading | None = None, truth: np.ndarray | None = None) -> np.ndarray:
     """The image as RGB floats in 0..1, shrunk for display, with mask outlines drawn
     (and the outlines of ``truth``, a label image the image's size, under them).
 
@@ -277,7 +288,7 @@ def _overlay(image_path, mask_path, reading=None, truth=None):
     return rgb
 
 
-def _shrunk(labels, size):
+def _shrunk(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A label image resized to ``size`` (width, height) by nearest neighbour."""
     if labels.shape[::-1] == tuple(size):
         return labels
@@ -287,7 +298,7 @@ def _shrunk(labels, size):
     return cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
 
 
-def _shorten(text, width):
+def _shorten(text: str, width: int) -> str:
     """``text`` cut from the left to ``width`` characters: the file name end matters most.
 
     >>> _shorten("plate1/well 2/c.png", 12)

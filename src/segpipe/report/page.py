@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import base64
 import html
+import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segpipe.imageio import write_bytes_atomic
 from segpipe.report.columns import LABELS, has_values, method_column
 from segpipe.report.leaderboard import STYLE, html_document, leaderboard_table
 from segpipe.table import IMAGE_METRICS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PAGE_STYLE = STYLE + """
 h2 { font-size: 1.1rem; margin: 2rem 0 0.4rem; border-bottom: 1px solid #e1e5ea;
@@ -70,15 +76,18 @@ EXAMPLES_CAPTION = {
 }
 
 
-def _png(path):
+def _png(path: str | os.PathLike) -> str:
     """An ``<img>`` of the PNG at ``path``, embedded as a data URI."""
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     alt = html.escape(Path(path).stem)
     return f'<img src="data:image/png;base64,{data}" alt="{alt}">'
 
 
-def write_report_page(methods, out_html, *, figures, overlays, metric="iou", input_dir=None,
-                      ground_truth_dir=None):
+def write_report_page(methods: pd.DataFrame, out_html: str | os.PathLike, *,
+                      figures: Iterable[str | os.PathLike],
+                      overlays: Iterable[str | os.PathLike], metric: str = "iou",
+                      input_dir: str | os.PathLike | None = None,
+                      ground_truth_dir: str | os.PathLike | None = None) -> None:
     """Pack the report into one self-contained HTML page.
 
     Parameters

@@ -8,7 +8,10 @@ does, and importing those would add most of a second to a small run.
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from segpipe.report.columns import LABELS, method_column
 
@@ -16,7 +19,7 @@ from segpipe.report.columns import LABELS, method_column
 SHOWN = ("rank", "method", "kind", "n_ok", "n_error", "seconds_per_image")
 
 
-def read_methods(path, *, metric="iou"):
+def read_methods(path: str | os.PathLike, *, metric: str = "iou") -> list[dict[str, Any]]:
     """The rows of ``summary/methods.parquet`` that :func:`methods_table` shows, as dicts
     in the table's order (by rank when ranked)."""
     import pyarrow.parquet as pq
@@ -26,7 +29,7 @@ def read_methods(path, *, metric="iou"):
     return pq.read_table(path, columns=wanted).to_pylist()
 
 
-def _number(value):
+def _number(value: float | None) -> str:
     """Seconds or a score to 3 significant digits, or a dash for none.
 
     >>> _number(0.0021347), _number(12.0), _number(None), _number(float("nan"))
@@ -38,7 +41,7 @@ def _number(value):
     return text if "e" in text else text.rstrip(".")
 
 
-def methods_table(rows, *, metric="iou"):
+def methods_table(rows: Sequence[Mapping[str, Any]], *, metric: str = "iou") -> list[str]:
     """The methods of a run as a plain-text table, one line per method.
 
     Parameters
@@ -87,7 +90,8 @@ def methods_table(rows, *, metric="iou"):
             for line in cells]
 
 
-def run_summary(out, results, *, metric="iou", report_page=None):
+def run_summary(out: str | os.PathLike, results: str | os.PathLike, *, metric: str = "iou",
+                report_page: str | os.PathLike | None = None) -> str:
     """What a run prints when it has finished: where its results are, its methods
     (:func:`methods_table`) and the next commands.
 
