@@ -6,14 +6,15 @@ import contextlib
 import logging
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from segpipe.layout import SHARD_FOLDERS, SHARD_TABLES
+from segpipe.layout import SHARD_FOLDERS, SHARD_TABLES, Layout
 
 log = logging.getLogger(__name__)
 
 
-def prepare_shard_folder(folder, keep) -> None:
+def prepare_shard_folder(folder: str | os.PathLike, keep: Iterable[str]) -> None:
     """Empty ``folder`` of everything but the files named in ``keep``, creating it if needed.
 
     A job owns its shard's mask and edge-map folders: what else is there is left over,
@@ -38,7 +39,7 @@ def prepare_shard_folder(folder, keep) -> None:
                 log.warning("could not remove stale %s (%s)", entry.path, err.strerror or err)
 
 
-def remove_shard_outputs(layout, shards) -> None:
+def remove_shard_outputs(layout: Layout, shards: Iterable[str]) -> None:
     """Delete what earlier runs wrote for shards that no longer exist (their images are
     gone): the mask and edge-map folders and the per-shard tables of every method
     (``layout``: a :class:`segpipe.layout.Layout`)."""

@@ -1,5 +1,10 @@
 """Exceptions that segpipe raises on purpose, so callers can tell them from bugs."""
 
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
 
 class ImageReadError(Exception):
     """An input file could not be decoded into an image.
@@ -8,7 +13,7 @@ class ImageReadError(Exception):
     image's row and moves on.
     """
 
-    def __init__(self, path, cause):
+    def __init__(self, path: str | os.PathLike, cause: str) -> None:
         self.path = str(path)
         self.cause = cause
         super().__init__(f"{self.path}: {cause}")
@@ -22,19 +27,20 @@ class OutputWriteError(Exception):
     not the image's.
     """
 
-    def __init__(self, path, cause):
+    def __init__(self, path: str | os.PathLike, cause: str) -> None:
         self.path = str(path)
         self.cause = cause
         super().__init__(f"cannot write {self.path}: {cause}")
 
-    def __reduce__(self):  # picklable across writer processes
+    def __reduce__(self) -> tuple[type[OutputWriteError], tuple[str, str]]:
+        # Picklable across writer processes.
         return type(self), (self.path, self.cause)
 
 
 class ConfigError(ValueError):
     """The workflow configuration is wrong; the message names the key."""
 
-    def __init__(self, key, problem):
+    def __init__(self, key: str, problem: str) -> None:
         self.key = key
         self.problem = problem
         super().__init__(f"config key '{key}': {problem}")
@@ -57,7 +63,7 @@ class UnknownKeyError(ConfigError):
         The keys allowed in that mapping.
     """
 
-    def __init__(self, where, name, allowed):
+    def __init__(self, where: str, name: str, allowed: Iterable[str]) -> None:
         import difflib
 
         self.allowed = sorted(allowed)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 
-def label_stats(labels, meaning="foreground"):
+def label_stats(labels: np.ndarray, meaning: str = "foreground") -> dict[str, int | float | None]:
     """Count labels and objects of a label image.
 
     Parameters
@@ -60,6 +60,6 @@ def label_stats(labels, meaning="foreground"):
     }
 
 
-def _is_binary(labels):
+def _is_binary(labels: np.ndarray) -> bool:
     """Whether a uint8 image holds only 0 and 1 (OpenCV's min/max: 0.1 ms per megapixel)."""
     return labels.size > 0 and cv2.minMaxLoc(labels)[1] <= 1

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -181,7 +182,8 @@ def output_name(index: int, image_id: str, suffix: str = ".png") -> str:
     return f"{index:06d}-{name}{suffix}"
 
 
-def shard_output_paths(folder: str, image_ids, suffix: str = ".png") -> dict[str, str]:
+def shard_output_paths(folder: str, image_ids: Iterable[str],
+                       suffix: str = ".png") -> dict[str, str]:
     """Image id to its output path inside a shard's folder (of masks or edge maps).
 
     One folder per shard keeps every folder to at most ``shard_size`` entries, however

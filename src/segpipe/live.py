@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 
 from segpipe.status import progress_counts
 
 
-def progress_line(total, done, elapsed_s, start_done=0) -> str:
+def progress_line(total: int | None, done: Mapping[str, int], elapsed_s: float,
+                  start_done: int = 0) -> str:
     """One terminal line: images done of total per method, images/s, time left.
 
     >>> progress_line(100, {"otsu": 50, "ws": 30}, 4.0)
@@ -25,7 +28,8 @@ def progress_line(total, done, elapsed_s, start_done=0) -> str:
     return " · ".join(parts) if parts else f"{total:,} images listed"
 
 
-def run_with_progress(command, out, every_s=1.0, env=None) -> int:
+def run_with_progress(command: Sequence[str], out: str | os.PathLike, every_s: float = 1.0,
+                      env: Mapping[str, str] | None = None) -> int:
     """Run Snakemake; on a terminal, keep a progress line at the bottom of the output."""
     import threading
     import time
@@ -36,7 +40,7 @@ def run_with_progress(command, out, every_s=1.0, env=None) -> int:
     cache, start = {}, time.monotonic()
     stop = threading.Event()
 
-    def show():
+    def show() -> None:
         first = None
         while not stop.wait(every_s):
             total, done = progress_counts(out, cache)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 
 
-def log_to_file(path, level=logging.INFO):
+def log_to_file(path: str | os.PathLike, level: int = logging.INFO) -> None:
     """Send the root logger to ``path`` (a rule's ``log:`` file), with timestamps."""
     logging.basicConfig(
         filename=str(path),

@@ -5,21 +5,26 @@ from __future__ import annotations
 import collections
 import multiprocessing
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Self, TypeVar
 
 _CONTEXT = None
 
 
-def _init_writer(context):
+def _init_writer(context: object) -> None:
     global _CONTEXT
     _CONTEXT = context
 
 
-def _call(task, args):
+_R = TypeVar("_R")
+
+
+def _call(task: Callable[..., _R], args: tuple) -> _R:
     return task(_CONTEXT, *args)
 
 
-def fork_available():
+def fork_available() -> bool:
     """Whether writer processes can be forked (POSIX, not macOS's default)."""
     return "fork" in multiprocessing.get_all_start_methods()
 
@@ -48,7 +53,8 @@ class WriterPool:
         Most tasks in flight (default ``2 * writers``).
     """
 
-    def __init__(self, task, context, *, writers, depth=None):
+    def __init__(self, task: Callable[..., Any], context: object, *, writers: int,
+                 depth: int | None = None) -> None:
         self.task = task
         self.context = context
         self.depth = max(1, depth or 2 * writers)
@@ -73,7 +79,7 @@ class WriterPool:
             finally:
                 cv2.setNumThreads(threads)
 
-    def submit(self, *args):
+    def submit(self, *args: object) -> list[Any]:
         """Queue one task; return the results that completed, oldest first."""
         if self.executor is None:
             return [self.task(self.context, *args)]
@@ -83,25 +89,25 @@ class WriterPool:
             done.append(self._next())
         return done
 
-    def drain(self):
+    def drain(self) -> list[Any]:
         """Wait for every queued task; return their results, oldest first."""
         done = []
         while self.pending:
             done.append(self._next())
         return done
 
-    def _next(self):
+    def _next(self) -> Any:
         t0 = time.perf_counter()
         result = self.pending.popleft().result()
         self.wait_s += time.perf_counter() - t0
         return result
 
-    def close(self):
+    def close(self) -> None:
         if self.executor is not None:
             self.executor.shutdown(cancel_futures=True)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

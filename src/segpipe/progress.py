@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import logging
 
 
 class Progress:
@@ -13,7 +18,8 @@ class Progress:
     2
     """
 
-    def __init__(self, total, logger, *, label="", every_s=10.0, clock=time.monotonic):
+    def __init__(self, total: int, logger: logging.Logger, *, label: str = "",
+                 every_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.total = total
         self.logger = logger
         self.label = label
@@ -24,7 +30,7 @@ class Progress:
         self.done = 0
         self.errors = 0
 
-    def update(self, n=1, *, errors=0):
+    def update(self, n: int = 1, *, errors: int = 0) -> None:
         self.done += n
         self.errors += errors
         now = self.clock()
@@ -32,7 +38,7 @@ class Progress:
             self.last = now
             self.logger.info(self.line(now))
 
-    def line(self, now=None):
+    def line(self, now: float | None = None) -> str:
         elapsed = (now if now is not None else self.clock()) - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         left = (self.total - self.done) / rate if rate > 0 else float("nan")
@@ -41,7 +47,7 @@ class Progress:
             f"{rate:.1f} images/s, about {left:.0f} s left"
         )
 
-    def close(self):
+    def close(self) -> None:
         elapsed = self.clock() - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         self.logger.info(

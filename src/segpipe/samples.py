@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -25,7 +26,7 @@ SAMPLES = (
 )
 
 
-def write_sample_images(out_dir):
+def write_sample_images(out_dir: str | os.PathLike) -> list[Path]:
     """Write the sample images into ``out_dir``; return their paths."""
     import skimage.data
 

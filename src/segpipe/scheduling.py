@@ -24,18 +24,22 @@ workflow still runs, with upstream's cost.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from snakemake.scheduling.job_scheduler import JobScheduler
 
 _MARK = "_segpipe_coalesced"
 
 
-def _coalesced(self, delay):
+def _coalesced(self: JobScheduler, delay: float) -> None:
     lock = self.__dict__.setdefault("_segpipe_timer_lock", threading.Lock())
     with lock:
         if self.__dict__.get("_segpipe_timer_pending"):
             return
         self._segpipe_timer_pending = True
 
-    def wake():
+    def wake() -> None:
         with lock:
             self._segpipe_timer_pending = False
         self._open_jobs.release()
@@ -48,7 +52,7 @@ def _coalesced(self, delay):
 setattr(_coalesced, _MARK, True)
 
 
-def coalesce_reevaluation_timers(scheduler_class=None):
+def coalesce_reevaluation_timers(scheduler_class: type | None = None) -> bool:
     """Patch ``JobScheduler._schedule_reevalutation`` (sic) to keep one pending timer.
 
     Returns True if the method is patched (now or before), False if this Snakemake has

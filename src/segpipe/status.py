@@ -3,8 +3,11 @@ done. Read by ``segpipe status``, the live progress line and the end-of-run summ
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -17,24 +20,26 @@ RUN_CONFIG = "segpipe-config.yaml"
 _LOG_DONE = re.compile(r"(\d+)/(\d+) images")
 
 
-def recorded_config(out) -> dict:
+def recorded_config(out: str | os.PathLike) -> dict[str, Any]:
     """The config recorded in the run folder ``out`` (empty if there is none)."""
     recorded = Path(out) / RUN_CONFIG
     return (yaml.safe_load(recorded.read_text()) or {}) if recorded.exists() else {}
 
 
-def run_layout(out) -> Layout:
+def run_layout(out: str | os.PathLike) -> Layout:
     """The output layout of the run in ``out``: its recorded ``out_dir`` (default
     ``results``) under ``out``."""
     return Layout(str(Path(out) / recorded_config(out).get("out_dir", "results")))
 
 
-def results_dir(out) -> Path:
+def results_dir(out: str | os.PathLike) -> Path:
     """The out_dir of the run in ``out`` (its recorded config's, default results/)."""
     return Path(run_layout(out).out_dir)
 
 
-def progress_counts(out, cache=None) -> tuple:
+def progress_counts(
+    out: str | os.PathLike, cache: dict[tuple[str, int], int] | None = None
+) -> tuple[int | None, dict[str, int]]:
     """Images done per method so far: rows of finished shard tables plus the last progress
     line of each running shard's log. ``cache`` (a dict) keeps table row counts between
     calls, so polling a run of thousands of shards stays cheap.
@@ -76,7 +81,7 @@ def progress_counts(out, cache=None) -> tuple:
     return total, done
 
 
-def status_counts(out) -> tuple:
+def status_counts(out: str | os.PathLike) -> tuple[int | None, list[dict[str, Any]]]:
     """Images listed, and per method: done (ok), failed (error), not yet run.
 
     Returns
@@ -109,7 +114,7 @@ def status_counts(out) -> tuple:
     return listed, rows
 
 
-def listing_summary(config) -> str:
+def listing_summary(config: Mapping[str, Any]) -> str:
     """What a dry run cannot show before the listing job has run: the image count."""
     from segpipe.manifest import scan, selection_reason
 
