@@ -8,7 +8,8 @@ truth are known (see `image_scores`): ``"binary"`` (non-zero is foreground), ``"
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -26,7 +27,7 @@ IOU_THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 _LOOKUP_MAX = 1 << 24
 
 
-def foreground_scores(pred, truth):
+def foreground_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Overlap of the foregrounds ``pred > 0`` and ``truth > 0``.
 
     Parameters
@@ -64,7 +65,8 @@ def foreground_scores(pred, truth):
     }
 
 
-def boundary_f1(pred, truth, *, tolerance=2, background=0):
+def boundary_f1(pred: np.ndarray, truth: np.ndarray, *, tolerance: float = 2,
+                background: int | None = 0) -> float:
     """F1 score of the label boundaries, with a distance tolerance.
 
     A boundary pixel is a pixel with a 4-neighbour of another label. With a
@@ -128,7 +130,7 @@ def boundary_f1(pred, truth, *, tolerance=2, background=0):
     return float(2 * precision * recall / (precision + recall))
 
 
-def label_agreement(pred, truth):
+def label_agreement(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Agreement of two partitions of the pixels, every label (0 included) a part.
 
     Parameters
@@ -157,7 +159,8 @@ def label_agreement(pred, truth):
     return _agreement_of(_contingency(pred, truth))
 
 
-def object_f1(pred_objects, truth_objects, *, thresholds=IOU_THRESHOLDS):
+def object_f1(pred_objects: np.ndarray, truth_objects: np.ndarray, *,
+              thresholds: Sequence[float] = IOU_THRESHOLDS) -> dict[str, float]:
     """F1 score of objects matched one-to-one by intersection over union.
 
     Parameters
@@ -188,7 +191,7 @@ def object_f1(pred_objects, truth_objects, *, thresholds=IOU_THRESHOLDS):
     return _object_f1_of(_contingency(pred_objects, truth_objects), thresholds)
 
 
-def objects_of(labels, meaning):
+def objects_of(labels: np.ndarray, meaning: str) -> np.ndarray | None:
     """The object label map of a label image, as its labels' meaning defines objects.
 
     Parameters
@@ -251,7 +254,7 @@ class MaskAP:
     ``tests/test_evaluation.py`` checks it against ``COCOeval`` on random images.
     """
 
-    def __init__(self, thresholds=IOU_THRESHOLDS):
+    def __init__(self, thresholds: Sequence[float] = IOU_THRESHOLDS) -> None:
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
         if self.thresholds.size > 16:
             raise ValueError("at most 16 IoU thresholds (match flags are 16-bit)")
@@ -262,7 +265,9 @@ class MaskAP:
         self._scores, self._images, self._matches = [], [], []
         self._keys = []
 
-    def add_image(self, key, truth_rles, detections, scores):
+    def add_image(self, key: str, truth_rles: Sequence[Mapping[str, Any]],
+                  detections: Sequence[Mapping[str, Any]],
+                  scores: Sequence[float] | np.ndarray) -> None:
         """Match one image's detections to its true objects.
 
         Parameters
@@ -307,7 +312,7 @@ class MaskAP:
         self._images.append(np.full(order.size, number, dtype=np.int32))
         self._matches.append(matches)
 
-    def result(self):
+    def result(self) -> dict[str, float]:
         """``coco_ap`` (mean over the IoU thresholds), ``coco_ap50``, ``coco_ap75``.
 
         NaN each if no image has a true object; 0.0 if there is no detection at all.
@@ -346,7 +351,10 @@ class MaskAP:
         }
 
 
-def coco_mask_ap(truth_by_image, pred_by_image):
+def coco_mask_ap(
+    truth_by_image: Mapping[str, np.ndarray],
+    pred_by_image: Mapping[str, Sequence[tuple[np.ndarray, float]]],
+) -> dict[str, float]:
     """Class-agnostic COCO mask average precision over a set of images (:class:`MaskAP`).
 
     Parameters
@@ -389,7 +397,8 @@ def coco_mask_ap(truth_by_image, pred_by_image):
     return ap.result()
 
 
-def image_scores(pred, truth, *, truth_kind, pred_meaning, tolerance):
+def image_scores(pred: np.ndarray, truth: np.ndarray, *, truth_kind: str, pred_meaning: str,
+                 tolerance: float) -> dict[str, float | None]:
     """All per-image scores of a method's label image against the ground truth.
 
     Which scores apply follows what the method's labels mean (``pred_meaning``); the
@@ -486,7 +495,7 @@ class _Table(NamedTuple):
     overlap: np.ndarray  # (K,) pixels the pair shares, > 0
 
 
-def _contingency(pred, truth):
+def _contingency(pred: np.ndarray, truth: np.ndarray) -> _Table:
     pred_ids, pred_sizes, pred_index = _compact(pred)
     truth_ids, truth_sizes, truth_index = _compact(truth)
     n_cols = truth_ids.size
@@ -503,7 +512,7 @@ def _contingency(pred, truth):
     )
 
 
-def _compact(labels):
+def _compact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Labels present (ascending), their pixel counts, and each pixel's index into them."""
     flat = labels.ravel()
     if flat.dtype == np.bool_:
@@ -522,7 +531,7 @@ def _compact(labels):
     return ids, sizes, index.ravel()
 
 
-def _agreement_of(table):
+def _agreement_of(table: _Table) -> dict[str, float]:
     n = int(table.pred_sizes.sum())
     # Pair counts as in sklearn's pair_confusion_matrix (ordered pairs), in Python ints:
     # products of pair counts overflow int64 beyond about 55,000 pixels.
@@ -544,7 +553,7 @@ def _agreement_of(table):
     return {"ari": float(ari), "vi_split": float(split), "vi_merge": float(merge)}
 
 
-def _object_f1_of(table, thresholds):
+def _object_f1_of(table: _Table, thresholds: np.ndarray) -> dict[str, float]:
     n_pred = np.count_nonzero(table.pred_ids)
     n_truth = np.count_nonzero(table.truth_ids)
     if n_pred + n_truth == 0:
@@ -567,7 +576,7 @@ def _object_f1_of(table, thresholds):
     }
 
 
-def _boundaries(labels, background):
+def _boundaries(labels: np.ndarray, background: int | None) -> np.ndarray:
     """Pixels with a 4-neighbour of another label, outside ``background`` unless it is
     None, as bool."""
     # Equals find_boundaries(labels, mode="inner", background=background), or
@@ -585,7 +594,7 @@ def _boundaries(labels, background):
     return edges
 
 
-def disk(radius):
+def disk(radius: float) -> np.ndarray:
     """uint8 structuring element of the offsets within Euclidean distance ``radius``.
 
     >>> disk(1).tolist()
@@ -596,7 +605,7 @@ def disk(radius):
     return (dy * dy + dx * dx <= radius * radius).view(np.uint8)
 
 
-def _near(edges, structure):
+def _near(edges: np.ndarray, structure: np.ndarray) -> np.ndarray:
     """Pixels within the radius of the disk ``structure`` of a pixel of ``edges`` (bool)."""
     # Dilating by the disk compares integer squared offsets, so it is exact; for the
     # few-pixel tolerances of boundary matching it is tens of times faster than a distance
@@ -604,12 +613,13 @@ def _near(edges, structure):
     return cv2.dilate(edges.view(np.uint8), structure).view(bool)
 
 
-def _check_same_shape(pred, truth):
+def _check_same_shape(pred: np.ndarray, truth: np.ndarray) -> None:
     if pred.shape != truth.shape:
         raise ValueError(f"pred has shape {pred.shape} but truth has shape {truth.shape}")
 
 
-def _ratio(numerator, denominator, both_empty):
+def _ratio(numerator: int | np.integer, denominator: int | np.integer,
+           both_empty: bool) -> float:
     if denominator == 0:
         return 1.0 if both_empty else 0.0
     return float(numerator / denominator)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +33,8 @@ class GroundTruth:
         :func:`mask_candidates`. None: the image's folder, its stem, any image extension.
     """
 
-    def __init__(self, source, *, kind, tolerance=2, pattern=None):
+    def __init__(self, source: str | os.PathLike, *, kind: str, tolerance: float = 2,
+                 pattern: str | None = None) -> None:
         self.source = Path(source)
         self.is_coco = self.source.is_file()
         self.kind = "instances" if self.is_coco else kind
@@ -38,7 +42,8 @@ class GroundTruth:
         self.pattern = pattern
         self._coco = None
 
-    def score(self, image_id, labels, *, pred_meaning):
+    def score(self, image_id: str, labels: np.ndarray, *,
+              pred_meaning: str) -> dict[str, float | str | None]:
         """Metric columns of one image's row: the scores, or null scores and a note.
 
         Parameters
@@ -58,7 +63,8 @@ class GroundTruth:
                               tolerance=self.tolerance)
         return {"gt_path": where, **scores}
 
-    def read(self, image_id, shape):
+    def read(self, image_id: str,
+             shape: Sequence[int]) -> tuple[np.ndarray | None, str | None, str | None]:
         """The ground-truth labels of ``image_id``, or a note saying why there are none.
 
         Parameters
@@ -92,7 +98,7 @@ class GroundTruth:
             )
         return labels, where, None
 
-    def _read_file(self, image_id):
+    def _read_file(self, image_id: str) -> tuple[np.ndarray | None, str]:
         candidates = mask_candidates(image_id, self.pattern)
         for rel in candidates:
             candidate = self.source / rel
@@ -102,7 +108,7 @@ class GroundTruth:
                  else f"{self.source / PurePosixPath(candidates[0]).with_suffix('.*')}")
         return None, f"no ground-truth mask (looked for {shown})"
 
-    def _read_coco(self, image_id):
+    def _read_coco(self, image_id: str) -> tuple[np.ndarray | None, str]:
         index = self._index()
         entry = index["by_name"].get(image_id) or index["by_base"].get(PurePosixPath(image_id).name)
         if entry is None:
@@ -114,7 +120,7 @@ class GroundTruth:
             labels[self._coco.annToMask(ann) > 0] = number
         return labels, f"{self.source}#{image['file_name']}"
 
-    def _index(self):
+    def _index(self) -> dict[str, dict[str, Any]]:
         if self._coco is None:
             from pycocotools.coco import COCO
 
@@ -135,7 +141,7 @@ class GroundTruth:
 PLACEHOLDERS = ("relpath", "parent", "name", "stem")
 
 
-def mask_candidates(image_id, pattern=None):
+def mask_candidates(image_id: str, pattern: str | None = None) -> list[str]:
     """Paths (relative to the ground-truth folder) where an image's mask may be, in order.
 
     ``pattern`` may use ``{relpath}`` (the image's path relative to ``input_dir``),
@@ -170,7 +176,7 @@ def mask_candidates(image_id, pattern=None):
     return [base + s for suffix in _SUFFIX_ORDER for s in (suffix, suffix.upper())]
 
 
-def _as_label_map(mask, path):
+def _as_label_map(mask: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     """A 2-D integer label map from a mask file; grey saved as RGB is accepted."""
     if mask.ndim == 3:
         if not (mask[..., :1] == mask[..., : min(3, mask.shape[2])]).all():
@@ -181,7 +187,7 @@ def _as_label_map(mask, path):
     return mask
 
 
-def load_ground_truth(config):
+def load_ground_truth(config: Mapping[str, Any]) -> GroundTruth | None:
     """The run's :class:`GroundTruth`, or None when ``ground_truth_dir`` is not set."""
     if config.get("ground_truth_dir") is None:
         return None

@@ -27,11 +27,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from segpipe.errors import ImageReadError
+
+if TYPE_CHECKING:
+    import tifffile
+    from numpy.typing import DTypeLike
+
+    from segpipe.planes import Reading
 
 # Files with these suffixes are images to segment; the listing puts any other file in the
 # skipped table (segpipe.manifest), and a reader given one says "unsupported file type".
@@ -64,8 +71,10 @@ _PNG_FAST = [
 DEFAULT_MAX_PIXELS = 250_000_000
 
 
-def read_image(path, *, mode="grey", max_pixels=DEFAULT_MAX_PIXELS, notes=None, reading=None,
-               info=None):
+def read_image(path: str | os.PathLike, *, mode: str = "grey",
+               max_pixels: int | None = DEFAULT_MAX_PIXELS, notes: list[str] | None = None,
+               reading: Reading | None = None,
+               info: dict[str, Any] | None = None) -> np.ndarray:
     """Decode an image file into an array, following the module's policy.
 
     Parameters
@@ -140,7 +149,7 @@ def read_image(path, *, mode="grey", max_pixels=DEFAULT_MAX_PIXELS, notes=None, 
     return image
 
 
-def luma(rgb):
+def luma(rgb: np.ndarray) -> np.ndarray:
     """BT.601 grey of an RGB image of any sample type (as OpenCV's RGB2GRAY)."""
     if rgb.dtype in (np.uint8, np.uint16, np.float32):
         return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
@@ -148,7 +157,8 @@ def luma(rgb):
     return grey.astype(rgb.dtype) if rgb.dtype.kind in "iu" else grey
 
 
-def _read_tiff(path, data, reading, notes, max_pixels=None):
+def _read_tiff(path: Path, data: bytes, reading: Reading, notes: list[str],
+               max_pixels: int | None = None) -> np.ndarray | None:
     """A TIFF through tifffile, reduced to one image by ``reading``; None if tifffile
     cannot decode it (a compression it lacks a codec for), to let OpenCV try.
 
@@ -187,7 +197,7 @@ def _read_tiff(path, data, reading, notes, max_pixels=None):
     return image
 
 
-def _ome_channel_names(tif):
+def _ome_channel_names(tif: tifffile.TiffFile) -> tuple[str, ...]:
     if not tif.is_ome:
         return ()
     import tifffile
@@ -202,7 +212,7 @@ def _ome_channel_names(tif):
         return ()
 
 
-def _decode(path, data, mode):
+def _decode(path: Path, data: bytes, mode: str) -> np.ndarray:
     """OpenCV's decoding of every format (and of TIFFs tifffile could not read)."""
     image = cv2.imdecode(np.frombuffer(data, np.uint8), _FLAGS[mode])
     if image is None or image.size == 0:
@@ -219,11 +229,11 @@ def _decode(path, data, mode):
     return image
 
 
-def _unsupported_type(dtype):
+def _unsupported_type(dtype: np.dtype) -> str:
     return f"unsupported sample type {dtype} (need 8 or 16 bit unsigned integers)"
 
 
-def probe_image(data):
+def probe_image(data: bytes) -> tuple[int, int, int] | None:
     """``(width, height, pages)`` from an image's header, without decoding its pixels.
 
     None if Pillow does not recognise the format (OpenCV may still decode it).
@@ -247,7 +257,7 @@ def probe_image(data):
         return None
 
 
-def _diagnose(path, data):
+def _diagnose(path: Path, data: bytes) -> str:
     """Say why OpenCV could not decode ``data``, in words a user can act on."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return f"unsupported file type {path.suffix or '(no extension)'!r}: not an image"
@@ -268,7 +278,7 @@ def _diagnose(path, data):
     return "the decoder could not read this image (corrupt or unsupported variant)"
 
 
-def intensity_max(dtype):
+def intensity_max(dtype: DTypeLike) -> int:
     """The largest value of an image sample type: 255 for uint8, 65535 for uint16.
 
     Thresholds in segpipe are given on a 0..1 scale and mapped through this value, so
@@ -280,7 +290,7 @@ def intensity_max(dtype):
     return int(np.iinfo(dtype).max)
 
 
-def label_dtype(max_label):
+def label_dtype(max_label: int) -> type[np.unsignedinteger]:
     """The smallest unsigned type for labels up to ``max_label``.
 
     uint8 and uint16 fit a PNG mask; uint32 needs ``mask_format: tiff``.
@@ -301,7 +311,7 @@ def label_dtype(max_label):
 MASK_SUFFIXES = {"png": ".png", "tiff": ".tif"}
 
 
-def write_png(path, array):
+def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write a uint8 or uint16 (M, N) array as a lossless PNG, atomically.
 
     The file appears complete or not at all: it is written beside its final name and
@@ -318,7 +328,7 @@ def write_png(path, array):
     write_bytes_atomic(path, encoded.tobytes())
 
 
-def write_tiff(path, array):
+def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write a uint8, uint16 or uint32 (M, N) label array as a zlib-compressed TIFF,
     atomically. Fiji, napari and QuPath read it as a label image."""
     import io
@@ -335,7 +345,7 @@ def write_tiff(path, array):
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def write_labels(path, array):
+def write_labels(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write a label image as PNG or TIFF, chosen by ``path``'s suffix."""
     if Path(path).suffix.lower() in (".tif", ".tiff"):
         write_tiff(path, array)
@@ -343,7 +353,7 @@ def write_labels(path, array):
         write_png(path, array)
 
 
-def temporary_path(path):
+def temporary_path(path: str | os.PathLike) -> Path:
     """The temporary file that :func:`write_bytes_atomic` writes before renaming to ``path``.
 
     Short and fixed: ``.segpipe-`` and 16 hex digits of a hash of the final name, beside
@@ -358,7 +368,7 @@ def temporary_path(path):
     return path.parent / f".segpipe-{digest}.tmp"
 
 
-def write_bytes_atomic(path, data):
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename.
 
     The file appears complete or not at all. Errors (full disk, read-only folder) are
@@ -379,7 +389,7 @@ def write_bytes_atomic(path, data):
         raise
 
 
-def read_label_image(path):
+def read_label_image(path: str | os.PathLike) -> np.ndarray:
     """Read a label image (PNG, or TIFF through tifffile) back into its integer array."""
     if Path(path).suffix.lower() in (".tif", ".tiff"):
         import tifffile

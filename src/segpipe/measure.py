@@ -8,7 +8,9 @@ foreground; :func:`segpipe.evaluation.objects_of`) goes to
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator, Sequence
 from math import sqrt
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -61,14 +63,15 @@ OBJECTS_SCHEMA = pa.schema(
 )
 
 
-def grey_of(image):
+def grey_of(image: np.ndarray) -> np.ndarray:
     """The grey image of a decoded image: itself, or the BT.601 luma of an RGB image."""
     from segpipe.imageio import luma
 
     return image if image.ndim == 2 else luma(image)
 
 
-def contrast_scores(objects, grey, *, margin=SCORE_MARGIN):
+def contrast_scores(objects: np.ndarray, grey: np.ndarray, *,
+                    margin: int = SCORE_MARGIN) -> np.ndarray:
     """A deterministic confidence per object: its contrast to its surroundings.
 
     ``|mean intensity inside - mean intensity of the background (label 0) pixels in the
@@ -143,7 +146,7 @@ _PERIMETER_WEIGHTS[[13, 23]] = (1 + sqrt(2)) / 2
 _FAR = np.iinfo(np.int64).max // 4
 
 
-def _packed(masks):
+def _packed(masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The masks laid out on one canvas in shelves, each box with background all around.
 
     Parameters
@@ -179,7 +182,8 @@ def _packed(masks):
     return canvas, owner, tops, lefts
 
 
-def _lower_hull_ceilings(x, y, segment, queries, query_segment):
+def _lower_hull_ceilings(x: np.ndarray, y: np.ndarray, segment: np.ndarray, queries: np.ndarray,
+                         query_segment: np.ndarray) -> np.ndarray:
     """``ceil(h(q) / 2)`` for the lower convex hull ``h`` of each segment's points.
 
     In exact integer arithmetic.
@@ -220,7 +224,7 @@ def _lower_hull_ceilings(x, y, segment, queries, query_segment):
     return -(-numerator // (2 * (x1 - x0)))
 
 
-def _hull_pixel_counts(first, last, heights):
+def _hull_pixel_counts(first: np.ndarray, last: np.ndarray, heights: np.ndarray) -> np.ndarray:
     """The pixel count of scikit-image's convex hull image of each mask.
 
     :func:`skimage.morphology.convex_hull_image` takes the convex hull of the midpoints of
@@ -275,7 +279,7 @@ def _hull_pixel_counts(first, last, heights):
     return np.bincount(mask_of, weights=per_row, minlength=n).astype(np.int64)
 
 
-def _shapes_of(masks):
+def _shapes_of(masks: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
     """Area, coordinate sums, eccentricity, solidity and perimeter of object masks.
 
     Each as :func:`skimage.measure.regionprops` computes it (default spacing of 1), to the
@@ -365,7 +369,7 @@ def _shapes_of(masks):
 _BATCH_MIN_PIXELS = 2**20
 
 
-def _batches(masks, pixels):
+def _batches(masks: Iterable[np.ndarray], pixels: int) -> Iterator[list[np.ndarray]]:
     """``masks`` in consecutive groups whose boxes (with a margin) add up to about
     ``pixels``; a larger mask makes a group of its own."""
     group, size = [], 0
@@ -380,8 +384,10 @@ def _batches(masks, pixels):
         yield group
 
 
-def measure_objects(objects, grey, *, image_id, method, scores=None, class_names=None,
-                    shape=True):
+def measure_objects(objects: np.ndarray, grey: np.ndarray | None, *, image_id: str, method: str,
+                    scores: np.ndarray | Sequence[float] | None = None,
+                    class_names: Sequence[str] | None = None,
+                    shape: bool = True) -> dict[str, Any] | None:
     """One row per object of an image, as columns for :data:`OBJECTS_SCHEMA`.
 
     The measurements are those of :func:`skimage.measure.regionprops_table` (area,
@@ -470,7 +476,7 @@ def measure_objects(objects, grey, *, image_id, method, scores=None, class_names
 
 
 @without_pandas
-def objects_table(parts):
+def objects_table(parts: Iterable[dict[str, Any] | None]) -> pa.Table:
     """Concatenate :func:`measure_objects` results (None skipped) into one table."""
     tables = []
     for columns in parts:

@@ -9,21 +9,32 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from segpipe.imageio import read_label_image, write_bytes_atomic
 from segpipe.table import METHOD_METRICS
 
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from segpipe.ground_truth import GroundTruth
+
 log = logging.getLogger(__name__)
 
 
-def _empty(note):
+def _empty(note: str) -> dict[str, float | str | None]:
     return {**dict.fromkeys(METHOD_METRICS), "coco_note": note}
 
 
-def method_coco_ap(shards, ground_truth, *, meaning):
+def method_coco_ap(shards: Iterable[tuple[pd.DataFrame, pd.DataFrame]],
+                   ground_truth: GroundTruth | None, *,
+                   meaning: str) -> dict[str, float | str | None]:
     """Class-agnostic COCO mask AP of one method.
 
     Parameters
@@ -91,7 +102,12 @@ def method_coco_ap(shards, ground_truth, *, meaning):
             "coco_note": note}
 
 
-def iter_shards(metrics_paths, detection_paths, detection_schema, columns):
+def iter_shards(
+    metrics_paths: Iterable[str | os.PathLike],
+    detection_paths: Iterable[str | os.PathLike],
+    detection_schema: pa.Schema,
+    columns: Sequence[str],
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """(metrics, detections) DataFrames per shard, read one shard at a time, with only
     the detection ``columns`` scoring needs."""
     import pyarrow.parquet as pq
@@ -110,8 +126,15 @@ def iter_shards(metrics_paths, detection_paths, detection_schema, columns):
         yield metrics, table.to_pandas()
 
 
-def write_method_coco_ap(metrics_paths, instance_paths, out, *, ground_truth, meaning,
-                         object_paths=()):
+def write_method_coco_ap(
+    metrics_paths: Iterable[str | os.PathLike],
+    instance_paths: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    ground_truth: GroundTruth | None,
+    meaning: str,
+    object_paths: Iterable[str | os.PathLike] = (),
+) -> None:
     """Score one method's shard tables and write the scores as JSON.
 
     A failure is logged with its traceback and written as null scores with a note, so

@@ -11,7 +11,10 @@ the 0..1 intensity scale of :mod:`segpipe.imageio`.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -38,14 +41,14 @@ class Reading:
     intensity_range: object = "dtype"
 
     @classmethod
-    def fields(cls):
+    def fields(cls) -> tuple[str, ...]:
         """The config keys of a reading: its fields."""
         import dataclasses
 
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Reading:
         return cls(**{k: config.get(k, getattr(cls, k)) for k in cls.fields()})
 
 
@@ -56,7 +59,8 @@ DEFAULT_READING = Reading()
 PLANE_MARK = "#"
 
 
-def split_plane(image_id, root=None):
+def split_plane(image_id: str,
+                root: str | os.PathLike | None = None) -> tuple[str, dict[str, int]]:
     """The file of an image id and the plane it names: ``(path, {"t": 0, "z": 2})``.
 
     With ``root`` (the input folder), an id that is itself a file's path (a file named
@@ -78,7 +82,7 @@ def split_plane(image_id, root=None):
     return path, {part[0]: int(part[2:]) for part in plane.split(",")}
 
 
-def for_plane(reading, plane):
+def for_plane(reading: Reading, plane: Mapping[str, int]) -> Reading:
     """``reading`` with the plane of an image id fixed (``z`` and ``time`` indices)."""
     if not plane:
         return reading
@@ -92,7 +96,7 @@ def for_plane(reading, plane):
     return dataclasses.replace(reading, **changes)
 
 
-def plane_ids(rel, data_path, reading):
+def plane_ids(rel: str, data_path: str | os.PathLike, reading: Reading) -> list[str]:
     """The image ids of one file: its path, or one id per plane with ``z`` / ``time``
     ``all`` (TIFFs with more than one slice or time point; other files are one image)."""
     wanted = [a for a, s in (("t", reading.time), ("z", reading.z)) if s == "all"]
@@ -120,7 +124,8 @@ def plane_ids(rel, data_path, reading):
             for combo in itertools.product(*(range(counts[a]) for a in axes))]
 
 
-def reduce_axes(array, axes, reading=DEFAULT_READING, *, channel_names=(), notes=None):
+def reduce_axes(array: np.ndarray, axes: str, reading: Reading = DEFAULT_READING, *,
+                channel_names: Sequence[str] = (), notes: list[str] | None = None) -> np.ndarray:
     """One (M, N) or (M, N, 3) image from an array with named axes.
 
     Parameters
@@ -184,7 +189,8 @@ def reduce_axes(array, axes, reading=DEFAULT_READING, *, channel_names=(), notes
     return array
 
 
-def _reduce(array, axes, axis, setting, what, notes, *, default):
+def _reduce(array: np.ndarray, axes: str, axis: str, setting: object, what: str,
+            notes: list[str], *, default: str) -> tuple[np.ndarray, str]:
     if axis not in axes:
         if isinstance(setting, int) and setting != 0:
             notes.append(f"no {what}: {what} index {setting} does not apply")
@@ -216,7 +222,8 @@ def _reduce(array, axes, axis, setting, what, notes, *, default):
     return np.take(array, setting, axis=position), rest
 
 
-def _channel(array, axes, setting, names, notes):
+def _channel(array: np.ndarray, axes: str, setting: object, names: Sequence[str],
+             notes: list[str]) -> tuple[np.ndarray, str]:
     position = axes.index("C")
     size = array.shape[position]
     rest = axes[:position] + axes[position + 1:]
@@ -240,7 +247,11 @@ def _channel(array, axes, setting, names, notes):
     return picked.max(axis=position), rest
 
 
-def normalise(image, rule="dtype", notes=None):
+def normalise(
+    image: np.ndarray,
+    rule: str | Sequence[float] | Mapping[str, Sequence[float]] = "dtype",
+    notes: list[str] | None = None,
+) -> tuple[np.ndarray, float, float]:
     """Map any sample type to uint8 or uint16 by an intensity rule.
 
     Parameters
@@ -304,7 +315,7 @@ def normalise(image, rule="dtype", notes=None):
     return (scaled + 0.5).astype(out_type), lo, hi
 
 
-def _range(values):
+def _range(values: np.ndarray) -> tuple[float, float]:
     if not values.size:
         return 0.0, 0.0
     return float(values.min()), float(values.max())

@@ -15,10 +15,13 @@ with torch on the GPU; :func:`counts_from_boundaries` and :func:`compress` finis
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
 import numpy as np
 
 
-def crop_boundaries(crop, *, top, left, height):
+def crop_boundaries(crop: np.ndarray, *, top: int, left: int, height: int) -> np.ndarray:
     """Where runs of 1 of a box crop start and end, as positions in the full image.
 
     Parameters
@@ -47,7 +50,8 @@ def crop_boundaries(crop, *, top, left, height):
     return (left + column.astype(np.int64)) * height + top + row
 
 
-def counts_from_boundaries(boundaries, height, width):
+def counts_from_boundaries(boundaries: np.ndarray | Sequence[int], height: int,
+                           width: int) -> np.ndarray:
     """COCO run lengths from ascending run boundaries over an image of ``height x width``.
 
     A run that ends at the bottom of one column and one that starts at the top of the next
@@ -75,7 +79,8 @@ def counts_from_boundaries(boundaries, height, width):
     return counts.astype(np.uint32)
 
 
-def compress(counts_list, height, width):
+def compress(counts_list: Sequence[np.ndarray], height: int,
+             width: int) -> list[dict[str, Any]]:
     """COCO compressed RLEs (``counts`` as ASCII text) from run-length arrays.
 
     Returns
@@ -92,7 +97,8 @@ def compress(counts_list, height, width):
     return [{"size": size, "counts": r["counts"].decode("ascii")} for r in rles]
 
 
-def encode_crops(crops, boxes, height, width):
+def encode_crops(crops: Iterable[np.ndarray], boxes: Iterable[tuple[int, int]], height: int,
+                 width: int) -> list[dict[str, Any]]:
     """Compressed RLE of each mask given by its crop.
 
     Parameters
@@ -109,7 +115,7 @@ def encode_crops(crops, boxes, height, width):
     return compress(counts, height, width)
 
 
-def encode_mask(mask):
+def encode_mask(mask: np.ndarray) -> dict[str, Any]:
     """Compressed RLE of one (M, N) bool mask.
 
     >>> rle = encode_mask(np.array([[0, 1], [0, 1]], bool))
@@ -125,7 +131,7 @@ def encode_mask(mask):
     return encode_crops([crop], [(rows[0], cols[0])], *mask.shape)[0]
 
 
-def encode_objects(objects):
+def encode_objects(objects: np.ndarray) -> list[dict[str, Any]]:
     """Compressed RLE of each object of an object label map, in id order (absent ids skipped).
 
     >>> [decode(r).astype(int).tolist() for r in encode_objects(np.array([[1, 0, 2]]))]
@@ -143,7 +149,7 @@ def encode_objects(objects):
     return encode_crops(crops, corners, *objects.shape)
 
 
-def decode(rle):
+def decode(rle: Mapping[str, Any]) -> np.ndarray:
     """An (M, N) bool mask from a compressed RLE whose ``counts`` is text or bytes."""
     from pycocotools import mask as mask_utils
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import ModuleType
+from typing import Any, ParamSpec, Self, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -98,7 +102,7 @@ METRICS_SCHEMA = pa.schema(
     },
 )
 
-def with_pandas_integers(schema):
+def with_pandas_integers(schema: pa.Schema) -> pa.Schema:
     """``schema`` with pandas metadata that makes integer columns load as integers.
 
     Parquet keeps int32 and nulls apart, but pandas turns an integer column with a null
@@ -106,7 +110,7 @@ def with_pandas_integers(schema):
     names a nullable integer dtype: with it, ``pd.read_parquet`` gives ``Int32``, and
     the values are unchanged. Written by hand, so that writing a table needs no pandas.
     """
-    def describe(field):
+    def describe(field: pa.Field) -> tuple[str, str]:
         if pa.types.is_integer(field.type):
             bits = field.type.bit_width
             prefix = "UInt" if pa.types.is_unsigned_integer(field.type) else "Int"
@@ -157,12 +161,13 @@ INSTANCES_SCHEMA = pa.schema(
 )
 
 
-def params_json(settings):
+def params_json(settings: Mapping[str, Any]) -> str:
     """A method's settings as the canonical JSON of the ``params`` column."""
     return json.dumps(settings, sort_keys=True, separators=(",", ":"))
 
 
-def empty_row(*, image_id, method, kind, shard, params):
+def empty_row(*, image_id: str, method: str, kind: str, shard: str,
+              params: str) -> dict[str, Any]:
     """A row with every column present; the caller fills in what it measured."""
     row = dict.fromkeys(METRICS_SCHEMA.names)
     row.update(
@@ -179,14 +184,15 @@ def empty_row(*, image_id, method, kind, shard, params):
 class _NoPandasFinder:
     """An import finder that makes pandas look absent (``import pandas`` fails)."""
 
-    def find_spec(self, name, path=None, target=None):
+    def find_spec(self, name: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> None:
         if name == "pandas" or name.startswith("pandas."):
             raise ModuleNotFoundError(f"No module named {name!r} (blocked by segpipe, see "
                                       "segpipe.table.without_pandas)", name=name)
 
 
 @contextlib.contextmanager
-def pandas_blocked():
+def pandas_blocked() -> Iterator[None]:
     """A block with pyarrow's pandas import blocked (see :func:`without_pandas`)."""
     if "pandas" in sys.modules:  # imported already: nothing to save
         yield
@@ -199,7 +205,11 @@ def pandas_blocked():
         sys.meta_path.remove(finder)
 
 
-def without_pandas(function):
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def without_pandas(function: Callable[_P, _R]) -> Callable[_P, _R]:
     """Run ``function`` with pyarrow's pandas import blocked, in a process without pandas.
 
     The first time pyarrow turns Python objects into Arrow data it imports pandas (0.2 s),
@@ -211,7 +221,7 @@ def without_pandas(function):
     lifted; tests/test_summary.py checks both.
     """
     @functools.wraps(function)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         with pandas_blocked():
             return function(*args, **kwargs)
 
@@ -219,7 +229,7 @@ def without_pandas(function):
 
 
 @without_pandas
-def rows_to_table(rows):
+def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     """Rows (dicts) to a table with exactly :data:`METRICS_SCHEMA`."""
     return pa.Table.from_pylist(rows, schema=METRICS_SCHEMA)
 
@@ -237,7 +247,7 @@ class ParquetWriterAtomic:
     [1, 2, 3]
     """
 
-    def __init__(self, path, schema):
+    def __init__(self, path: str | os.PathLike, schema: pa.Schema) -> None:
         from pathlib import Path
 
         from segpipe.imageio import temporary_path
@@ -247,13 +257,13 @@ class ParquetWriterAtomic:
         self.tmp = temporary_path(self.path)
         self.writer = pq.ParquetWriter(str(self.tmp), schema, compression="zstd")
 
-    def write(self, table):
+    def write(self, table: pa.Table) -> None:
         self.writer.write_table(table)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type, *exc):
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         import os
 
         self.writer.close()
@@ -264,13 +274,13 @@ class ParquetWriterAtomic:
             os.unlink(self.tmp)
 
 
-def _umask():
+def _umask() -> int:
     from segpipe.imageio import _UMASK
 
     return _UMASK
 
 
-def write_table_atomic(table, path):
+def write_table_atomic(table: pa.Table, path: str | os.PathLike) -> None:
     """Write a Parquet file so that it appears whole or not at all."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
