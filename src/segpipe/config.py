@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from jsonschema import Draft202012Validator
@@ -20,10 +23,13 @@ from jsonschema.exceptions import best_match
 from segpipe.errors import ConfigError, UnknownKeyError
 from segpipe.methods import get_method
 
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+
 METHOD_NAME = r"[A-Za-z][A-Za-z0-9_]*"
 
 
-def load_schema(path):
+def load_schema(path: str | os.PathLike) -> dict[str, Any]:
     """Read the config schema (YAML) and complete it from the method registry.
 
     The ``kind`` enum and the ``allOf`` that sends each kind to its settings block are
@@ -58,7 +64,7 @@ def load_schema(path):
     return schema
 
 
-def _error_of(error):
+def _error_of(error: ValidationError) -> ConfigError:
     """The ConfigError for one schema violation: its key and what is wrong with it."""
     parts = [str(p) for p in error.absolute_path]
     if error.validator == "additionalProperties" and error.instance:
@@ -73,7 +79,7 @@ def _error_of(error):
     return ConfigError(".".join(parts) or "(top level)", message)
 
 
-def validate_config(config, schema):
+def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
     """Raise ConfigError for the most relevant schema violation in ``config``.
 
     Parameters
@@ -94,7 +100,7 @@ def validate_config(config, schema):
         raise _error_of(error)
 
 
-def coerce_strings(config, schema):
+def coerce_strings(config: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
     """Turn strings into numbers, booleans or null where the schema wants those.
 
     Snakemake's ``--config key=value`` turns only plain numbers and ``True``/``False``
@@ -114,7 +120,7 @@ def coerce_strings(config, schema):
     return config
 
 
-def _scalar(text):
+def _scalar(text: str) -> bool | int | float | str | None:
     """``text`` as a boolean (true/false), null, integer or float; else ``text`` itself.
     Not YAML 1.1's yes/no/on/off: ``hash_images: yes`` stays a mistake to report."""
     lowered = text.strip().lower()
@@ -130,7 +136,7 @@ def _scalar(text):
     return text
 
 
-def _coerce_at(config, error):
+def _coerce_at(config: dict[str, Any], error: ValidationError) -> bool:
     for err in [error, *(error.context or ())]:
         if not isinstance(err.instance, str) or err.validator not in ("type", "enum", "const"):
             continue
@@ -148,7 +154,7 @@ def _coerce_at(config, error):
     return False
 
 
-def method_defaults(schema, kind):
+def method_defaults(schema: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """Defaults of one method kind's settings, read from the schema's ``$defs``."""
     props = schema["$defs"][kind]["properties"]
     defaults = {}
@@ -160,7 +166,8 @@ def method_defaults(schema, kind):
     return defaults
 
 
-def replace_methods_from(config, configfiles, command_line=None):
+def replace_methods_from(config: dict[str, Any], configfiles: Iterable[str | os.PathLike] | None,
+                         command_line: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Make the user's ``methods`` replace the default ones instead of merging.
 
     Snakemake merges config files key by key, so a user who lists two methods would get
@@ -177,7 +184,7 @@ def replace_methods_from(config, configfiles, command_line=None):
     return config
 
 
-def _is_sweep(value, spec):
+def _is_sweep(value: object, spec: Mapping[str, Any]) -> bool:
     """A list sweeps a setting, except a list that is the setting's own value
     (``thresholds: [0.2, 0.6]``); a list of such lists sweeps those."""
     if not isinstance(value, list) or not value:
@@ -187,7 +194,7 @@ def _is_sweep(value, spec):
     return True
 
 
-def _token(value):
+def _token(value: object) -> str:
     """A setting's value as part of a method name: ``0.5`` -> ``0p5``, ``-1`` -> ``m1``."""
     if isinstance(value, bool):
         return str(value).lower()
@@ -197,7 +204,7 @@ def _token(value):
     return re.sub(r"[^A-Za-z0-9]+", "_", text)
 
 
-def expand_sweeps(methods, schema):
+def expand_sweeps(methods: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
     """Expand list-valued settings into one method per value (several lists: their product).
 
     ``{"km": {"kind": "kmeans", "k": [3, 5]}}`` becomes ``km_k3`` and ``km_k5``, each with
@@ -231,8 +238,10 @@ def expand_sweeps(methods, schema):
     return out
 
 
-def resolve_config(config, schema, *, configfiles=(), command_line=None,
-                   generated_input_dir=None):
+def resolve_config(config: dict[str, Any], schema: Mapping[str, Any], *,
+                   configfiles: Iterable[str | os.PathLike] | None = (),
+                   command_line: Mapping[str, Any] | None = None,
+                   generated_input_dir: str | None = None) -> dict[str, Any]:
     """Validate ``config`` and return a new dict with every default filled in.
 
     Parameters
@@ -291,7 +300,7 @@ def resolve_config(config, schema, *, configfiles=(), command_line=None,
     return config
 
 
-def check_truth_pattern(pattern):
+def check_truth_pattern(pattern: str) -> None:
     """Fail early on a ``ground_truth_pattern`` with an unknown or malformed placeholder."""
     import string
 
@@ -308,7 +317,7 @@ def check_truth_pattern(pattern):
                               + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS))
 
 
-def check_input_dir(input_dir):
+def check_input_dir(input_dir: str | os.PathLike) -> None:
     """Fail early if ``input_dir`` is missing, not a folder, or holds no files."""
     path = Path(input_dir)
     if not path.exists():
@@ -322,7 +331,9 @@ def check_input_dir(input_dir):
 
 
 
-def compose_run_config(defaults, schema, *, input_dir, config_file=None, methods=None) -> dict:
+def compose_run_config(defaults: str | os.PathLike, schema: str | os.PathLike, *,
+                       input_dir: str | os.PathLike, config_file: str | os.PathLike | None = None,
+                       methods: str | None = None) -> dict[str, Any]:
     """The config of a ``segpipe run``: the default config file, a user's file (its
     ``methods`` replace the defaults', as with ``--configfile``), the input folder, and a
     selection of methods; validated against ``schema`` (a path).
@@ -380,7 +391,7 @@ def compose_run_config(defaults, schema, *, input_dir, config_file=None, methods
     return config
 
 
-def _yaml_where(err) -> str:
+def _yaml_where(err: yaml.YAMLError) -> str:
     mark = getattr(err, "problem_mark", None)
     problem = getattr(err, "problem", None) or str(err)
     if mark is None:

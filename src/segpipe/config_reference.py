@@ -17,9 +17,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from segpipe.methods import MethodSpec
 
 SCHEMA_PATH = Path("workflow/schemas/config.schema.yaml")
 REFERENCE_PATH = Path("config/README.md")
@@ -263,7 +266,7 @@ def _blocks_inside(node: dict, defs: dict) -> list[dict]:
     return blocks
 
 
-def builtin_kinds(schema: dict) -> list:
+def builtin_kinds(schema: dict) -> list[MethodSpec]:
     """The registry's kinds that have their own block in ``schema`` (the built-in ones:
     kinds registered from outside the package carry their settings themselves), in
     registry order, as :class:`segpipe.methods.MethodSpec` entries."""
@@ -273,7 +276,7 @@ def builtin_kinds(schema: dict) -> list:
     return [spec for kind, spec in REGISTRY.items() if kind in defs]
 
 
-def render(schema: dict, kinds: list) -> str:
+def render(schema: dict, kinds: list[MethodSpec]) -> str:
     """The config reference as Markdown.
 
     Parameters
@@ -296,10 +299,10 @@ def render(schema: dict, kinds: list) -> str:
     required = tuple(schema.get("required", ()))
     methods_value = "a mapping of method names to their settings: [Method kinds](#method-kinds)"
 
-    def value(key, node):
+    def value(key: str, node: dict) -> str:
         return methods_value if key == "methods" else value_text(node, defs)
 
-    def default(key, node):
+    def default(key: str, node: dict) -> str:
         return default_text(node, defs, required=key in required)
 
     out = [_INTRO, "## Top-level keys", ""]

@@ -21,14 +21,19 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from segpipe.imageio import write_bytes_atomic
+
+if TYPE_CHECKING:
+    from segpipe.planes import Reading
 
 SHARD_DIGITS = 6
 
 
-def shard_name(index):
+def shard_name(index: int) -> str:
     """Shard names are zero-padded numbers: ``shard_name(3) == '000003'``."""
     return f"{index:0{SHARD_DIGITS}d}"
 
@@ -50,7 +55,8 @@ SPECIAL = {
 }
 
 
-def selection_reason(rel, include=None, exclude=()):
+def selection_reason(rel: str, include: Sequence[str] | None = None,
+                     exclude: Iterable[str] | None = ()) -> str | None:
     """Why a file is not an image to segment by the ``include`` / ``exclude`` globs, or None.
 
     A pattern with a ``/`` is matched against the path relative to ``input_dir``, one
@@ -79,12 +85,12 @@ def selection_reason(rel, include=None, exclude=()):
     return None
 
 
-def _matches(rel, pattern):
+def _matches(rel: str, pattern: str) -> bool:
     subject = rel if "/" in pattern else PurePosixPath(rel).name
     return fnmatch.fnmatchcase(subject.lower(), pattern.lower())
 
 
-def display_path(rel):
+def display_path(rel: str) -> str:
     """A relative path as text that can always be printed and stored: bytes that are not
     UTF-8 (kept by Python as surrogate escapes) are shown as ``\\xNN``.
 
@@ -94,7 +100,7 @@ def display_path(rel):
     return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _is_utf8(rel):
+def _is_utf8(rel: str) -> bool:
     try:
         rel.encode("utf-8")
     except UnicodeEncodeError:
@@ -102,7 +108,7 @@ def _is_utf8(rel):
     return True
 
 
-def scan(root):
+def scan(root: str | os.PathLike) -> Iterator[tuple[str, str, os.stat_result | str]]:
     """Walk ``root`` once; yield ``("file", rel, stat_result)`` or ``("skip", rel, reason)``.
 
     ``rel`` is a POSIX path relative to ``root``. Regular files and symbolic links to
@@ -131,7 +137,7 @@ def scan(root):
                 yield kind, child, info
 
 
-def _classify(entry):
+def _classify(entry: os.DirEntry) -> tuple[str, os.stat_result | str | None]:
     if entry.name.startswith("."):
         return "skip", HIDDEN
     if not _is_utf8(entry.name):
@@ -159,14 +165,14 @@ def _classify(entry):
     return "skip", SPECIAL.get(stat.S_IFMT(st.st_mode), "not a regular file")
 
 
-def iter_files(root):
+def iter_files(root: str | os.PathLike) -> Iterator[str]:
     """Yield every image file under ``root`` (see :func:`scan`) as a relative POSIX path."""
     for kind, rel, _ in scan(root):
         if kind == "file":
             yield rel
 
 
-def folder_fingerprint(root):
+def folder_fingerprint(root: str | os.PathLike) -> str:
     """A hash that changes when anything the listing records changes under ``root``.
 
     That is an entry added, removed or renamed, a file rewritten (its size or
@@ -207,7 +213,7 @@ AUTO_JOBS = 1000
 AUTO_LEAST, AUTO_MOST = 250, 5000
 
 
-def auto_shard_size(n_images):
+def auto_shard_size(n_images: int) -> int:
     """``shard_size: auto``: 250 images per job, more past ``AUTO_JOBS`` jobs per method.
 
     Fewer, longer jobs cost a scheduler and Snakemake's planning less (each job is a
@@ -221,7 +227,8 @@ def auto_shard_size(n_images):
     return min(AUTO_MOST, max(AUTO_LEAST, -(-n_images // AUTO_JOBS)))
 
 
-def assign_shards(image_ids, previous, shard_size):
+def assign_shards(image_ids: Iterable[str], previous: Mapping[str, Sequence[str]],
+                  shard_size: int) -> dict[str, list[str]]:
     """Assign images to shards, keeping every image where it was before.
 
     Parameters
@@ -269,7 +276,7 @@ def assign_shards(image_ids, previous, shard_size):
     return shards
 
 
-def shard_names(manifest_path):
+def shard_names(manifest_path: str | os.PathLike) -> list[str]:
     """The shard names of a manifest table, sorted; read once per version of the file.
 
     The workflow asks for them from several input functions while it plans; reading one
@@ -279,21 +286,21 @@ def shard_names(manifest_path):
     return sorted(shard_sizes(manifest_path))
 
 
-def shard_sizes(manifest_path):
+def shard_sizes(manifest_path: str | os.PathLike) -> dict[str, int]:
     """Shard name to its number of images, from a manifest table (cached per version)."""
     stat = os.stat(manifest_path)
     return _shard_sizes(str(manifest_path), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=4)
-def _shard_sizes(path, mtime_ns, size):
+def _shard_sizes(path: str, mtime_ns: int, size: int) -> dict[str, int]:
     import pyarrow.parquet as pq
 
     counts = pq.read_table(path, columns=["shard"]).column("shard").value_counts()
     return {str(c["values"]): int(c["counts"]) for c in counts.to_pylist()}
 
 
-def read_shards(shard_dir):
+def read_shards(shard_dir: str | os.PathLike) -> dict[str, list[str]]:
     """The assignment stored in ``shard_dir`` (``{}`` if there is none)."""
     shard_dir = Path(shard_dir)
     if not shard_dir.is_dir():
@@ -301,13 +308,14 @@ def read_shards(shard_dir):
     return {p.stem: read_shard(p) for p in sorted(shard_dir.glob("*.json"))}
 
 
-def read_shard(path):
+def read_shard(path: str | os.PathLike) -> list[str]:
     """The image ids of one shard file, in order (each entry is ``[id, *signature]``)."""
     with open(path) as fh:
         return [entry[0] for entry in json.load(fh)]
 
 
-def write_shards(shard_dir, shards, signatures=None):
+def write_shards(shard_dir: str | os.PathLike, shards: Mapping[str, Sequence[str]],
+                 signatures: Mapping[str, Sequence[object]] | None = None) -> list[str]:
     """Store an assignment, touching only shard files whose content changed.
 
     Parameters
@@ -337,7 +345,7 @@ def write_shards(shard_dir, shards, signatures=None):
     return changed
 
 
-def _previous_hashes(manifest_path):
+def _previous_hashes(manifest_path: str | os.PathLike) -> dict[str, tuple[int, int, str]]:
     """Image id to (size, mtime_ns, sha256) from the last manifest, to hash only what changed."""
     import pyarrow.parquet as pq
 
@@ -349,20 +357,23 @@ def _previous_hashes(manifest_path):
     return {i: (size, mtime, sha) for i, size, mtime, sha in zip(*columns) if sha}
 
 
-def _sha256(path):
+def _sha256(path: str | os.PathLike) -> str:
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _file_of(image_id):
+def _file_of(image_id: str) -> str:
     from segpipe.planes import split_plane
 
     return split_plane(image_id)[0]
 
 
-def update_manifest(input_dir, *, shard_dir, shard_size, manifest_out, skipped_out,
-                    hash_images=False, results_dir=None, include=None, exclude=(),
-                    reading=None):
+def update_manifest(input_dir: str | os.PathLike, *, shard_dir: str | os.PathLike,
+                    shard_size: int | str, manifest_out: str | os.PathLike,
+                    skipped_out: str | os.PathLike, hash_images: bool = False,
+                    results_dir: str | os.PathLike | None = None,
+                    include: Sequence[str] | None = None, exclude: Iterable[str] | None = (),
+                    reading: Reading | None = None) -> None:
     """List ``input_dir``, update the shard files, write the manifest and skipped tables.
 
     The manifest has one row per image: ``image_id``, ``shard``, ``size``, ``mtime_ns`` and,

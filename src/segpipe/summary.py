@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -22,7 +25,7 @@ from segpipe.table import (
 )
 
 
-def read_tables(paths, schema):
+def read_tables(paths: Iterable[str | os.PathLike], schema: pa.Schema) -> pa.Table:
     """Concatenate per-shard Parquet files into one table (schema checked)."""
     tables = [pq.read_table(p, schema=schema) for p in paths]
     if not tables:
@@ -34,7 +37,9 @@ DESCRIPTIVE = ("decode_s", "segment_s", "write_s", "n_labels", "n_objects",
                "foreground_fraction", "n_instances", "mean_score")
 
 
-def summarize_methods(metrics, *, method_scores=None, primary_metric="iou"):
+def summarize_methods(metrics: pd.DataFrame, *,
+                      method_scores: Mapping[str, Mapping[str, Any]] | None = None,
+                      primary_metric: str = "iou") -> pd.DataFrame:
     """The leaderboard: one row per method.
 
     Parameters
@@ -63,7 +68,8 @@ def summarize_methods(metrics, *, method_scores=None, primary_metric="iou"):
     return rank_methods(pd.DataFrame(rows), primary_metric)
 
 
-def method_row(method, group, method_scores=None):
+def method_row(method: str, group: pd.DataFrame,
+               method_scores: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """One method's leaderboard row from its rows (a DataFrame)."""
     ok = group[group["status"] == "ok"]
     row = {
@@ -91,7 +97,7 @@ def method_row(method, group, method_scores=None):
     return row
 
 
-def rank_methods(table, primary_metric):
+def rank_methods(table: pd.DataFrame, primary_metric: str) -> pd.DataFrame:
     """Add ``rank`` (1 = best by ``primary_metric``) and sort by it.
 
     A method with no value of a metric another method has gets ``<metric>_n`` 0.
@@ -110,7 +116,7 @@ def rank_methods(table, primary_metric):
     return table
 
 
-def coco_results(instances, image_ids):
+def coco_results(instances: pa.Table, image_ids: Iterable[str]) -> list[dict[str, Any]]:
     """A COCO results list (``image_id``, ``category_id``, ``segmentation``, ``score``).
 
     COCO wants integer image ids: an image's id is its position in ``image_ids`` (the
@@ -129,7 +135,7 @@ def coco_results(instances, image_ids):
     ]
 
 
-def by_method(paths):
+def by_method(paths: Iterable[str | os.PathLike]) -> dict[str, list[str]]:
     """Per-shard table paths grouped by method: ``results/metrics/{method}/{shard}.parquet``."""
     groups = {}
     for path in sorted(map(str, paths)):
@@ -137,14 +143,15 @@ def by_method(paths):
     return dict(sorted(groups.items()))
 
 
-def _write_sorted(writer, table, key, *, rows_per_group=100_000):
+def _write_sorted(writer: ParquetWriterAtomic, table: pa.Table, key: str, *,
+                  rows_per_group: int = 100_000) -> None:
     """Append ``table`` sorted by ``key`` in row groups, never holding a sorted copy whole."""
     order = pc.sort_indices(table, sort_keys=[(key, "ascending")])
     for start in range(0, len(order), rows_per_group):
         writer.write(table.take(order[start : start + rows_per_group]))
 
 
-def merge_objects(paths, out):
+def merge_objects(paths: Iterable[str | os.PathLike], out: str | os.PathLike) -> None:
     """Gather the per-shard object tables into one (``summary/objects.parquet``), by method,
     then image and label, one method at a time."""
     from segpipe.measure import OBJECTS_SCHEMA
@@ -159,9 +166,19 @@ def merge_objects(paths, out):
             pa.default_memory_pool().release_unused()
 
 
-def merge_metrics(paths, *, metrics_out, methods_out, instance_paths=(), instances_out=None,
-                  coco_outs=None, method_score_paths=None, primary_metric="iou",
-                  object_paths=(), objects_out=None):
+def merge_metrics(
+    paths: Iterable[str | os.PathLike],
+    *,
+    metrics_out: str | os.PathLike,
+    methods_out: str | os.PathLike,
+    instance_paths: Iterable[str | os.PathLike] = (),
+    instances_out: str | os.PathLike | None = None,
+    coco_outs: Mapping[str, str | os.PathLike] | None = None,
+    method_score_paths: Mapping[str, str | os.PathLike] | None = None,
+    primary_metric: str = "iou",
+    object_paths: Iterable[str | os.PathLike] = (),
+    objects_out: str | os.PathLike | None = None,
+) -> None:
     """Gather a run's per-shard tables into ``results/summary/``.
 
     Writes ``metrics.parquet`` (all rows, by method and image id), ``methods.parquet`` (per
