@@ -22,9 +22,11 @@ import logging
 import os
 import time
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -36,6 +38,11 @@ from segpipe.maskrcnn.inference import to_chw_tensor
 from segpipe.maskrcnn.model import wants_cuda
 from segpipe.planes import DEFAULT_READING, for_plane, split_plane
 from segpipe.pool import WriterPool, fork_available
+
+if TYPE_CHECKING:
+    from segpipe.job import ShardJob, ShardPlan, ShardResults
+    from segpipe.maskrcnn.inference import Detections
+    from segpipe.planes import Reading
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +58,21 @@ DEVICE_THREADS = 2
 class ImageFiles(Dataset):
     """Decodes images for the DataLoader's workers; a bad file becomes an error item."""
 
-    def __init__(self, input_dir, image_ids, max_pixels=DEFAULT_MAX_PIXELS, reading=None,
-                 colour="rgb"):
+    def __init__(self, input_dir: str | os.PathLike, image_ids: Sequence[str],
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, reading: Reading | None = None,
+                 colour: str = "rgb") -> None:
         self.input_dir = Path(input_dir)
         self.image_ids = image_ids
         self.max_pixels = max_pixels
         self.reading = reading
         self.colour = colour
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.image_ids)
 
-    def __getitem__(self, index):
+    def __getitem__(
+        self, index: int
+    ) -> tuple[int, torch.Tensor | None, str | None, float, str | None, dict[str, Any]]:
         t0 = time.perf_counter()
         notes, info = [], {}
         try:
@@ -79,11 +89,15 @@ class ImageFiles(Dataset):
                 "; ".join(notes) or None, info)
 
 
-def _collate(items):
+_Item = TypeVar("_Item")
+
+
+def _collate(items: list[_Item]) -> list[_Item]:
     return items
 
 
-def resolve_processes(settings, *, threads, cuda):
+def resolve_processes(settings: Mapping[str, Any], *, threads: int,
+                      cuda: bool) -> tuple[int, int]:
     """Loader and writer process counts from ``workers``/``writers`` and the job's threads.
 
     ``auto``: on a GPU, half the job's cores decode and the rest but one (the main
@@ -120,13 +134,14 @@ class CanvasBuckets:
         Most images held; beyond it the fullest bucket goes out as a partial batch.
     """
 
-    def __init__(self, canvas_of, batch_size, max_pending):
+    def __init__(self, canvas_of: Callable[[int, int], Hashable], batch_size: int,
+                 max_pending: int) -> None:
         self.canvas_of = canvas_of
         self.batch_size = batch_size
         self.max_pending = max(batch_size, max_pending)
         self.buckets = {}
 
-    def add(self, item, height, width):
+    def add(self, item: Any, height: int, width: int) -> list[list[Any]]:
         """Hold ``item``; return the batches that are ready (lists of items)."""
         bucket = self.buckets.setdefault(self.canvas_of(height, width), [])
         bucket.append(item)
@@ -137,11 +152,11 @@ class CanvasBuckets:
             ready.append(self._pop(max(self.buckets, key=lambda k: len(self.buckets[k]))))
         return ready
 
-    def rest(self):
+    def rest(self) -> list[list[Any]]:
         """The partial batches left at the end, one per bucket."""
         return [self._pop(key) for key in sorted(self.buckets)]
 
-    def _pop(self, key):
+    def _pop(self, key: Hashable) -> list[Any]:
         return self.buckets.pop(key)
 
 
@@ -162,7 +177,14 @@ class WriterContext:
     finishing: Finishing
 
 
-def finish_detections(context, row, detections, decode_s, segment_s, image=None):
+def finish_detections(
+    context: WriterContext,
+    row: dict[str, Any],
+    detections: Detections,
+    decode_s: float,
+    segment_s: float,
+    image: torch.Tensor | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
     """Writer task: one image's label image, statistics, scores, instance and object rows.
 
     ``image`` (the decoded (3, M, N) tensor) is given when objects are measured.
@@ -222,7 +244,7 @@ class BatchPipeline:
     Stage seconds accumulate in :attr:`stats`.
     """
 
-    def __init__(self, job, plan, results):
+    def __init__(self, job: ShardJob, plan: ShardPlan, results: ShardResults) -> None:
         self.job = job
         self.plan = plan
         self.results = results
@@ -293,7 +315,8 @@ class BatchPipeline:
                  self.job.method, self.job.shard, len(self.plan.image_ids), self.batch_size,
                  self.workers, self.writers)
 
-    def take(self, index, tensor, error, seconds, note, info) -> None:
+    def take(self, index: int, tensor: torch.Tensor | None, error: str | None, seconds: float,
+             note: str | None, info: Mapping[str, Any]) -> None:
         """A decoded image (or its read error) from the loader."""
         self.stats["decode_s"] += seconds
         row = self.results.rows[self.plan.image_ids[index]]
@@ -306,7 +329,7 @@ class BatchPipeline:
         for batch in self.buckets.add(_Image(index, tensor, seconds), *tensor.shape[-2:]):
             self.predict(batch)
 
-    def predict(self, batch) -> None:
+    def predict(self, batch: list[_Image]) -> None:
         """Send one batch of one canvas to the device stage; deliver the batches that are
         done, oldest first; at most ``model.concurrent_batches`` are in flight.
 
@@ -323,12 +346,13 @@ class BatchPipeline:
             if not self.in_flight:
                 break
 
-    def _predict(self, batch, batch_size):
+    def _predict(self, batch: list[_Image],
+                 batch_size: int) -> tuple[list[Any], int, dict[int, str], float]:
         """In a device thread: the batch's detections, the batch size that fitted, the
         images that failed even alone (by position) and the seconds per image."""
         failed = {}
 
-        def fail(position, err):
+        def fail(position: int, err: RuntimeError) -> None:
             image_id = self.plan.image_ids[batch[position].index]
             failed[position] = f"{Path(self.job.input_dir) / image_id}: {err}"
 
@@ -337,7 +361,8 @@ class BatchPipeline:
                                            on_fail=fail)
         return found, fitted, failed, (time.perf_counter() - t0) / len(batch)
 
-    def deliver(self, batch, future) -> None:
+    def deliver(self, batch: list[_Image],
+                future: Future[tuple[list[Any], int, dict[int, str], float]]) -> None:
         """A predicted batch's images to the writers (or their error rows)."""
         found, fitted, failed, per_image_s = future.result()
         self.batch_size = min(self.batch_size, fitted)
@@ -351,7 +376,10 @@ class BatchPipeline:
             image = item.tensor if self.measuring else None
             self.collect(self.pool.submit(row, detections, item.decode_s, per_image_s, image))
 
-    def collect(self, done) -> None:
+    def collect(
+        self,
+        done: Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]],
+    ) -> None:
         """Finished images from the writers, oldest first."""
         for row, instances, objects in done:
             self.stats["finish_s"] += (row["write_s"] or 0.0) + (row["metrics_s"] or 0.0)
@@ -374,7 +402,7 @@ class BatchPipeline:
                 row["class_counts"] = json.dumps(dict(sorted(counts.items())))
 
 
-def run_batches(job, plan, results) -> dict:
+def run_batches(job: ShardJob, plan: ShardPlan, results: ShardResults) -> dict:
     """Segment the shard's images in batches on the kind's device model.
 
     Returns

@@ -9,12 +9,18 @@ failures through :func:`record_failure`, so a row means the same whichever runne
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from segpipe.errors import ImageReadError, OutputWriteError
 from segpipe.imageio import write_labels
 from segpipe.label_stats import label_stats
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +55,10 @@ class Finishing:
         return self.objects and self.meaning in ("foreground", "instances")
 
 
-def finish_image(row, labels, mask_path, how, *, edge_map=None, edge_path=None, grey=None,
-                 scores=None):
+def finish_image(row: dict[str, Any], labels: np.ndarray, mask_path: str, how: Finishing, *,
+                 edge_map: np.ndarray | None = None, edge_path: str | None = None,
+                 grey: np.ndarray | None = None,
+                 scores: Sequence[float] | np.ndarray | None = None) -> dict[str, Any] | None:
     """Write an image's label image (and edge map), measure it, and complete its row.
 
     Parameters
@@ -113,14 +121,15 @@ def finish_image(row, labels, mask_path, how, *, edge_map=None, edge_path=None, 
     return objects
 
 
-def _write(path, array):
+def _write(path: str | os.PathLike, array: np.ndarray) -> None:
     try:
         write_labels(path, array)
     except OSError as err:
         raise OutputWriteError(path, err.strerror or str(err)) from err
 
 
-def record_failure(row, path, err):
+def record_failure(row: dict[str, Any], path: str | os.PathLike,
+                   err: Exception) -> dict[str, Any]:
     """Turn an exception raised while handling one image into its error row.
 
     An :class:`ImageReadError` already names the file and the cause; anything else is

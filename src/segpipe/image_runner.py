@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from segpipe.finish import finish_image
 from segpipe.imageio import read_image
 from segpipe.measure import grey_of
 
+if TYPE_CHECKING:
+    from segpipe.job import ShardJob, ShardPlan, ShardResults
+    from segpipe.methods import MethodSpec
+
 log = logging.getLogger(__name__)
 
 
-def run_images(job, plan, results) -> dict:
+def run_images(job: ShardJob, plan: ShardPlan, results: ShardResults) -> dict:
     """Segment the shard's images one by one; each outcome goes to ``results``.
 
     An image that cannot be read or segmented gets ``status = 'error'`` and a message that
@@ -68,7 +74,7 @@ def run_images(job, plan, results) -> dict:
     return {"images": len(plan.image_ids), "wall_s": time.perf_counter() - start}
 
 
-def warm_up(spec, options) -> None:
+def warm_up(spec: MethodSpec, options: Mapping[str, Any]) -> None:
     """Run the method once on a tiny blank image, before any image is timed.
 
     Imports (scikit-learn's for k-means: 0.4 s) and first-call set-up happen once per job;

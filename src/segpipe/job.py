@@ -17,9 +17,10 @@ to :class:`ShardResults`: :mod:`segpipe.image_runner` one image at a time,
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from segpipe.finish import Finishing, record_failure
 from segpipe.imageio import DEFAULT_MAX_PIXELS, MASK_SUFFIXES
@@ -27,6 +28,11 @@ from segpipe.layout import WEIGHTS_DIR, Layout, shard_output_paths
 from segpipe.planes import DEFAULT_READING, Reading, for_plane, split_plane
 from segpipe.progress import Progress
 from segpipe.table import empty_row, params_json
+
+if TYPE_CHECKING:
+    from snakemake.script import Snakemake
+
+    from segpipe.methods import MethodSpec
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +87,7 @@ class ShardJob:
     weights_dir: str = WEIGHTS_DIR
 
     @property
-    def spec(self):
+    def spec(self) -> MethodSpec:
         """The method's registry entry (:class:`segpipe.methods.MethodSpec`)."""
         from segpipe.methods import get_method
 
@@ -106,7 +112,7 @@ class ShardJob:
                          shapes=self.measure_objects)
 
     @classmethod
-    def from_snakemake(cls, smk) -> ShardJob:
+    def from_snakemake(cls, smk: Snakemake) -> ShardJob:
         """The job of a ``segment_shard*`` rule, from a script's ``snakemake`` object."""
         from segpipe.ground_truth import load_ground_truth
 
@@ -161,7 +167,7 @@ class ShardPlan:
             prepare_shard_folder(edges, plan.edge_paths.values())
         return plan
 
-    def source(self, job: ShardJob, image_id: str):
+    def source(self, job: ShardJob, image_id: str) -> tuple[Path, Reading]:
         """The image's file and how to read it (its plane of a stack, if any)."""
         rel, plane = split_plane(image_id, job.input_dir)
         return Path(job.input_dir) / rel, for_plane(job.reading or DEFAULT_READING, plane)
@@ -175,7 +181,8 @@ class ShardResults:
     come out in the shard's order whatever order images finish in.
     """
 
-    def __init__(self, job: ShardJob, plan: ShardPlan, *, progress_every_s: float = 10.0):
+    def __init__(self, job: ShardJob, plan: ShardPlan, *,
+                 progress_every_s: float = 10.0) -> None:
         params = params_json(job.settings)
         kind = job.settings["kind"]
         self.rows = {i: empty_row(image_id=i, method=job.method, kind=kind, shard=job.shard,
@@ -188,7 +195,8 @@ class ShardResults:
                                  label=f"{job.method} shard {job.shard}",
                                  every_s=progress_every_s)
 
-    def done(self, row: dict, objects=None, instances=()) -> None:
+    def done(self, row: dict, objects: dict[str, Any] | None = None,
+             instances: Iterable[dict[str, Any]] = ()) -> None:
         """An image is finished (its row has ``status`` set, ok or error)."""
         image_id = row["image_id"]
         self.rows[image_id] = row
@@ -198,7 +206,7 @@ class ShardResults:
             self.instances[image_id] = list(instances)
         self.progress.update(errors=row["status"] == "error")
 
-    def fail(self, image_id: str, err) -> None:
+    def fail(self, image_id: str, err: Exception) -> None:
         """An image failed: its row says why (:func:`segpipe.finish.record_failure`); a
         failure to write an output is raised again, to fail the job."""
         path, _ = self.plan.source(self.job, image_id)
@@ -233,7 +241,7 @@ class ShardResults:
             write_table_atomic(objects_table(self.ordered(self.objects)), job.objects_out)
 
 
-def runner_of(spec):
+def runner_of(spec: MethodSpec) -> Callable[[ShardJob, ShardPlan, ShardResults], dict]:
     """The function that runs a kind's images: ``run(job, plan, results) -> stats``."""
     if spec.runner == "batch":
         from segpipe.batch_runner import run_batches
