@@ -12,7 +12,9 @@ import itertools
 import os
 import subprocess
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -27,7 +29,7 @@ SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 DEFAULT_CONFIG = ROOT / "config/config.yaml"
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "run":
@@ -48,7 +50,7 @@ class CommandError(Exception):
     """A mistake on the command line or in a config: printed, exit status 2."""
 
 
-def _parser():
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segpipe",
         description="Segment folders of images with several methods side by side "
@@ -121,7 +123,8 @@ def _parser():
     return parser
 
 
-def run_config(input_dir, *, config_file=None, methods=None):
+def run_config(input_dir: str | os.PathLike, *, config_file: str | os.PathLike | None = None,
+               methods: str | None = None) -> dict[str, Any]:
     """The config of a run (:func:`segpipe.config.compose_run_config` with the workflow's
     default config); mistakes become a :class:`CommandError` naming the key or file."""
     from segpipe.config import compose_run_config
@@ -134,13 +137,14 @@ def run_config(input_dir, *, config_file=None, methods=None):
         raise CommandError(str(err)) from None
 
 
-def profile_dir(profile):
+def profile_dir(profile: str) -> Path:
     """The folder of ``--profile NAME``: ``profiles/NAME`` of segpipe, or a path."""
     folder = ROOT / "profiles" / profile
     return folder if folder.is_dir() else Path(profile)
 
 
-def snakemake_command(out, *, cores, profile=None, dry_run=False, extra=()):
+def snakemake_command(out: str | os.PathLike, *, cores: int, profile: str | None = None,
+                      dry_run: bool = False, extra: Iterable[str] = ()) -> list[str]:
     """The Snakemake command line of a run in ``out`` (its working directory)."""
     command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(out),
                "--cores", str(cores), "--configfile", str(Path(out) / RUN_CONFIG)]
@@ -151,7 +155,7 @@ def snakemake_command(out, *, cores, profile=None, dry_run=False, extra=()):
     return command + list(extra)
 
 
-def uses_slurm(profile=None, extra=()):
+def uses_slurm(profile: str | None = None, extra: Iterable[str] = ()) -> bool:
     """Whether a run goes through the SLURM executor: its profile says ``executor: slurm``
     or the Snakemake arguments ask for it.
 
@@ -171,7 +175,7 @@ def uses_slurm(profile=None, extra=()):
     return False
 
 
-def snakemake_env(profile=None, extra=()):
+def snakemake_env(profile: str | None = None, extra: Iterable[str] = ()) -> dict[str, str]:
     """The environment of a run's Snakemake process.
 
     Snakemake's SLURM plugin, once installed, asks ``scontrol show config`` for a setting
@@ -187,7 +191,7 @@ def snakemake_env(profile=None, extra=()):
     return env
 
 
-def cmd_run(args, extra):
+def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     config = run_config(args.input_dir, config_file=args.config, methods=args.methods)
     if args.report:
         config["report"] = True
@@ -235,7 +239,7 @@ def cmd_run(args, extra):
             recorded.unlink(missing_ok=True)
 
 
-def cmd_methods(args, extra):
+def cmd_methods(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from segpipe.config import load_schema, method_defaults
     from segpipe.methods import REGISTRY
 
@@ -267,7 +271,7 @@ def cmd_methods(args, extra):
     return 0
 
 
-def cmd_clean(args, extra):
+def cmd_clean(args: argparse.Namespace, extra: Sequence[str]) -> int:
     out = args.out.resolve()
     if not (out / RUN_CONFIG).exists():
         raise CommandError(f"{out} has no {RUN_CONFIG}: not the --out of a segpipe run, "
@@ -280,7 +284,7 @@ def cmd_clean(args, extra):
     return 0
 
 
-def cmd_status(args, extra):
+def cmd_status(args: argparse.Namespace, extra: Sequence[str]) -> int:
     if not args.out.is_dir():
         raise CommandError(f"{args.out} is not a folder (give the --out of a run)")
     listed, rows = status_counts(args.out)
@@ -296,7 +300,7 @@ def cmd_status(args, extra):
     return 0
 
 
-def cmd_report(args, extra):
+def cmd_report(args: argparse.Namespace, extra: Sequence[str]) -> int:
     out = args.out.resolve()
     if not (out / RUN_CONFIG).exists():
         raise CommandError(f"{out} has no {RUN_CONFIG}: not the --out of a segpipe run")
