@@ -9,7 +9,8 @@ import torch
 from pycocotools import mask as mask_utils
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-from segpipe.batch_runner import CanvasBuckets
+from segpipe.batch_runner import RUN_SETTINGS, CanvasBuckets
+from segpipe.config import load_schema, method_defaults
 from segpipe.imageio import read_label_image
 from segpipe.job import ShardJob, run_shard_job
 from segpipe.layout import Layout
@@ -17,13 +18,17 @@ from segpipe.manifest import write_shards
 from segpipe.maskrcnn import load_maskrcnn, segment_maskrcnn
 from segpipe.maskrcnn.inference import predict_with_backoff
 
-from conftest import encode, make_image_folder
+from conftest import ROOT, encode, make_image_folder
 
 # The lighter v1 box head keeps random-weight inference around 0.4 s per tiny image.
 TINY = {
     "model": "maskrcnn_resnet50_fpn", "weights": "none", "seed": 3, "score_threshold": 0.0,
     "mask_threshold": 0.5, "max_detections": 5, "min_size": 64, "max_size": 96, "device": "cpu", "amp": True,
 }
+# Every setting, as a resolved config gives a method: the schema's defaults, then TINY's.
+SETTINGS = {**method_defaults(load_schema(ROOT / "workflow/schemas/config.schema.yaml"), "maskrcnn"),
+            **TINY}
+MODEL = {k: v for k, v in SETTINGS.items() if k not in RUN_SETTINGS}
 
 
 def images(n, shape=(48, 64), seed=0):
@@ -36,7 +41,7 @@ def net():
     """One model for the calls a test compares, as one job has: two builds of the same
     random weights can round their near-tied class scores apart (their buffers sit at
     other addresses)."""
-    return load_maskrcnn(**TINY)
+    return load_maskrcnn(**MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +154,7 @@ def test_backoff_does_not_hide_other_errors():
 
 
 def run_shard_folder(tmp, name, **overrides):
-    settings = {"kind": "maskrcnn", **TINY, "batch_size": 3, **overrides}
+    settings = {"kind": "maskrcnn", **SETTINGS, "batch_size": 3, **overrides}
     stats = run_shard_job(ShardJob(
         method="mr", settings=settings, shard_file=str(tmp / "shards" / "000000.json"),
         input_dir=str(tmp / "images"), metrics_out=str(tmp / f"{name}.m.parquet"),
@@ -233,7 +238,7 @@ def test_missing_weights_give_error_rows_naming_the_file(tmp_path):
     status = {"ok": False, "path": str(weights / "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth"),
               "url": "https://example.org/x.pth", "error": "URLError: offline"}
     (weights / "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth.status.json").write_text(json.dumps(status))
-    settings = {"kind": "maskrcnn", **TINY, "weights": "DEFAULT", "batch_size": 2}
+    settings = {"kind": "maskrcnn", **SETTINGS, "weights": "DEFAULT", "batch_size": 2}
     stats = run_shard_job(ShardJob(
         method="mr", settings=settings, shard_file=str(tmp_path / "shards/000000.json"),
         input_dir=str(tmp_path / "img"), metrics_out=str(tmp_path / "m.parquet"),

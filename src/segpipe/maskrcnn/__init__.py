@@ -99,26 +99,26 @@ class MaskRCNN:
 
 def load_maskrcnn(
     *,
-    model: str = "maskrcnn_resnet50_fpn_v2",
-    weights: str = "DEFAULT",
-    seed: int = 0,
-    score_threshold: float = 0.5,
-    mask_threshold: float = 0.5,
-    max_detections: int = 100,
-    min_size: int = 800,
-    max_size: int = 1333,
-    device: str = "auto",
-    amp: bool = True,
-    amp_dtype: str = "float16",
-    channels_last: bool = True,
-    compile: bool = False,
-    canvas_step: int = 128,
+    model: str,
+    weights: str,
+    seed: int,
+    score_threshold: float,
+    mask_threshold: float,
+    max_detections: int,
+    min_size: int,
+    max_size: int,
+    device: str,
+    amp: bool,
+    amp_dtype: str,
+    channels_last: bool,
+    compile: bool,
+    canvas_step: int,
     weights_dir: str | os.PathLike = WEIGHTS_DIR,
 ) -> MaskRCNN:
     """Build torchvision's Mask R-CNN with its weights, on ``device``, ready to predict.
 
-    Parameters: those of :func:`segment_maskrcnn`, and ``weights_dir``, where named
-    weights are read from (never downloaded here).
+    Parameters: those of :func:`segment_maskrcnn` (whose defaults are the schema's), all
+    given, and ``weights_dir``, where named weights are read from (never downloaded here).
 
     Raises
     ------

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from segpipe.layout import WEIGHTS_DIR
 from segpipe.maskrcnn.weights import WeightsSource, resolve_weights
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def resolve_device(device: str) -> torch.device:
 def build_model(
     *, model: str, weights: str, seed: int, score_threshold: float, max_detections: int,
     min_size: int, max_size: int, device: torch.device | str,
-    weights_dir: str | os.PathLike = "resources/weights",
+    weights_dir: str | os.PathLike = WEIGHTS_DIR,
 ) -> tuple[MaskRCNN, list[str]]:
     """A Mask R-CNN in eval mode on ``device``, with weights from a local file or random.
 

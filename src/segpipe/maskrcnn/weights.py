@@ -20,10 +20,10 @@ from urllib.parse import urlparse
 
 from segpipe.errors import ConfigError
 from segpipe.imageio import write_bytes_atomic
+from segpipe.layout import WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_DIR = "resources/weights"
 DOWNLOAD_TIMEOUT_S = 60
 
 
