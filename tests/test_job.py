@@ -129,7 +129,7 @@ class FakeDevice:
         return found, batch_size
 
 
-@pytest.mark.parametrize("concurrent", [1, 2])
+@pytest.mark.parametrize("concurrent", [1, 2, 3])
 def test_the_batch_runner_drives_any_kinds_model_with_batches_in_flight(tmp_path, monkeypatch,
                                                                          concurrent):
     device = FakeDevice(concurrent)

@@ -49,10 +49,6 @@ log = logging.getLogger(__name__)
 # The runner's own settings of a batch kind; the others go to the kind's ``load``.
 RUN_SETTINGS = ("batch_size", "workers", "writers")
 
-# Threads of the device stage: the most batches any model takes at once
-# (``concurrent_batches``, see BatchPipeline.predict).
-DEVICE_THREADS = 2
-
 
 
 class ImageFiles(Dataset):
@@ -258,6 +254,8 @@ class BatchPipeline:
         self.pool = None
         self.buckets = None
         self.in_flight = deque()
+        self.device = None
+        self.depth = 1
         self.stats = {"decode_s": 0.0, "wait_loader_s": 0.0, "finish_s": 0.0,
                       "wait_writers_s": 0.0, "loop_s": 0.0}
 
@@ -267,31 +265,15 @@ class BatchPipeline:
         context = WriterContext(str(job.input_dir), self.plan.mask_paths, job.finishing)
         # Writer processes are forked before CUDA is initialised and loader threads exist.
         with WriterPool(finish_detections, context, writers=self.writers,
-                        depth=2 * max(1, self.writers)) as self.pool, \
-                ThreadPoolExecutor(DEVICE_THREADS, thread_name_prefix="device") as self.device:
+                        depth=2 * max(1, self.writers)) as self.pool:
             try:
                 self.load()
             except WeightsMissingError as err:
                 self.results.fail_all(str(err))
                 return {}
-            loader = DataLoader(
-                ImageFiles(job.input_dir, self.plan.image_ids, job.max_pixels, job.reading,
-                           job.spec.colour),
-                batch_size=self.batch_size, num_workers=self.workers, pin_memory=self.cuda,
-                collate_fn=_collate,
-            )
-            self.buckets = CanvasBuckets(self.model.canvas_of, self.batch_size,
-                                         max_pending=4 * self.batch_size)
-            mark = loop_start = time.perf_counter()
-            for items in loader:
-                self.stats["wait_loader_s"] += time.perf_counter() - mark
-                for item in items:
-                    self.take(*item)
-                mark = time.perf_counter()
-            for batch in self.buckets.rest():
-                self.predict(batch)
-            while self.in_flight:
-                self.deliver(*self.in_flight.popleft())
+            self.depth = getattr(self.model, "concurrent_batches", 1)
+            with ThreadPoolExecutor(self.depth, thread_name_prefix="device") as self.device:
+                loop_start = self.loop()
             self.collect(self.pool.drain())
             self.stats["loop_s"] = time.perf_counter() - loop_start
             self.stats["wait_writers_s"] = self.pool.wait_s
@@ -304,6 +286,30 @@ class BatchPipeline:
         log.info("%s shard %s: stage seconds %s", job.method, job.shard,
                  {k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.items()})
         return self.stats
+
+    def loop(self) -> float:
+        """Decoded images into buckets, full buckets to the device stage, until the shard
+        is done and every batch delivered; returns when the loop started."""
+        job = self.job
+        loader = DataLoader(
+            ImageFiles(job.input_dir, self.plan.image_ids, job.max_pixels, job.reading,
+                       job.spec.colour),
+            batch_size=self.batch_size, num_workers=self.workers, pin_memory=self.cuda,
+            collate_fn=_collate,
+        )
+        self.buckets = CanvasBuckets(self.model.canvas_of, self.batch_size,
+                                     max_pending=4 * self.batch_size)
+        mark = loop_start = time.perf_counter()
+        for items in loader:
+            self.stats["wait_loader_s"] += time.perf_counter() - mark
+            for item in items:
+                self.take(*item)
+            mark = time.perf_counter()
+        for batch in self.buckets.rest():
+            self.predict(batch)
+        while self.in_flight:
+            self.deliver(*self.in_flight.popleft())
+        return loop_start
 
     def load(self) -> None:
         """Build the model on its device; the main process keeps the cores the loaders
@@ -333,15 +339,16 @@ class BatchPipeline:
         """Send one batch of one canvas to the device stage; deliver the batches that are
         done, oldest first; at most ``model.concurrent_batches`` are in flight.
 
-        Two on an accelerator: while one batch waits for the device (its forward pass, its
-        copy back), the next is uploaded and launched and the last one's host work goes
-        on, so the device never idles between batches. One on the CPU, where a forward
-        pass takes every core, and two at once would only share them and round their
-        floating-point sums differently (a result would depend on its neighbours).
+        Three on an accelerator, each in a device thread of its own: while one batch waits
+        for the device (its forward pass, its copy back), the next is uploaded and
+        launched and the last one's host work goes on, so the device does not idle
+        between batches (docs/benchmarks.md, the stand-in runs). Each holds its batch in
+        device memory; an out-of-memory error halves the batch size. One on the CPU, where
+        a forward pass takes every core, and two at once would only share them and round
+        their floating-point sums differently (a result would depend on its neighbours).
         """
         self.in_flight.append((batch, self.device.submit(self._predict, batch, self.batch_size)))
-        depth = getattr(self.model, "concurrent_batches", 1)
-        while len(self.in_flight) >= depth or self.in_flight[0][1].done():
+        while len(self.in_flight) >= self.depth or self.in_flight[0][1].done():
             self.deliver(*self.in_flight.popleft())
             if not self.in_flight:
                 break
