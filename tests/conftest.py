@@ -72,35 +72,12 @@ def run_snakemake(workdir, *args, check=True, env=None):
     return proc
 
 
-# Report files drawn from the timing columns (runtime per image): they differ between any
-# two runs, as the timing columns do.
-TIMED_FILES = {"report/leaderboard.html", "report/quality_runtime.png", "report/distributions.png",
-               "report.html"}
-
-
-def timing_columns(table):
-    """Columns of seconds: ``*_s``, their aggregates (``write_s_mean``), ``seconds_*``."""
-    return [c for c in table.column_names
-            if c.endswith("_s") or "_s_" in c or c.startswith("seconds_")]
-
-
 def assert_same_outputs(a, b):
     """Every file under results/ of two working folders is the same, timing aside."""
-    files_a = {p.relative_to(a / "results").as_posix() for p in (a / "results").rglob("*")
-               if p.is_file()}
-    files_b = {p.relative_to(b / "results").as_posix() for p in (b / "results").rglob("*")
-               if p.is_file()}
-    assert files_a == files_b
-    for rel in sorted(files_a - TIMED_FILES):
-        left, right = a / "results" / rel, b / "results" / rel
-        if rel.endswith(".parquet"):
-            import pyarrow.parquet as pq
+    from segpipe.compare import differences
 
-            ta, tb = pq.read_table(left), pq.read_table(right)
-            ta, tb = ta.drop_columns(timing_columns(ta)), tb.drop_columns(timing_columns(tb))
-            assert ta.equals(tb), rel
-        else:
-            assert left.read_bytes() == right.read_bytes(), rel
+    found = differences(a / "results", b / "results")
+    assert not found, found
 
 
 def add_entries_not_to_segment(root, *, link_to, data=b"x"):

@@ -249,7 +249,7 @@ class BatchPipeline:
         self.cuda = wants_cuda(self.settings.get("device", "auto"))
         self.workers, self.writers = resolve_processes(self.settings, threads=job.threads,
                                                        cuda=self.cuda)
-        self.measuring = results.job.finishing.measures_objects
+        self.measuring = job.finishing.measures_objects
         self.model = None
         self.pool = None
         self.buckets = None
