@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from segpipe.errors import ImageReadError, OutputWriteError
+from segpipe.errors import ImageReadError, OutputError
 from segpipe.finish import Finishing, finish_image, record_failure
 from segpipe.imageio import read_label_image
 from segpipe.layout import shard_output_paths
@@ -40,7 +40,7 @@ def test_a_long_image_name_gets_its_mask_written(tmp_path):
 def test_a_failed_mask_write_fails_the_job_not_the_image(tmp_path, monkeypatch):
     # A folder that cannot be made (a file is in the way), as root too.
     (tmp_path / "m").write_bytes(b"not a folder")
-    with pytest.raises(OutputWriteError, match="cannot write .*a.png.png"):
+    with pytest.raises(OutputError, match="cannot write .*a.png.png: a file stands where"):
         finish_image(row(), np.ones((2, 2), np.uint8), f"{tmp_path}/m/a.png.png",
                      Finishing("foreground"))
     # A full disk while writing: the temporary file is removed.
@@ -61,15 +61,15 @@ def test_a_failed_mask_write_fails_the_job_not_the_image(tmp_path, monkeypatch):
 
     monkeypatch.setattr(segpipe.imageio, "open", FullDisk, raising=False)
     (tmp_path / "ok").mkdir()
-    with pytest.raises(OutputWriteError, match="No space left on device"):
+    with pytest.raises(OutputError, match="ok/a.png.png: no space left on device"):
         finish_image(row(), np.ones((2, 2), np.uint8), f"{tmp_path}/ok/a.png.png",
                      Finishing("foreground"))
     assert os.listdir(tmp_path / "ok") == []
 
 
 def test_record_failure_raises_output_errors_again():
-    with pytest.raises(OutputWriteError):
-        record_failure(row(), "in/a.png", OutputWriteError("out/a.png", "No space left on device"))
+    with pytest.raises(OutputError):
+        record_failure(row(), "in/a.png", OutputError("out/a.png", "no space left on device"))
 
 
 def test_record_failure_names_the_file_and_the_cause(tmp_path):

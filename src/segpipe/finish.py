@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from segpipe.errors import ImageReadError, OutputWriteError
+from segpipe.errors import ImageReadError, OutputError
 from segpipe.imageio import write_labels
 from segpipe.label_stats import label_stats
 
@@ -86,15 +86,15 @@ def finish_image(row: dict[str, Any], labels: np.ndarray, mask_path: str, how: F
 
     Raises
     ------
-    OutputWriteError
+    OutputError
         If a file cannot be written: the job must fail, not the image.
     """
     from segpipe.evaluation import objects_of
 
     t0 = time.perf_counter()
-    _write(mask_path, labels)
+    write_labels(mask_path, labels)
     if edge_map is not None:
-        _write(edge_path, edge_map)
+        write_labels(edge_path, edge_map)
         row["edge_path"] = edge_path
     t1 = time.perf_counter()
     row.update(label_stats(labels, how.meaning))
@@ -121,22 +121,17 @@ def finish_image(row: dict[str, Any], labels: np.ndarray, mask_path: str, how: F
     return objects
 
 
-def _write(path: str | os.PathLike, array: np.ndarray) -> None:
-    try:
-        write_labels(path, array)
-    except OSError as err:
-        raise OutputWriteError(path, err.strerror or str(err)) from err
-
-
 def record_failure(row: dict[str, Any], path: str | os.PathLike,
                    err: Exception) -> dict[str, Any]:
     """Turn an exception raised while handling one image into its error row.
 
     An :class:`ImageReadError` already names the file and the cause; anything else is
     logged with its traceback and named as a failed segmentation of ``path``. An
-    :class:`OutputWriteError` is not the image's fault: it is raised again, to fail the job.
+    :class:`OutputError` is not the image's fault: it is raised again, to fail the job
+    (an error row would record our disk's problem as the image's result, and the shard
+    as done).
     """
-    if isinstance(err, OutputWriteError):
+    if isinstance(err, OutputError):
         raise err
     if isinstance(err, ImageReadError):
         row.update(status="error", error=str(err))

@@ -25,14 +25,17 @@ says nothing about why, so Pillow is asked for the cause, on the error path only
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
-from segpipe.errors import ImageReadError
+from segpipe.errors import ImageReadError, OutputError
 
 if TYPE_CHECKING:
     import tifffile
@@ -45,6 +48,8 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp", ".webp", ".pbm", ".pgm", ".ppm"}
 )
+
+log = logging.getLogger(__name__)
 
 # The process umask, read once (reading it means setting it).
 _UMASK = os.umask(0)
@@ -324,7 +329,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
         raise ValueError(f"need a 2-D uint8 or uint16 array, got {array.ndim}-D {array.dtype}")
     ok, encoded = cv2.imencode(".png", array, _PNG_FAST)
     if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
+        raise OutputError(path, "PNG encoding failed")
     write_bytes_atomic(path, encoded.tobytes())
 
 
@@ -346,7 +351,16 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def write_labels(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write a label image as PNG or TIFF, chosen by ``path``'s suffix."""
+    """Write a label image as PNG or TIFF, chosen by ``path``'s suffix, atomically.
+
+    Raises
+    ------
+    OutputError
+        If the file cannot be written; the message names ``path``, the cause and what
+        to do.
+    ValueError
+        If ``array`` is not a 2-D label image the format can hold.
+    """
     if Path(path).suffix.lower() in (".tif", ".tiff"):
         write_tiff(path, array)
     else:
@@ -371,22 +385,64 @@ def temporary_path(path: str | os.PathLike) -> Path:
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename.
 
-    The file appears complete or not at all. Errors (full disk, read-only folder) are
-    raised, after removing the temporary file.
+    The file appears complete or not at all.
+
+    Raises
+    ------
+    OutputError
+        If the file cannot be written (full disk, read-only folder): the message names
+        ``path``, not the temporary file, which is removed first.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
-    try:
+    with output_errors(path, temporary=tmp):
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
             fh.write(data)
-        # Group and others get what the umask allows, as with a plain open(); set
-        # explicitly because a leftover temporary file keeps the mode it was made with.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        commit_temporary(tmp, path)
+
+
+def commit_temporary(tmp: Path, path: Path) -> None:
+    """Give a finished temporary file its final name ``path``."""
+    # Group and others get what the umask allows, as with a plain open(); set explicitly
+    # because a leftover temporary file keeps the mode it was made with.
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def output_errors(path: str | os.PathLike, *,
+                  temporary: str | os.PathLike | None = None) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into an :class:`OutputError` naming it.
+
+    On any exception ``temporary`` (the file written before the rename to ``path``), if
+    given, is removed first. The removal cannot hide the error: its own failure is only
+    logged at debug level.
+
+    >>> with output_errors("out/a.png"):  # doctest: +ELLIPSIS
+    ...     raise OSError(30, "Read-only file system", ".segpipe-0123456789abcdef.tmp")
+    Traceback (most recent call last):
+    segpipe.errors.OutputError: cannot write out/a.png: read-only file system (...)
+    """
+    try:
+        yield
+    except BaseException as err:
+        if temporary is not None:
+            discard_temporary(temporary)
+        if isinstance(err, OSError):
+            raise OutputError.from_os_error(path, err, temporary=temporary) from err
         raise
+
+
+def discard_temporary(tmp: str | os.PathLike) -> None:
+    """Remove a temporary file after a failed write, quietly: the failure that stopped the
+    write is the one to report, not this (on a read-only or failing disk both fail)."""
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        log.debug("could not remove the temporary file %s (%s)", tmp, err)
 
 
 def read_label_image(path: str | os.PathLike) -> np.ndarray:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segpipe.finish import Finishing, record_failure
-from segpipe.imageio import DEFAULT_MAX_PIXELS, MASK_SUFFIXES
+from segpipe.imageio import DEFAULT_MAX_PIXELS, MASK_SUFFIXES, output_errors
 from segpipe.layout import WEIGHTS_DIR, Layout, shard_output_paths
 from segpipe.planes import DEFAULT_READING, Reading, for_plane, split_plane
 from segpipe.progress import Progress
@@ -162,9 +162,12 @@ class ShardPlan:
         edges = job.layout.edges(job.method, job.shard)
         plan = cls(image_ids, shard_output_paths(masks, image_ids, MASK_SUFFIXES[job.mask_format]),
                    shard_output_paths(edges, image_ids))
-        prepare_shard_folder(masks, plan.mask_paths.values())
+        # A folder that cannot be made (read-only, full) fails the job here, in one line.
+        with output_errors(masks):
+            prepare_shard_folder(masks, plan.mask_paths.values())
         if job.spec.edge_maps or Path(edges).exists():
-            prepare_shard_folder(edges, plan.edge_paths.values())
+            with output_errors(edges):
+                prepare_shard_folder(edges, plan.edge_paths.values())
         return plan
 
     def source(self, job: ShardJob, image_id: str) -> tuple[Path, Reading]:
@@ -223,7 +226,13 @@ class ShardResults:
         return [found[i] for i in self.plan.image_ids if i in found]
 
     def write(self) -> None:
-        """Write the job's tables, each atomically (a killed job leaves none half-written)."""
+        """Write the job's tables, each atomically (a killed job leaves none half-written).
+
+        Raises
+        ------
+        OutputError
+            If a table cannot be written.
+        """
         import pyarrow as pa
 
         from segpipe.measure import objects_table
@@ -259,6 +268,13 @@ def run_shard_job(job: ShardJob, *, progress_every_s: float = 10.0) -> dict:
     -------
     dict
         Where the time went, as the runner measured it (see the runners).
+
+    Raises
+    ------
+    OutputError
+        If a mask, edge map or table cannot be written (read-only folder, full disk):
+        the job fails and writes no table, so a rerun redoes it; no image gets an error
+        row for it.
     """
     plan = ShardPlan.of(job)
     log.info("%s shard %s: %d images, settings %s", job.method, job.shard,

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from segpipe.imageio import write_bytes_atomic
+from segpipe.imageio import output_errors, write_bytes_atomic
 
 if TYPE_CHECKING:
     from segpipe.planes import Reading
@@ -328,9 +328,15 @@ def write_shards(shard_dir: str | os.PathLike, shards: Mapping[str, Sequence[str
         whose jobs then re-run, and no other.
 
     Returns the names of the shards written (new or changed).
+
+    Raises
+    ------
+    OutputError
+        If the folder or a shard file cannot be written, or a gone shard's file removed.
     """
     shard_dir = Path(shard_dir)
-    shard_dir.mkdir(parents=True, exist_ok=True)
+    with output_errors(shard_dir):
+        shard_dir.mkdir(parents=True, exist_ok=True)
     changed = []
     for name, ids in shards.items():
         path = shard_dir / f"{name}.json"
@@ -341,7 +347,8 @@ def write_shards(shard_dir: str | os.PathLike, shards: Mapping[str, Sequence[str
             changed.append(name)
     for path in shard_dir.glob("*.json"):
         if path.stem not in shards:
-            path.unlink()
+            with output_errors(path):
+                path.unlink()
     return changed
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -15,7 +16,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from segpipe import __version__
-from segpipe.imageio import write_bytes_atomic
+from segpipe.imageio import (
+    commit_temporary,
+    discard_temporary,
+    output_errors,
+    temporary_path,
+    write_bytes_atomic,
+)
+
+log = logging.getLogger(__name__)
 
 # Per-image scores against the ground truth (segpipe.evaluation.image_scores).
 IMAGE_METRICS = (
@@ -237,6 +246,10 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
 class ParquetWriterAtomic:
     """Write a Parquet file in pieces (row groups) that appears whole or not at all.
 
+    Every failure to write raises :class:`segpipe.errors.OutputError` naming the final
+    path; the temporary file is removed, and a failure to remove it never hides the
+    failure that stopped the write.
+
     >>> import tempfile, os
     >>> schema = pa.schema([("x", pa.int32())])
     >>> path = os.path.join(tempfile.mkdtemp(), "t.parquet")
@@ -250,38 +263,42 @@ class ParquetWriterAtomic:
     def __init__(self, path: str | os.PathLike, schema: pa.Schema) -> None:
         from pathlib import Path
 
-        from segpipe.imageio import temporary_path
-
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = temporary_path(self.path)
-        self.writer = pq.ParquetWriter(str(self.tmp), schema, compression="zstd")
+        with output_errors(self.path, temporary=self.tmp):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(str(self.tmp), schema, compression="zstd")
 
     def write(self, table: pa.Table) -> None:
-        self.writer.write_table(table)
+        """Append ``table`` as the next row group."""
+        with output_errors(self.path, temporary=self.tmp):
+            self.writer.write_table(table)
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        import os
-
-        self.writer.close()
-        if exc_type is None:
-            os.chmod(self.tmp, 0o666 & ~_umask())
-            os.replace(self.tmp, self.path)
-        else:
-            os.unlink(self.tmp)
-
-
-def _umask() -> int:
-    from segpipe.imageio import _UMASK
-
-    return _UMASK
+        if exc_type is not None:
+            try:
+                self.writer.close()
+            except OSError as err:
+                # The error that ended the block is the one to report.
+                log.debug("closing %s after an error failed too (%s)", self.tmp, err)
+            discard_temporary(self.tmp)
+            return
+        with output_errors(self.path, temporary=self.tmp):
+            self.writer.close()
+            commit_temporary(self.tmp, self.path)
 
 
 def write_table_atomic(table: pa.Table, path: str | os.PathLike) -> None:
-    """Write a Parquet file so that it appears whole or not at all."""
+    """Write a Parquet file so that it appears whole or not at all.
+
+    Raises
+    ------
+    OutputError
+        If it cannot be written (:func:`segpipe.imageio.write_bytes_atomic`).
+    """
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     write_bytes_atomic(path, sink.getvalue().to_pybytes())
