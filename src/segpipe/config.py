@@ -3,13 +3,16 @@
 The JSON schema (``workflow/schemas/config.schema.yaml``) is the one place where keys,
 types and defaults are written down. This module checks a config against it with error
 messages that name the key (``config key 'methods.otsu.method': 'otsuu' is not one of
-[...]``), fills in defaults, and runs the checks a schema cannot express.
+[...]``), fills in defaults, and runs the checks a schema cannot express: keys that are
+strings and given once (:class:`StrictLoader`), numbers that are finite, integral floats
+read as the integers they are, and at most :data:`MAX_METHODS` methods once sweeps expand.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import best_match
 
 from segpipe.errors import ConfigError, UnknownKeyError
@@ -27,6 +30,92 @@ if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
 
 METHOD_NAME = r"[A-Za-z][A-Za-z0-9_]*"
+# The most methods a config may give, sweeps expanded. Each method is a mask folder, a
+# job per shard and rows in every table; past a thousand the run is a mistake more often
+# than a plan (a sweep of a few long lists is 10^6 methods that would take minutes to
+# expand and never finish planning).
+MAX_METHODS = 1000
+
+
+def _is_integer(checker: object, instance: object) -> bool:
+    # python-jsonschema counts 3.0 as an integer; the methods would then get a float
+    # (range(3.0) fails). Integral floats are turned into ints instead (_coerce_at).
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# Draft 2020-12 with "integer" meaning a Python int: every check and coercion uses it.
+_Validator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping key given twice.
+
+    Plain YAML loading keeps the last of two equal keys without a word, so a setting
+    written twice silently loses its first value. Keys written after a merge (``<<:
+    *defaults``) override the merged ones on purpose and are not duplicates.
+
+    Raises
+    ------
+    ConfigError
+        Naming the dotted key, the file and both lines: ``config key 'shard_size':
+        given twice in my.yaml, at lines 3 and 7``.
+
+    Examples
+    --------
+    >>> yaml.load("a: 1\\nb:\\n  c: 2\\n  c: 3\\n", Loader=StrictLoader)
+    Traceback (most recent call last):
+    ...
+    segpipe.errors.ConfigError: config key 'b.c': given twice in <unicode string>, at lines 3 and 4
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._check_unique(node, (), set())
+        return super().construct_document(node)
+
+    def _check_unique(self, node: yaml.Node, path: tuple[str, ...], seen: set[int]) -> None:
+        if id(node) in seen:  # an alias of a node already checked (or a recursive one)
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self._check_unique(item, (*path, str(index)), seen)
+        elif isinstance(node, yaml.MappingNode):
+            lines: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    self._check_unique(value_node, path, seen)
+                    continue
+                if isinstance(key_node, yaml.ScalarNode):
+                    # Keys as loaded, so that 1 and 0x1, or a and "a", are the same key.
+                    key = self.construct_object(key_node)
+                    line = key_node.start_mark.line + 1
+                    if key in lines:
+                        raise ConfigError(".".join((*path, str(key))),
+                                          f"given twice in {key_node.start_mark.name}, at "
+                                          f"lines {lines[key]} and {line}")
+                    lines[key] = line
+                    self._check_unique(value_node, (*path, str(key)), seen)
+                else:  # a list or mapping as a key: SafeLoader refuses it as unhashable
+                    self._check_unique(value_node, path, seen)
+
+
+def load_config_file(path: str | os.PathLike) -> Any:
+    """A user's config file, read with :class:`StrictLoader`.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read.
+    yaml.YAMLError
+        If it is not YAML.
+    ConfigError
+        For a key given twice in one mapping.
+    """
+    with open(path) as fh:
+        return yaml.load(fh, Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
 
 
 def load_schema(path: str | os.PathLike) -> dict[str, Any]:
@@ -94,35 +183,46 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Non
         Naming the key (dotted path) and what is wrong with it; an `UnknownKeyError`
         for a key not allowed where it stands, suggesting the nearest allowed one.
     """
-    validator = Draft202012Validator(schema)
+    validator = _Validator(schema)
     error = best_match(validator.iter_errors(config))
     if error is not None:
         raise _error_of(error)
 
 
-def coerce_strings(config: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
-    """Turn strings into numbers, booleans or null where the schema wants those.
+def coerce_values(config: dict[str, Any], schema: Mapping[str, Any], *,
+                  strings: bool = True) -> dict[str, Any]:
+    """Turn integral floats into integers, and strings into numbers, booleans or null,
+    where the schema wants those; in place.
 
-    Snakemake's ``--config key=value`` turns only plain numbers and ``True``/``False``
-    into values; ``report=true`` and every number inside a mapping
+    A float the schema refuses as an integer becomes that integer if it is integral:
+    ``k: 3.0`` is ``k: 3``, ``shard_size: 2.0`` is ``shard_size: 2``; ``3.5`` stays, and
+    is refused. Snakemake's ``--config key=value`` turns only plain numbers and
+    ``True``/``False`` into values; ``report=true`` and every number inside a mapping
     (``methods={km: {kind: kmeans, k: 3}}``) arrive as strings and would fail as the
     wrong type. Only a string the schema rejects is read again (:func:`_scalar`), and
     kept only if that gives a value of another type: a folder named ``2024`` stays a
     string.
+
+    Parameters
+    ----------
+    config : dict
+    schema : dict
+    strings : bool
+        Read strings again too; False turns only integral floats into integers.
     """
-    validator = Draft202012Validator(schema)
+    validator = _Validator(schema)
     for _ in range(10_000):  # each pass fixes at least one value; a bound, not a loop forever
-        for error in validator.iter_errors(config):
-            if _coerce_at(config, error):
-                break
-        else:
+        fixed = [_coerce_at(config, error, strings=strings)
+                 for error in list(validator.iter_errors(config))]
+        if not any(fixed):
             return config
     return config
 
 
 def _scalar(text: str) -> bool | int | float | str | None:
-    """``text`` as a boolean (true/false), null, integer or float; else ``text`` itself.
-    Not YAML 1.1's yes/no/on/off: ``hash_images: yes`` stays a mistake to report."""
+    """``text`` as a boolean (true/false), null, integer or finite float; else ``text``
+    itself. Not YAML 1.1's yes/no/on/off: ``hash_images: yes`` stays a mistake to report,
+    and neither are "nan" and "inf", which would pass every bound of the schema."""
     lowered = text.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -130,28 +230,94 @@ def _scalar(text: str) -> bool | int | float | str | None:
         return None
     for kind in (int, float):
         try:
-            return kind(text)
+            value = kind(text)
         except ValueError:
-            pass
+            continue
+        return value if math.isfinite(value) else text
     return text
 
 
-def _coerce_at(config: dict[str, Any], error: ValidationError) -> bool:
+def _replacement(error: ValidationError, *, strings: bool) -> tuple[bool, Any]:
+    """Whether the value of a failed check has a replacement of the type wanted, and
+    which."""
+    instance = error.instance
+    if isinstance(instance, float) and instance.is_integer() and error.validator == "type":
+        wanted = error.validator_value
+        if "integer" in ([wanted] if isinstance(wanted, str) else wanted):
+            return True, int(instance)
+    if strings and isinstance(instance, str) and error.validator in ("type", "enum", "const"):
+        value = _scalar(instance)
+        if not isinstance(value, str):
+            return True, value
+    return False, None
+
+
+def _coerce_at(config: dict[str, Any], error: ValidationError, *, strings: bool) -> bool:
+    """Replace the value ``error`` (or one of the alternatives it failed) is about;
+    whether it did."""
     for err in [error, *(error.context or ())]:
-        if not isinstance(err.instance, str) or err.validator not in ("type", "enum", "const"):
-            continue
-        value = _scalar(err.instance)
-        if isinstance(value, str):
+        found, value = _replacement(err, strings=strings)
+        if not found or not err.absolute_path:
             continue
         *parents, last = err.absolute_path
         target = config
         for part in parents:
             target = target[part]
-        if target[last] != err.instance:
+        # Not replaced already by another error about the same value in this pass.
+        if type(target[last]) is not type(err.instance) or target[last] != err.instance:
             continue
         target[last] = value
         return True
     return False
+
+
+def check_keys_and_numbers(value: Any, path: tuple[str, ...] = ()) -> None:
+    """Refuse, anywhere in ``value``, a mapping key that is not a string and a number
+    that is not finite, naming the key.
+
+    A schema says neither: it sees keys as strings (a method named ``1`` would reach
+    ``re.fullmatch`` as an int), and python-jsonschema lets NaN through every bound
+    (``NaN < 0`` and ``NaN > 1`` are both false) and infinity past a one-sided one.
+
+    Raises
+    ------
+    ConfigError
+        ``config key 'methods.1': a method name must be a string ...``, ``config key
+        'methods.m.value': nan is not a finite number ...``.
+
+    Examples
+    --------
+    >>> check_keys_and_numbers({"methods": {"m": {"kind": "threshold", "value": 0.5}}})
+    >>> check_keys_and_numbers({"intensity_range": [0, float("inf")]})
+    Traceback (most recent call last):
+    ...
+    segpipe.errors.ConfigError: config key 'intensity_range.1': inf is not a finite number; NaN and infinities are refused
+    """
+    _check_keys_and_numbers(value, path, set())
+
+
+def _check_keys_and_numbers(value: Any, path: tuple[str, ...], open_: set[int]) -> None:
+    where = ".".join(path)
+    if isinstance(value, dict | list):
+        # A YAML alias inside its own anchor (a: &x [*x]) loads as a list that holds
+        # itself; it would recurse forever, here and in the schema's checks.
+        if id(value) in open_:
+            raise ConfigError(where, "holds itself (a YAML alias inside its own anchor)")
+        open_.add(id(value))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(value, dict) and not isinstance(key, str):
+                what = ("a method name must be a string (a letter, then letters, digits "
+                        "or _)" if path == ("methods",) else "a key must be a string")
+                raise ConfigError(".".join((*path, str(key))),
+                                  f"{what}, got {key!r} ({type(key).__name__}): YAML reads an "
+                                  f"unquoted 1, 1.5, true, yes, no, on, off or null as a "
+                                  f"value, not a name")
+            _check_keys_and_numbers(item, (*path, str(key)), open_)
+        open_.discard(id(value))
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(where, f"{value} is not a finite number; NaN and infinities "
+                                 f"are refused")
 
 
 def method_defaults(schema: Mapping[str, Any], kind: str) -> dict[str, Any]:
@@ -173,10 +339,16 @@ def replace_methods_from(config: dict[str, Any], configfiles: Iterable[str | os.
     Snakemake merges config files key by key, so a user who lists two methods would get
     those two plus every default method. The last given file that has ``methods`` wins,
     and ``--config methods=...`` (``command_line``, applied last) over all files.
+
+    Raises
+    ------
+    ConfigError
+        For a key given twice in one mapping of a file (:class:`StrictLoader`).
     """
     for path in configfiles or ():
-        with open(path) as fh:
-            user = yaml.safe_load(fh) or {}
+        # Snakemake has read these already, keeping the last of two equal keys; read
+        # again strictly, a key given twice is refused here, before any job.
+        user = load_config_file(path) or {}
         if isinstance(user, dict) and "methods" in user:
             config["methods"] = copy.deepcopy(user["methods"])
     if command_line and "methods" in command_line:
@@ -204,33 +376,73 @@ def _token(value: object) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text)
 
 
+def _sweep(settings: object, schema: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """The swept keys of one method's settings, in the order written, and the settings'
+    schema properties (none for an unknown kind, or settings that are not a mapping)."""
+    if not isinstance(settings, dict):
+        return [], {}
+    kind = settings.get("kind")
+    props = schema["$defs"].get(kind, {}).get("properties", {}) if isinstance(kind, str) else {}
+    swept = [k for k, v in settings.items() if k != "kind" and _is_sweep(v, props.get(k, {}))]
+    return swept, props
+
+
+def _integral_values(values: list[Any], spec: Mapping[str, Any],
+                     schema: Mapping[str, Any]) -> list[Any]:
+    """A sweep's values with integral floats made integers where ``spec`` wants an
+    integer, before they name methods: ``k: [3.0, 5.0]`` gives km_k3, not km_k3p0."""
+    holder = {"values": copy.deepcopy(values)}
+    coerce_values(holder, {"$defs": schema["$defs"], "type": "object",
+                           "properties": {"values": {"type": "array", "items": spec}}},
+                  strings=False)
+    return holder["values"]
+
+
 def expand_sweeps(methods: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
     """Expand list-valued settings into one method per value (several lists: their product).
 
     ``{"km": {"kind": "kmeans", "k": [3, 5]}}`` becomes ``km_k3`` and ``km_k5``, each with
     its own rows, masks and aggregates. Names are the base name, then ``_<key><value>``
-    for each swept key in the order written.
+    for each swept key in the order written. Sizes are checked before anything is
+    expanded: at most :data:`MAX_METHODS` methods in all.
 
     Examples
     --------
     >>> schema = {"$defs": {"kmeans": {"properties": {"k": {"type": "integer"}}}}}
     >>> sorted(expand_sweeps({"km": {"kind": "kmeans", "k": [3, 5], "seed": [0, 1]}}, schema))
     ['km_k3_seed0', 'km_k3_seed1', 'km_k5_seed0', 'km_k5_seed1']
+    >>> sorted(expand_sweeps({"km": {"kind": "kmeans", "k": [3.0, 5.0]}}, schema))
+    ['km_k3', 'km_k5']
 
     Raises
     ------
     ConfigError
-        If an expanded name is already the name of another method.
+        If a sweep gives more than :data:`MAX_METHODS` methods (naming the method and the
+        count), all methods together do, or an expanded name is already the name of
+        another method.
     """
+    sweeps = {name: _sweep(settings, schema) for name, settings in methods.items()}
+    total = 0
+    for name, (swept, _) in sweeps.items():
+        sizes = [len(methods[name][k]) for k in swept]
+        count = math.prod(sizes)
+        if count > MAX_METHODS:
+            lists = " x ".join(f"{size} {key}" for size, key in zip(sizes, swept))
+            raise ConfigError(f"methods.{name}",
+                              f"the sweep gives {count:,} methods ({lists}); a config may "
+                              f"give at most {MAX_METHODS:,}")
+        total += count
+    if total > MAX_METHODS:
+        raise ConfigError("methods", f"{total:,} methods once the sweeps expand; a config "
+                                     f"may give at most {MAX_METHODS:,}")
     out = {}
     for name, settings in methods.items():
-        kind = settings.get("kind") if isinstance(settings, dict) else None
-        props = schema["$defs"].get(kind, {}).get("properties", {}) if isinstance(kind, str) else {}
-        swept = [k for k, v in (settings or {}).items() if k != "kind" and _is_sweep(v, props.get(k, {}))]
+        swept, props = sweeps[name]
         if not swept:
             out[name] = settings
             continue
-        for combo in itertools.product(*(settings[k] for k in swept)):
+        values = [_integral_values(settings[k], props.get(k, {}), schema) for k in swept]
+        for combo in itertools.product(*values):
             new_name = name + "".join(f"_{k}{_token(v)}" for k, v in zip(swept, combo))
             if new_name in methods or new_name in out:
                 raise ConfigError(f"methods.{name}", f"the sweep's method {new_name!r} exists already")
@@ -260,12 +472,16 @@ def resolve_config(config: dict[str, Any], schema: Mapping[str, Any], *,
     Raises
     ------
     ConfigError
+        Naming the key: a schema violation, a key that is not a string or is given twice
+        in a file, a number that is not finite, more than :data:`MAX_METHODS` methods, or
+        a check of a method kind.
     """
     config = replace_methods_from(copy.deepcopy(config), configfiles, command_line)
-    coerce_strings(config, schema)
+    check_keys_and_numbers(config)
+    coerce_values(config, schema)
     if isinstance(config.get("methods"), dict):
         config["methods"] = expand_sweeps(config["methods"], schema)
-        coerce_strings(config, schema)  # inside sweeps, which the schema sees only now
+        coerce_values(config, schema)  # inside sweeps, which the schema sees only now
     validate_config(config, schema)
     for key, spec in schema["properties"].items():
         if key not in config and "default" in spec:
@@ -358,16 +574,17 @@ def compose_run_config(defaults: str | os.PathLike, schema: str | os.PathLike, *
     from segpipe.errors import RunConfigError
     from segpipe.methods import REGISTRY
 
-    config = yaml.safe_load(Path(defaults).read_text())
+    config = load_config_file(defaults)
     if config_file is not None:
         try:
-            user = yaml.safe_load(Path(config_file).read_text()) or {}
+            user = load_config_file(config_file) or {}
         except OSError as err:
             raise RunConfigError(f"cannot read --config {config_file}: {err.strerror or err}") from None
         except yaml.YAMLError as err:
             raise RunConfigError(f"--config {config_file}: not valid YAML ({_yaml_where(err)})") from None
         if not isinstance(user, dict):
             raise RunConfigError(f"--config {config_file}: not a mapping of config keys")
+        check_keys_and_numbers(user)  # before --methods looks names up and sorts them
         config.update({k: v for k, v in user.items() if k != "methods"})
         if "methods" in user:
             config["methods"] = copy.deepcopy(user["methods"])
