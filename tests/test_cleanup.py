@@ -12,21 +12,26 @@ def test_prepare_shard_folder_keeps_only_the_current_files(tmp_path):
     (folder / "old-layout" / "a.png.png").write_bytes(b"x")
     for name in ["000000-a.png.png", "000001-gone.png.png", ".segpipe-0123456789abcdef.tmp"]:
         (folder / name).write_bytes(b"x")
-    prepare_shard_folder(folder, [f"{folder}/000000-a.png.png", f"{folder}/000001-b.png.png"])
-    assert sorted(os.listdir(folder)) == ["000000-a.png.png"]
+    (folder / "notes.txt").write_text("someone else's")
+    removal = prepare_shard_folder(folder, [f"{folder}/000000-a.png.png",
+                                            f"{folder}/000001-b.png.png"])
+    # What segpipe did not write (by name) stays: an older layout's folder, a note.
+    assert sorted(os.listdir(folder)) == ["000000-a.png.png", "notes.txt", "old-layout"]
+    assert removal.removed == 2 and len(removal.foreign) == 2
     prepare_shard_folder(tmp_path / "new", [])
     assert (tmp_path / "new").is_dir()
 
 
 def test_a_stale_file_that_will_not_go_is_logged_not_fatal(tmp_path, monkeypatch, caplog):
-    (tmp_path / ".nfs0001").write_bytes(b"x")
+    (tmp_path / "000001-gone.png").write_bytes(b"x")
 
     def busy(path):
         raise OSError(16, "Device or resource busy", path)
 
     monkeypatch.setattr(os, "unlink", busy)
-    prepare_shard_folder(tmp_path, [])
-    assert "could not remove stale" in caplog.text and ".nfs0001" in caplog.text
+    removal = prepare_shard_folder(tmp_path, [])
+    assert "could not remove" in caplog.text and "000001-gone.png" in caplog.text
+    assert removal.failed == [str(tmp_path / "000001-gone.png")]
 
 
 

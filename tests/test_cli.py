@@ -155,7 +155,7 @@ def test_clean_removes_a_runs_outputs_only(tmp_path, capsys):
         (out / sub).mkdir(parents=True)
     (out / cli.RUN_CONFIG).write_text("input_dir: x\n")
     assert cli.main(["clean", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [cli.RUN_CONFIG]
+    assert sorted(p.name for p in out.iterdir()) == [".segpipe.lock", cli.RUN_CONFIG]
     other = tmp_path / "not_a_run"
     (other / "results").mkdir(parents=True)
     assert cli.main(["clean", str(other)]) == 2

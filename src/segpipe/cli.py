@@ -19,7 +19,14 @@ from typing import Any
 import yaml
 
 from segpipe.live import run_with_progress
-from segpipe.status import RUN_CONFIG, listing_summary, results_dir, status_counts
+from segpipe.status import (
+    RUN_CONFIG,
+    listing_summary,
+    recorded_config,
+    results_dir,
+    run_layout,
+    status_counts,
+)
 from segpipe.workflow_files import workflow_root
 
 # The Snakefile's folder: the copy inside an installed package, or a source checkout.
@@ -84,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--report", action="store_true",
                      help="also draw the report (results/report/) and pack it into one page, "
                           "results/report.html; `segpipe report` does it later")
+    run.add_argument("--force", action="store_true",
+                     help="the folder holds results of another config: record this one and "
+                          "remove the results it makes stale (they are made again)")
     run.set_defaults(func=cmd_run)
 
     methods = commands.add_parser(
@@ -115,10 +125,14 @@ def _parser() -> argparse.ArgumentParser:
 
     clean = commands.add_parser(
         "clean", help="remove a run's results, masks and logs",
-        description="Remove the results (masks included; its out_dir, default DIR/results), "
-                    "DIR/logs and DIR/.snakemake of a segpipe run; its recorded config stays.",
+        description="Remove the files a segpipe run wrote: in its out_dir (masks, tables, "
+                    "summaries, report; default DIR/results), its logs and DIR/.snakemake. "
+                    "Every other file stays, and is named; so do the recorded config and "
+                    "DIR/resources (downloaded weights).",
     )
     clean.add_argument("out", type=Path, metavar="DIR")
+    clean.add_argument("--outside", action="store_true",
+                       help="also clean an out_dir outside DIR (only segpipe's files there)")
     clean.set_defaults(func=cmd_clean)
     return parser
 
@@ -144,10 +158,13 @@ def profile_dir(profile: str) -> Path:
 
 
 def snakemake_command(out: str | os.PathLike, *, cores: int, profile: str | None = None,
-                      dry_run: bool = False, extra: Iterable[str] = ()) -> list[str]:
-    """The Snakemake command line of a run in ``out`` (its working directory)."""
+                      dry_run: bool = False, extra: Iterable[str] = (),
+                      configfile: str | os.PathLike | None = None) -> list[str]:
+    """The Snakemake command line of a run in ``out`` (its working directory), with its
+    recorded config or ``configfile``."""
+    configfile = Path(out) / RUN_CONFIG if configfile is None else configfile
     command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(out),
-               "--cores", str(cores), "--configfile", str(Path(out) / RUN_CONFIG)]
+               "--cores", str(cores), "--configfile", str(configfile)]
     if profile:
         command += ["--workflow-profile", str(profile_dir(profile))]
     if dry_run:
@@ -192,51 +209,85 @@ def snakemake_env(profile: str | None = None, extra: Iterable[str] = ()) -> dict
 
 
 def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from segpipe.runfolder import FolderBusy, lock_folder
+
     config = run_config(args.input_dir, config_file=args.config, methods=args.methods)
     if args.report:
         config["report"] = True
     out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    recorded = out / RUN_CONFIG
-    previous = yaml.safe_load(recorded.read_text()) if recorded.exists() else None
-    if previous is not None and previous.get("input_dir") != config["input_dir"]:
-        raise CommandError(
-            f"{out} holds a run of {previous.get('input_dir')}; use another --out for "
-            f"{config['input_dir']} (outputs of two folders must not mix)")
-    if not args.dry_run:
-        recorded.write_text("# The config of the run in this folder (segpipe run).\n"
-                            + yaml.safe_dump(config, sort_keys=False))
-    elif previous is None:
-        # A dry run still needs the config file Snakemake reads; it leaves no record.
-        recorded.write_text(yaml.safe_dump(config, sort_keys=False))
-    command = snakemake_command(out, cores=args.cores, profile=args.profile,
-                                dry_run=args.dry_run, extra=extra)
-    if args.dry_run:
-        print(listing_summary(config), file=sys.stderr)
     try:
+        # The folder's lock comes before any other file is written there, and its holder
+        # (this process, then Snakemake) keeps it to the end of the run.
+        with lock_folder(out, what="run") as lock:
+            return _run_locked(args, extra, config, out, lock)
+    except FolderBusy as err:
+        raise CommandError(str(err)) from None
+
+
+def _run_locked(args: argparse.Namespace, extra: Sequence[str], config: dict[str, Any],
+                out: Path, lock: int) -> int:
+    import tempfile
+
+    from segpipe.config import load_schema, resolve_config
+    from segpipe.runfolder import (
+        config_changes,
+        describe,
+        holds_results,
+        record_config,
+        remove_stale,
+    )
+
+    schema = load_schema(SCHEMA)
+    previous = recorded_config(out)
+    if previous and holds_results(run_layout(out)):
+        change = config_changes(previous, config, schema)
+        if change.matters and not args.force:
+            raise CommandError(
+                f"{out} holds the results of another config (it differs in {describe(change)}); "
+                "use another --out, or add --force to record the new config and remove "
+                "the results it makes stale")
+        if change.matters:
+            if args.dry_run:
+                print(f"segpipe: --force would record the new config ({describe(change)}) and "
+                      "remove the results it makes stale", file=sys.stderr)
+            else:
+                removal = remove_stale(run_layout(out), change)
+                stale = "every method" if change.everything else ", ".join(change.methods) or "none"
+                print(f"segpipe: --force: recorded the new config ({describe(change)}); removed "
+                      f"{removal.removed:,} stale files (methods: {stale}"
+                      f"{'; summary' if change.summary else ''})", file=sys.stderr)
+                if removal.foreign:
+                    print(f"segpipe: {removal.foreign_note()}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="segpipe-dry-run-") as scratch:
+        if args.dry_run:
+            # A dry run leaves the record alone: Snakemake reads the new config elsewhere.
+            configfile = Path(scratch) / RUN_CONFIG
+            configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+        else:
+            configfile = out / RUN_CONFIG
+            record_config(out, config)
+        command = snakemake_command(out, cores=args.cores, profile=args.profile,
+                                    dry_run=args.dry_run, extra=extra, configfile=configfile)
         env = snakemake_env(args.profile, extra)
         if args.dry_run:
-            return subprocess.call(command, env=env)
-        if sys.stderr.isatty() and not {"-q", "--quiet", "--verbose"} & set(extra):
-            # The progress line instead of a block per job; warnings and errors still show.
-            command += ["--quiet", "rules", "progress", "host"]
-        code = run_with_progress(command, out, env=env)
-        if code == 0:
-            from segpipe.config import load_schema, resolve_config
-            from segpipe.report import run_summary
+            print(listing_summary(config), file=sys.stderr)
+            return subprocess.call(command, env=env, pass_fds=(lock,))
+    if sys.stderr.isatty() and not {"-q", "--quiet", "--verbose"} & set(extra):
+        # The progress line instead of a block per job; warnings and errors still show.
+        command += ["--quiet", "rules", "progress", "host"]
+    code = run_with_progress(command, out, env=env, pass_fds=(lock,))
+    if code == 0:
+        from segpipe.report import run_summary
 
-            settings = resolve_config(config, load_schema(SCHEMA))  # defaults filled in
-            page = results_dir(out) / "report.html"
-            drawn = settings["report"] and page.is_file()
-            print(run_summary(out, results_dir(out), metric=settings["primary_metric"],
-                              report_page=page if drawn else None))
-        else:
-            print(f"segpipe: the run stopped (see above; job logs in {out / 'logs'}); "
-                  f"`segpipe status {out}` shows what is done", file=sys.stderr)
-        return code
-    finally:
-        if args.dry_run and previous is None:
-            recorded.unlink(missing_ok=True)
+        settings = resolve_config(config, schema)  # defaults filled in
+        page = results_dir(out) / "report.html"
+        drawn = settings["report"] and page.is_file()
+        print(run_summary(out, results_dir(out), metric=settings["primary_metric"],
+                          report_page=page if drawn else None))
+    else:
+        print(f"segpipe: the run stopped (see above; job logs in {out / 'logs'}); "
+              f"`segpipe status {out}` shows what is done", file=sys.stderr)
+    return code
 
 
 def cmd_methods(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -272,15 +323,37 @@ def cmd_methods(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def cmd_clean(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from segpipe.cleanup import remove_run_outputs
+    from segpipe.runfolder import LOCK_FILE, FolderBusy, lock_folder
+
     out = args.out.resolve()
     if not (out / RUN_CONFIG).exists():
         raise CommandError(f"{out} has no {RUN_CONFIG}: not the --out of a segpipe run, "
                            "nothing removed")
-    import shutil
-
-    for folder in (results_dir(out), out / "logs", out / ".snakemake"):
-        shutil.rmtree(folder, ignore_errors=True)
-    print(f"removed the results, logs and Snakemake records of {out} (its config is kept)")
+    out_dir = results_dir(out).resolve()
+    inside = out_dir != out and out in out_dir.parents
+    if not inside and not args.outside:
+        raise CommandError(
+            f"the results of {out} are in {out_dir}, not inside it: nothing removed. "
+            f"`segpipe clean --outside {args.out}` removes the files segpipe wrote there "
+            "too, and only those")
+    try:
+        with lock_folder(out, what="clean"):
+            removal = remove_run_outputs(out, out_dir, keep_out_dir=not inside)
+    except FolderBusy as err:
+        raise CommandError(f"{err}; nothing removed") from None
+    # The run folder's own files are not segpipe's outputs to clean, nor news.
+    kept = {out / RUN_CONFIG, out / LOCK_FILE}
+    removal.foreign = [f for f in removal.foreign
+                       if Path(f) not in kept and out / "resources" not in Path(f).parents]
+    print(f"removed {removal.removed:,} files segpipe wrote in {out_dir}, and the logs and "
+          f"Snakemake records of {out} (its config and resources/ are kept)")
+    if removal.foreign:
+        print(removal.foreign_note(limit=20))
+    if removal.failed:
+        print(f"could not remove {len(removal.failed):,} files, e.g. {removal.failed[0]}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -304,12 +377,18 @@ def cmd_report(args: argparse.Namespace, extra: Sequence[str]) -> int:
     out = args.out.resolve()
     if not (out / RUN_CONFIG).exists():
         raise CommandError(f"{out} has no {RUN_CONFIG}: not the --out of a segpipe run")
+    from segpipe.runfolder import FolderBusy, lock_folder
+
     page = results_dir(out) / "report.html"
     # The report is drawn only when asked for (config key report): the run's own target
     # with the switch on draws the figures from the tables and packs report.html.
-    code = subprocess.call(snakemake_command(out, cores=args.cores,
-                                             extra=["--config", "report=true"]),
-                           env=snakemake_env())
+    try:
+        with lock_folder(out, what="report") as lock:
+            code = subprocess.call(snakemake_command(out, cores=args.cores,
+                                                     extra=["--config", "report=true"]),
+                                   env=snakemake_env(), pass_fds=(lock,))
+    except FolderBusy as err:
+        raise CommandError(str(err)) from None
     if code == 0:
         print(f"report: {page}")
     return code

@@ -48,6 +48,38 @@ NAME_BYTES = 64
 METHOD = "{method}"
 SHARD = "{shard}"
 
+# The rules that keep logs under logs/ (log_path): ``logs/{rule}.log`` or ``logs/{rule}/``.
+# A test checks this against the workflow's rules.
+LOG_RULES = ("fetch_maskrcnn_weights", "list_images", "merge_metrics", "pack_report",
+             "plot_objects", "plot_overlays", "plot_summary", "score_coco_ap",
+             "segment_shard", "write_sample_images")
+
+# Every file name segpipe writes under out_dir, as patterns of the path relative to it
+# (see :func:`written_by_segpipe`). Anything else there is someone else's, and no cleanup
+# of segpipe removes it. A method or model name is a config name (METHOD_NAME).
+_NAME = r"[A-Za-z][A-Za-z0-9_]*"
+_SHARD = r"\d{6}"
+# An image's mask or edge map: output_name(); its name part is \w, "." and "-".
+_IMAGE_FILE = r"\d{6}-[\w.-]+\.(?:png|tif|tiff)"
+# The temporary file of an atomic write (segpipe.imageio.temporary_path), left by a kill.
+_TEMPORARY = r"\.segpipe-[0-9a-f]{16}\.tmp"
+_WRITTEN = re.compile("|".join(f"(?:{p})" for p in (
+    r"manifest/(?:images|skipped)\.parquet",
+    rf"manifest/shards/{_SHARD}\.json",
+    rf"(?:masks|edges)/{_NAME}/{_SHARD}/{_IMAGE_FILE}",
+    rf"(?:metrics|objects|instances)/{_NAME}/{_SHARD}\.parquet",
+    rf"evaluation/{_NAME}\.coco_ap\.json",
+    r"summary/(?:metrics|methods|instances|objects)\.parquet",
+    rf"summary/{_NAME}\.coco\.json",
+    r"report/(?:distributions|quality_runtime|objects)\.png",
+    r"report/leaderboard\.html",
+    rf"report/overlays/{_NAME}\.png",
+    r"report\.html",
+    rf"models/{_NAME}/(?:model\.pt|last\.pt|history\.parquet|model\.json)",
+    # Leftovers of a killed write, in any folder of the tree.
+    rf"(?:[^/]+/)*{_TEMPORARY}",
+)))
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -138,6 +170,34 @@ class Layout:
     def model(self, name: str = "{name}") -> str:
         """The folder of a model trained by the run."""
         return self.path("models", name)
+
+
+def written_by_segpipe(rel: str) -> bool:
+    """Whether ``rel``, a path relative to out_dir (``/``-separated), is a file segpipe
+    writes there: cleanups delete only such files, so a folder shared with other files
+    (an ``out_dir`` that already held some, a note put beside the masks) keeps them.
+
+    >>> [written_by_segpipe(p) for p in ("masks/otsu/000003/000007-a b.png",
+    ...  "masks/otsu/000003/000007-a_b.png", "summary/metrics.parquet", "keep.txt",
+    ...  "metrics/otsu/000003.parquet", "masks/otsu/.segpipe-0123456789abcdef.tmp")]
+    [False, True, True, False, True, True]
+    """
+    return _WRITTEN.fullmatch(rel) is not None
+
+
+def written_log(rel: str) -> bool:
+    """Whether ``rel``, a path relative to the run folder, is a log or benchmark file of
+    one of segpipe's rules (``logs/{rule}.log``, ``logs/{rule}/...``).
+
+    >>> written_log("logs/segment_shard/otsu/000000.log"), written_log("logs/mine.txt")
+    (True, False)
+    """
+    parts = rel.split("/")
+    if len(parts) < 2 or parts[0] != LOGS_DIR:
+        return False
+    if len(parts) == 2:
+        return parts[1] in {f"{r}.log" for r in LOG_RULES}
+    return parts[1] in LOG_RULES
 
 
 def log_path(rule: str, *parts: str) -> str:

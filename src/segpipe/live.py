@@ -29,12 +29,13 @@ def progress_line(total: int | None, done: Mapping[str, int], elapsed_s: float,
 
 
 def run_with_progress(command: Sequence[str], out: str | os.PathLike, every_s: float = 1.0,
-                      env: Mapping[str, str] | None = None) -> int:
-    """Run Snakemake; on a terminal, keep a progress line at the bottom of the output."""
+                      env: Mapping[str, str] | None = None, pass_fds: Sequence[int] = ()) -> int:
+    """Run Snakemake (given the descriptors ``pass_fds``); on a terminal, keep a progress
+    line at the bottom of the output."""
     import threading
     import time
 
-    process = subprocess.Popen(command, env=env)
+    process = subprocess.Popen(command, env=env, pass_fds=tuple(pass_fds))
     if not sys.stderr.isatty():
         return process.wait()
     cache, start = {}, time.monotonic()
