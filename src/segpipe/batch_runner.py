@@ -421,5 +421,11 @@ def run_batches(job: ShardJob, plan: ShardPlan, results: ShardResults) -> dict:
         ``prepare_s``, ``forward_s``, ``postprocess_s``, ``copy_s`` (the model's stages;
         device time on CUDA), ``finish_s`` (writers' work, summed), ``wait_writers_s``,
         ``workers``, ``writers``; empty when the model could not be loaded.
+
+    Raises
+    ------
+    OutputError
+        If a mask cannot be written, in a writer process or inline: the job fails, no
+        image gets a row for it.
     """
     return BatchPipeline(job, plan, results).run()

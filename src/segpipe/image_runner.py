@@ -39,6 +39,11 @@ def run_images(job: ShardJob, plan: ShardPlan, results: ShardResults) -> dict:
     -------
     dict
         ``images`` and ``wall_s``.
+
+    Raises
+    ------
+    OutputError
+        If a mask or edge map cannot be written: the job fails, no image gets a row for it.
     """
     import cv2
     from threadpoolctl import threadpool_limits
