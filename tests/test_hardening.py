@@ -138,6 +138,10 @@ def test_runs_are_reproducible_and_edits_and_deletions_are_followed(tmp_path):
 
     # Delete 4.png: its rows, masks and edge map go; its shard's other images stay.
     gone = [first / p for p in (row.mask_path, row.edge_path)]
+    # A file someone put among the masks is not segpipe's to delete, in either cleanup.
+    notes = [first / f"results/masks/otsu/{shard}/notes.txt" for shard in ("000001", "000002")]
+    for note in notes:
+        note.write_text("mine")
     (images / "4.png").unlink()
     run_snakemake(first, "--configfile", cfg)
     rows = pd.read_parquet(first / "results/summary/metrics.parquet")
@@ -145,12 +149,15 @@ def test_runs_are_reproducible_and_edits_and_deletions_are_followed(tmp_path):
     assert not any(p.exists() for p in gone)
     for method in methods:
         masks = sorted(p.name for p in (first / f"results/masks/{method}/000001").iterdir())
-        assert masks == ["000000-3.png", "000001-5.png"]
-    # Deleting a whole shard's images removes its folders too.
+        assert masks == ["000000-3.png", "000001-5.png"] + (["notes.txt"] if method == "otsu" else [])
+    # Deleting a whole shard's images removes its folders too, but for what is not ours.
     for name in ("6.png", "7.png"):
         (images / name).unlink()
     run_snakemake(first, "--configfile", cfg)
-    assert not list(first.glob("results/*/*/000002*"))
+    assert [p.relative_to(first).as_posix() for p in first.glob("results/*/*/000002*")] == [
+        "results/masks/otsu/000002"]
+    assert all(note.read_text() == "mine" for note in notes)
+    assert [p.name for p in notes[1].parent.iterdir()] == ["notes.txt"]
 
 
 def test_a_temporary_file_left_by_a_kill_is_removed_by_the_next_run(tmp_path):
