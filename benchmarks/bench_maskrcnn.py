@@ -3,7 +3,8 @@
 Each row runs ``segpipe.job.run_shard_job`` on a Mask R-CNN job (the production code path:
 DataLoader decoding, canvas buckets, batched forward passes, batched mask pasting and
 post-processing on the device, one copy per batch, writer processes for PNG, RLE and rows,
-Parquet tables) over a generated folder of JPEG photographs-like images:
+Parquet tables; on the CPU the device stage takes a batch one image at a time,
+``Predictor.one_at_a_time``) over a generated folder of JPEG photographs-like images:
 
 - ``one``: 640x480 only; ``mixed``: 12 sizes from 333x500 to 1024x768, both orientations;
 - 10 or 100 instances per image (``max_detections``; random weights with score threshold 0
@@ -259,11 +260,14 @@ def network_replaced_by(stand_in, concurrent_batches=ACCELERATOR_BATCHES):
 
     The stand-in stands for an accelerator, so the runner treats the model as it treats
     one on a GPU: as many batches in its device stage at once (``concurrent_batches``)
-    as on a GPU, not the CPU's one, unless told otherwise (``--device-batches``).
+    as on a GPU, not the CPU's one, unless told otherwise (``--device-batches``), and
+    whole batches through the predictor, not the CPU's one image at a time
+    (``Predictor.one_at_a_time``).
     """
     with mock.patch.object(Predictor, "forward",
                            lambda predictor, canvas, image_sizes: stand_in(canvas, image_sizes)), \
-            mock.patch.object(MaskRCNN, "concurrent_batches", concurrent_batches):
+            mock.patch.object(MaskRCNN, "concurrent_batches", concurrent_batches), \
+            mock.patch.object(Predictor, "one_at_a_time", False):
         yield
 
 

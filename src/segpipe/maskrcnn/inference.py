@@ -11,6 +11,10 @@ torchvision's own padding of a single image.
 After the ROI heads, boxes go back to the original image size and the masks are pasted,
 thresholded and summarised for the whole batch at once on the device
 (:mod:`segpipe.maskrcnn.postprocess`); one copy per batch brings the results to the host.
+
+On the CPU a batch goes through all of this one image at a time
+(:attr:`Predictor.one_at_a_time`): the same canvas is not enough there, since the CPU's
+convolution kernels round differently for another batch size.
 """
 
 from __future__ import annotations
@@ -155,6 +159,19 @@ class Predictor:
         step = self.canvas_step
         return tuple(math.ceil(s / step) * step for s in self.resized_size(height, width))
 
+    @property
+    def one_at_a_time(self) -> bool:
+        """Whether a batch goes through the network and the paste one image at a time.
+
+        True on the CPU. There the convolution kernels (oneDNN) pick their blocking by the
+        batch's size, so an image batched with others got other scores (by up to ~1e-5)
+        and boxes (by up to ~1e-3 px) than alone; one image per pass makes its numbers a
+        function of the image, its canvas and the job's threads only. Batching buys the
+        CPU little (a forward pass already takes every core); on a GPU it is the
+        throughput, so batches stay whole there (docs/design.md says what that costs).
+        """
+        return self.device.type == "cpu"
+
     def __call__(self, images: Sequence[torch.Tensor]) -> list[Detections]:
         """Detections for a list of (3, M, K) integer tensors that share one canvas.
 
@@ -162,6 +179,11 @@ class Predictor:
         -------
         list of Detections, in the order of ``images``
         """
+        if self.one_at_a_time and len(images) > 1:
+            return [found for image in images for found in self._predict([image])]
+        return self._predict(images)
+
+    def _predict(self, images: Sequence[torch.Tensor]) -> list[Detections]:
         clock = _StageClock(self.device)
         with torch.inference_mode():
             canvas, resized = self._canvas(images)
