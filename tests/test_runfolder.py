@@ -294,3 +294,74 @@ def test_clean_after_a_run_into_an_out_dir_outside_keeps_what_was_there(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert all_files(victim) == ["keep.txt", "masks/mine.png"]
     assert all_files(out) == [LOCK_FILE, cli.RUN_CONFIG]
+
+
+@pytest.mark.e2e
+def test_a_killed_segpipe_run_resumes_to_the_same_results_without_unlocking(tmp_path):
+    import signal
+
+    from conftest import assert_same_outputs
+
+    images = images_folder(tmp_path, n=12)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"shard_size": 3, "methods": {
+        "otsu": {"kind": "threshold"}, "km": {"kind": "kmeans", "k": 3}}}))
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    proc = run("run", images, "--config", cfg, "--out", clean, "-j", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = subprocess.Popen([*SEGPIPE, "run", str(images), "--config", str(cfg), "--out",
+                              str(killed), "-j", "1"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((killed / "results/metrics").glob("*/*.parquet")):
+        assert first.poll() is None and time.monotonic() < deadline, "run ended before the kill"
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)  # segpipe, Snakemake and its jobs, as a node failure
+    first.wait()
+    assert not (killed / "results/summary/metrics.parquet").exists()
+    proc = run("run", images, "--config", cfg, "--out", killed, "-j", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "removing the lock a killed run left" in proc.stderr
+    assert_same_outputs(clean / "results", killed / "results")
+
+
+HOSTILE_NAMES = ["$(touch PWNED).png", "`touch PWNED`.png", "a;touch PWNED;.png",
+                 "x && touch PWNED.png", "a|touch PWNED.png", "it's.png", 'say "hi".png',
+                 "-rf.png", "--help.png", "*.png", "?.png", "[ab].png", "a b.png",
+                 "new\nline.png", "tab\there.png", "{a,b}.png", "~user.png", "$HOME.png",
+                 "a>b.png", "100%.png", "é ü 漢.png", "#hash.png", "!bang.png"]
+
+
+@pytest.mark.e2e
+def test_file_names_with_shell_characters_are_segmented_and_run_nothing(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for k, name in enumerate(HOSTILE_NAMES):
+        (images / name).write_bytes(encode(blobs_image(k), ".png"))
+    out = tmp_path / "exp"
+    proc = run("run", images, "--methods", "otsu", "--out", out, "-j", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = pd.read_parquet(out / "results/summary/metrics.parquet")
+    assert sorted(metrics["image_id"]) == sorted(HOSTILE_NAMES)
+    assert (metrics["status"] == "ok").all()
+    assert all((out / p).is_file() for p in metrics["mask_path"])
+    assert not [p for p in tmp_path.rglob("PWNED*")]
+    assert not Path("PWNED").exists()
+
+
+def test_a_run_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    images = images_folder(tmp_path)
+    real_open = os.open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).endswith(LOCK_FILE):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    assert cli.main(["run", str(images), "--methods", "otsu", "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"segpipe: cannot write {tmp_path / 'x' / LOCK_FILE}: read-only file system "
+                   "(make the folder writable or choose another --out / out_dir)\n")

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from segpipe.errors import OutputError
 from segpipe.live import run_with_progress
 from segpipe.status import (
     RUN_CONFIG,
@@ -46,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as err:
         print(f"segpipe: {err}", file=sys.stderr)
         return 2
+    except OutputError as err:
+        # The run folder cannot be written (its record, its lock): one line, the path named.
+        print(f"segpipe: {err}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # The reader went away (`segpipe methods | head`): not an error of ours. Python
         # would print a traceback when it flushes stdout at exit, so stdout goes nowhere.
@@ -272,6 +277,14 @@ def _run_locked(args: argparse.Namespace, extra: Sequence[str], config: dict[str
         if args.dry_run:
             print(listing_summary(config), file=sys.stderr)
             return subprocess.call(command, env=env, pass_fds=(lock,))
+    if any((out / ".snakemake" / "locks").glob("*.lock")):
+        # Snakemake's lock, while this command holds the folder's: every segpipe command
+        # that runs Snakemake here holds that lock as long as Snakemake lives, so this one
+        # was left by a killed run. Resuming needs no `--unlock` by hand.
+        print("segpipe: removing the lock a killed run left in .snakemake/locks",
+              file=sys.stderr)
+        subprocess.run([*command, "--unlock"], env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
     if sys.stderr.isatty() and not {"-q", "--quiet", "--verbose"} & set(extra):
         # The progress line instead of a block per job; warnings and errors still show.
         command += ["--quiet", "rules", "progress", "host"]

@@ -55,11 +55,16 @@ def lock_folder(out: str | os.PathLike, *, what: str = "run") -> Iterator[int]:
     ------
     FolderBusy
         At once, if another command holds it: naming the folder and that command's pid.
+    segpipe.errors.OutputError
+        If the folder or its lock file cannot be made (a read-only file system).
     """
+    from segpipe.imageio import output_errors
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with output_errors(path):
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
