@@ -331,8 +331,9 @@ def test_snakemake_stops_before_any_job(tmp_path, text, key):
     work.mkdir()
     proc = run_snakemake(work, "--configfile", cfg, check=False)
     assert proc.returncode != 0
-    assert f"config key '{key}': " in proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
+    assert f"segpipe: config key '{key}': " in proc.stderr
+    # One line: neither a traceback nor Snakemake's list of the exception's frames.
+    assert "Traceback" not in proc.stdout + proc.stderr and 'File "' not in proc.stderr
     assert not (work / "results").exists() and not (work / "logs").exists()
 
 

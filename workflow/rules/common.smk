@@ -20,6 +20,7 @@ if (_SRC / "segpipe").is_dir():
     )
 
 from segpipe.config import load_schema, resolve_config
+from segpipe.errors import ConfigError
 from segpipe.layout import SAMPLE_DIR, WEIGHTS_DIR, Layout, log_path, weights_path
 from segpipe.manifest import folder_fingerprint, read_shard, shard_names, shard_sizes
 from segpipe.maskrcnn.weights import (
@@ -31,14 +32,18 @@ from segpipe.methods import get_method
 from segpipe.planes import Reading
 from segpipe.scheduling import coalesce_reevaluation_timers
 
-# Validate before any job runs; a mistake stops here with the key named.
-_resolved = resolve_config(
-    config,
-    load_schema(Path(SEGPIPE_ROOT) / "workflow/schemas/config.schema.yaml"),
-    configfiles=workflow.overwrite_configfiles,
-    command_line=workflow.config_settings.overwrite_config,
-    generated_input_dir=SAMPLE_DIR,
-)
+# Validate before any job runs; a mistake stops here with the key named, in one line:
+# the exception's frames would only bury the message.
+try:
+    _resolved = resolve_config(
+        config,
+        load_schema(Path(SEGPIPE_ROOT) / "workflow/schemas/config.schema.yaml"),
+        configfiles=workflow.overwrite_configfiles,
+        command_line=workflow.config_settings.overwrite_config,
+        generated_input_dir=SAMPLE_DIR,
+    )
+except ConfigError as _err:
+    sys.exit(f"segpipe: {_err}")
 config.clear()
 config.update(_resolved)
 # Every output of the run is under out_dir (default results/); segpipe.layout names them.
