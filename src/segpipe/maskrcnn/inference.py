@@ -163,12 +163,13 @@ class Predictor:
     def one_at_a_time(self) -> bool:
         """Whether a batch goes through the network and the paste one image at a time.
 
-        True on the CPU. There the convolution kernels (oneDNN) pick their blocking by the
-        batch's size, so an image batched with others got other scores (by up to ~1e-5)
-        and boxes (by up to ~1e-3 px) than alone; one image per pass makes its numbers a
-        function of the image, its canvas and the job's threads only. Batching buys the
-        CPU little (a forward pass already takes every core); on a GPU it is the
-        throughput, so batches stay whole there (docs/design.md says what that costs).
+        True on the CPU. There some convolutions (the backbone's and the RPN's, on small
+        feature maps) split their sums by the whole input's shape, so an image batched
+        with others got other scores (by up to ~1e-5) and boxes (by up to ~1e-3 px) than
+        alone; one image per pass makes its numbers a function of the image, its canvas
+        and the job's threads only. Batching buys the CPU little (a forward pass already
+        takes every core); on a GPU it is the throughput, so batches stay whole there
+        (docs/design.md says what that costs).
         """
         return self.device.type == "cpu"
 
