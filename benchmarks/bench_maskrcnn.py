@@ -539,6 +539,7 @@ def main(argv=None):
                 if cuda:
                     torch.cuda.empty_cache()
     command = "python benchmarks/bench_maskrcnn.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    custom = f"; `custom`: {', '.join(f'{w}x{h}' for h, w in args.size)}" if args.size else ""
     body = f"""## Mask R-CNN throughput, end to end (benchmarks/bench_maskrcnn.py)
 
 - Command: `{command.strip()}`
@@ -550,7 +551,7 @@ def main(argv=None):
   {args.min_size}/{args.max_size}, canvas step {args.canvas_step}, AMP dtype {args.amp_dtype},
   channels_last {not args.no_channels_last}, job threads {args.threads}, workers
   {args.workers}, writers {args.writers}. Sizes `one`: 640x480; `mixed`: {len(SIZES['mixed'])}
-  sizes, both orientations; `custom`: {", ".join(f"{w}x{h}" for h, w in args.size or [])}.
+  sizes, both orientations{custom}.
 - *img/s job*: images / the whole call (model build, process start-up, tables included);
   *img/s loop*: images / the image loop. *GPU busy*: the predictor's stages timed with CUDA
   events on the stream, over the loop's wall time. Stages in ms per image: *decode* is CPU
