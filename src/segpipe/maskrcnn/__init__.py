@@ -77,7 +77,8 @@ class MaskRCNN:
         """Detections for a list of (M, N, 3) arrays, in their order.
 
         Images are grouped by canvas, so each image's result depends neither on the other
-        images of the list nor on ``batch_size``.
+        images of the list nor on ``batch_size``: bit for bit on the CPU, up to the last
+        digits of scores and boxes on a GPU (docs/design.md).
         """
         from segpipe.maskrcnn.inference import to_chw_tensor
 
@@ -174,7 +175,8 @@ def segment_maskrcnn(
     The arrays-in-memory face of the model the batch runner drives (:func:`load_maskrcnn`,
     :class:`MaskRCNN`); images are grouped by canvas (see
     :mod:`segpipe.maskrcnn.inference`), so each image's result does not depend on the
-    other images of the list or on ``batch_size``.
+    other images of the list or on ``batch_size`` (bit for bit on the CPU, up to the last
+    digits of scores and boxes on a GPU: docs/design.md).
 
     Parameters
     ----------
@@ -192,7 +194,8 @@ def segment_maskrcnn(
     max_detections, min_size, max_size : int
         torchvision's ``box_detections_per_img`` and resize bounds.
     batch_size : int
-        Images per forward pass (halved on GPU out-of-memory).
+        Images per forward pass on a GPU (halved on out-of-memory); the CPU takes a batch
+        one image at a time, so that an image's numbers do not depend on its neighbours.
     device : str
         ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1``, ...
     amp : bool
