@@ -24,12 +24,21 @@ class Segmentation:
     foreground : {"bright", "dark"}, optional
         The polarity used, for methods with a ``foreground`` setting (``auto`` chooses
         it per image); recorded in the row's ``foreground`` column.
+    tiles : int, optional
+        The number of tiles, when the image was segmented in tiles.
+    cut_objects : int, optional
+        Stitched tiled runs: objects cut at a tile line because they were wider than the
+        overlap (0 when none; None when not tiled or when the method is exact).
     """
 
     labels: np.ndarray
     thresholds: tuple = ()
     edge_map: np.ndarray | None = None
     foreground: str | None = None
+    # Tiled runs only (MethodSpec.tiled): the tiles the image was cut into, and the
+    # objects the stitching had to cut at a tile line (wider than the overlap).
+    tiles: int | None = None
+    cut_objects: int | None = None
 
 
 # What a method's non-zero labels mean; scoring, objects and the report follow it.
@@ -84,6 +93,11 @@ class MethodSpec:
         Peak memory of segmenting one image, per pixel, decoded image included, measured
         on 8-bit images and doubled for 16-bit ones; a job's memory request is this times
         ``max_image_pixels`` (``workflow/rules/common.smk``).
+    tiled : callable, optional
+        ``tiled(source, *, tiling, threads, **settings) -> Segmentation``: the same method
+        on an image read tile by tile (:mod:`segpipe.tiles`); ``source`` is a
+        :class:`segpipe.tiles.TileSource`, ``tiling`` a :class:`segpipe.tiles.Tiling`. Kinds
+        without one are segmented whole, whatever ``tiles`` says.
     summary : str
         One line for ``segpipe methods`` and the README.
     schema : dict, optional
@@ -105,6 +119,7 @@ class MethodSpec:
     bytes_per_pixel: float = 48.0
     summary: str = ""
     schema: dict | None = field(default=None, compare=False, hash=False)
+    tiled: Callable[..., Segmentation] | None = field(default=None)
 
     def __post_init__(self) -> None:
         if self.labels not in LABEL_MEANINGS:
