@@ -147,6 +147,13 @@ def load_schema(path: str | os.PathLike) -> dict[str, Any]:
                 "additionalProperties": False,
                 "properties": {"kind": {"const": kind}, **copy.deepcopy(spec.schema)},
             }
+        # Every kind may override the run's tiles; without its own, it takes the run's
+        # (no default here, or method_defaults would fill one in).
+        schema["$defs"][kind]["properties"].setdefault("tiles", {
+            "$ref": "#/$defs/tiles",
+            "description": "This method's own tiles setting (see the top-level tiles); "
+                           "kinds that cannot be tiled segment whole images whatever it says.",
+        })
         method["properties"]["kind"]["enum"].append(kind)
         method["allOf"].append({"if": {"properties": {"kind": {"const": kind}}},
                                 "then": {"$ref": f"#/$defs/{kind}"}})
@@ -501,6 +508,11 @@ def resolve_config(config: dict[str, Any], schema: Mapping[str, Any], *,
     config["methods"] = methods
     if config["input_dir"] != generated_input_dir:
         check_input_dir(config["input_dir"])
+    for key, setting in [("tiles", config["tiles"])] + [
+            (f"methods.{name}.tiles", m["tiles"]) for name, m in methods.items() if "tiles" in m]:
+        if isinstance(setting, dict) and setting.get("overlap", 0) >= setting["size"]:
+            raise ConfigError(key, f"overlap ({setting['overlap']}) must be smaller than the "
+                                   f"tile size ({setting['size']})")
     range_ = config["intensity_range"]
     if isinstance(range_, list) and not range_[0] < range_[1]:
         raise ConfigError("intensity_range", f"[lo, hi] needs lo < hi, got {range_}")

@@ -12,9 +12,12 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from segpipe.finish import finish_image
-from segpipe.imageio import read_image
 from segpipe.measure import grey_of
+from segpipe.sources import Opened, open_image
+from segpipe.tiles import ArraySource
 
 if TYPE_CHECKING:
     from segpipe.job import ShardJob, ShardPlan, ShardResults
@@ -61,14 +64,22 @@ def run_images(job: ShardJob, plan: ShardPlan, results: ShardResults) -> dict:
         try:
             t0 = time.perf_counter()
             notes, info = [], {}
-            image = read_image(path, mode=spec.colour, max_pixels=job.max_pixels, notes=notes,
-                               reading=reading, info=info)
+            opened = open_image(path, mode=spec.colour, reading=reading,
+                                tiles=job.tiles if spec.tiled is not None else None,
+                                bytes_per_pixel=spec.bytes_per_pixel, memory_mb=job.memory_mb,
+                                max_pixels=job.max_pixels, max_tiled_pixels=job.max_tiled_pixels,
+                                notes=notes, info=info)
             row.update(info, note="; ".join(notes) or None)
             t1 = time.perf_counter()
-            seg = spec.segment(image, **options)
+            if opened.tiling is None:
+                seg = spec.segment(opened.image, **options)
+            else:
+                seg = spec.tiled(opened.source, tiling=opened.tiling, threads=job.threads,
+                                 **options)
             row.update(decode_s=t1 - t0, segment_s=time.perf_counter() - t1,
-                       thresholds=list(seg.thresholds), foreground=seg.foreground)
-            grey = grey_of(image) if how.measures_objects else None
+                       thresholds=list(seg.thresholds), foreground=seg.foreground,
+                       tiles=seg.tiles, tile_cut_objects=seg.cut_objects)
+            grey = _grey_for_objects(opened) if how.measures_objects else None
             objects = finish_image(row, seg.labels, plan.mask_paths[image_id], how,
                                    edge_map=seg.edge_map, edge_path=plan.edge_paths[image_id],
                                    grey=grey)
@@ -79,6 +90,17 @@ def run_images(job: ShardJob, plan: ShardPlan, results: ShardResults) -> dict:
     return {"images": len(plan.image_ids), "wall_s": time.perf_counter() - start}
 
 
+def _grey_for_objects(opened: Opened) -> np.ndarray | None:
+    """The intensity image the objects are measured on: the decoded image, or, for an
+    image read tile by tile, none (its intensity columns are left empty rather than the
+    whole image read into memory)."""
+    if opened.image is not None:
+        return grey_of(opened.image)
+    if isinstance(opened.source, ArraySource):
+        return grey_of(opened.source.image)
+    return None
+
+
 def warm_up(spec: MethodSpec, options: Mapping[str, Any]) -> None:
     """Run the method once on a tiny blank image, before any image is timed.
 
@@ -86,8 +108,6 @@ def warm_up(spec: MethodSpec, options: Mapping[str, Any]) -> None:
     without this they were counted in the first image's ``segment_s``, and a method's
     seconds per image on a small run mostly measured them.
     """
-    import numpy as np
-
     shape = (16, 16) if spec.colour == "grey" else (16, 16, 3)
     try:
         spec.segment(np.zeros(shape, np.uint8), **options)

@@ -28,6 +28,7 @@ from segpipe.layout import WEIGHTS_DIR, Layout, shard_output_paths
 from segpipe.planes import DEFAULT_READING, Reading, for_plane, split_plane
 from segpipe.progress import Progress
 from segpipe.table import empty_row, params_json
+from segpipe.tiles import DEFAULT_MAX_TILED_PIXELS, parse_tiling
 
 if TYPE_CHECKING:
     from snakemake.script import Snakemake
@@ -68,6 +69,13 @@ class ShardJob:
         Channel, slice, time point and intensity range of the images.
     weights_dir : str
         Where named model weights are read from.
+    tiles : Tiling, "auto" or None
+        The method's tiles setting (its own, or the run's): see :mod:`segpipe.tiles`.
+    memory_mb : int, optional
+        The job's memory (its rule's ``mem_mb``): ``tiles: auto`` tiles an image that
+        would not fit in it whole.
+    max_tiled_pixels : int
+        Larger tiled images get an error row.
     """
 
     method: str
@@ -85,6 +93,9 @@ class ShardJob:
     mask_format: str = "png"
     reading: Reading = DEFAULT_READING
     weights_dir: str = WEIGHTS_DIR
+    tiles: object = None
+    memory_mb: int | None = None
+    max_tiled_pixels: int = DEFAULT_MAX_TILED_PIXELS
 
     @property
     def spec(self) -> MethodSpec:
@@ -95,8 +106,9 @@ class ShardJob:
 
     @property
     def options(self) -> dict:
-        """The settings the method's function takes: all but ``kind``."""
-        return {k: v for k, v in self.settings.items() if k != "kind"}
+        """The settings the method's function takes: all but ``kind`` and ``tiles`` (the
+        runner's)."""
+        return {k: v for k, v in self.settings.items() if k not in ("kind", "tiles")}
 
     @property
     def shard(self) -> str:
@@ -132,6 +144,9 @@ class ShardJob:
             mask_format=smk.params.mask_format,
             reading=Reading.from_config(smk.params.reading),
             weights_dir=smk.params.weights_dir,
+            tiles=parse_tiling(smk.params.tiles),
+            memory_mb=smk.resources.get("mem_mb"),
+            max_tiled_pixels=smk.params.max_tiled_pixels,
         )
 
 

@@ -56,6 +56,8 @@ METRICS_SCHEMA = pa.schema(
         pa.field("foreground_fraction", pa.float64()),
         pa.field("thresholds", pa.list_(pa.float64())),
         pa.field("foreground", pa.string()),
+        pa.field("tiles", pa.int32()),
+        pa.field("tile_cut_objects", pa.int32()),
         pa.field("intensity_lo", pa.float64()),
         pa.field("intensity_hi", pa.float64()),
         pa.field("n_instances", pa.int32()),
@@ -88,6 +90,9 @@ METRICS_SCHEMA = pa.schema(
                 "thresholds": "thresholds used, on the 0..1 intensity scale",
                 "foreground": "the polarity used: bright or dark (foreground: auto decides "
                               "per image)",
+                "tiles": "tiles the image was segmented in (null: whole, see tiles)",
+                "tile_cut_objects": "stitched kinds: objects cut at a tile line, wider than "
+                                    "the overlap (null when not tiled or exact)",
                 "intensity_lo": "the sample value mapped to 0 (intensity_range)",
                 "intensity_hi": "the sample value mapped to 1 (intensity_range)",
                 "n_instances": "Mask R-CNN: detections kept",

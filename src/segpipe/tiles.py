@@ -33,10 +33,11 @@ import numpy as np
 # What ``tiles: auto`` uses when an image must be tiled.
 AUTO_SIZE = 2048
 AUTO_OVERLAP = 128
-# The most pixels one tiled image may have (``max_tiled_pixels``' default): 10^10, a
-# 100,000 x 100,000 scan. A tiled job's memory does not grow with the image, but its time
-# does, and the whole image's labels are kept while its tables are made.
-DEFAULT_MAX_TILED_PIXELS = 10_000_000_000
+# The most pixels one tiled image may have (``max_tiled_pixels``' default): 10^9, a
+# 31,600 x 31,600 scan. The segmentation's working memory follows the tile, but the
+# image's label image is still held whole (4 bytes a pixel at most) while its row and
+# objects are made.
+DEFAULT_MAX_TILED_PIXELS = 1_000_000_000
 
 
 @dataclass(frozen=True)

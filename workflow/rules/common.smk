@@ -121,6 +121,11 @@ def get_reading_settings(wildcards):
     return {k: config[k] for k in Reading.fields()}
 
 
+def get_method_tiles(wildcards):
+    """The method's tiles setting: its own, or the run's."""
+    return config["methods"][wildcards.method].get("tiles", config["tiles"])
+
+
 def get_method_settings(wildcards):
     """The method's resolved settings, kind included; a change re-runs its shards."""
     return config["methods"][wildcards.method]

@@ -1,0 +1,195 @@
+"""Opening an image for segmentation: whole, or as a :class:`segpipe.tiles.TileSource`.
+
+A tiled TIFF (whole-slide scans, OME-TIFF pyramids) is read tile by tile through
+tifffile's chunked store, never whole; any other file is decoded whole by
+:func:`segpipe.imageio.read_image` and then cut into tiles in memory. Either way a tile's
+pixels are the ones the whole-image decoding gives: the same plane, channel and
+projection (:func:`segpipe.planes.reduce_axes`, applied per pixel), the same grey or RGB
+conversion, the same intensity scaling.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segpipe.errors import ImageReadError
+from segpipe.imageio import luma, read_image
+from segpipe.planes import DEFAULT_READING, Reading
+from segpipe.tiles import ArraySource, TileSource, Tiling, choose_tiling
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+@dataclass
+class Opened:
+    """An image ready to segment: ``image`` whole, or ``source`` with its ``tiling``."""
+
+    image: np.ndarray | None = None
+    source: TileSource | None = None
+    tiling: Tiling | None = None
+
+
+def image_shape(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(height, width) from the file's header, without decoding it; None if unknown."""
+    from segpipe.imageio import probe_image
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64 * 1024)
+    except OSError:
+        return None
+    if head[:4] in _TIFF_MAGIC:
+        tiff = _tiff_series(path)
+        if tiff is not None:
+            return tiff[1]
+    found = probe_image(head)
+    return None if found is None else (found[1], found[0])
+
+
+def _tiff_series(path: Path) -> tuple[Any, tuple[int, int], bool] | None:
+    """(axes, (height, width), tiled) of a TIFF's first series, or None."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes = series.axes.upper()
+            shape = dict(zip(axes, series.shape, strict=True))
+            return axes, (shape["Y"], shape["X"]), bool(series.pages[0].is_tiled)
+    except Exception:  # noqa: BLE001 - tifffile raises many types; read_image diagnoses
+        return None
+
+
+def open_image(path: str | os.PathLike, *, mode: str, reading: Reading | None,
+               tiles: Tiling | str | None, bytes_per_pixel: float,
+               memory_mb: int | None, max_pixels: int | None, max_tiled_pixels: int,
+               notes: list[str], info: dict[str, Any]) -> Opened:
+    """Open ``path`` whole, as :func:`segpipe.imageio.read_image` does, or tiled.
+
+    An image is tiled when ``tiles`` asks for it (:func:`segpipe.tiles.choose_tiling`):
+    ``auto`` tiles an image larger than ``max_pixels`` or too large for the job's memory
+    (``memory_mb``, less 500 MB for the interpreter, at ``bytes_per_pixel``); a fixed
+    tiling every image larger than one tile. An image that is not tiled goes through
+    exactly the whole-image path, so its result is the one ``tiles: null`` gives.
+
+    Raises
+    ------
+    ImageReadError
+        As :func:`segpipe.imageio.read_image`, and for a tiled image of more than
+        ``max_tiled_pixels`` pixels.
+    """
+    reading = reading or DEFAULT_READING
+    tiling = None
+    if tiles is not None:
+        shape = image_shape(path)
+        if shape is not None:
+            budget = None if memory_mb is None else max(0, memory_mb - 500) * 1e6
+            if tiles == "auto" and max_pixels is not None and math.prod(shape) > max_pixels:
+                budget = 0  # too large to read whole: tiled whatever the memory
+            tiling = choose_tiling(tiles, shape, bytes_per_pixel=bytes_per_pixel,
+                                   memory_bytes=budget)
+        if tiling is not None and math.prod(shape) > max_tiled_pixels:
+            raise ImageReadError(
+                path, f"image of {shape[1]} x {shape[0]} = {math.prod(shape):,} pixels is "
+                f"larger than max_tiled_pixels ({int(max_tiled_pixels):,}); raise it in the "
+                "config to segment it")
+    if tiling is None:
+        image = read_image(path, mode=mode, max_pixels=max_pixels, notes=notes,
+                           reading=reading, info=info)
+        return Opened(image=image)
+    source = chunked_tiff(path, mode=mode, reading=reading, notes=notes, info=info)
+    if source is None:
+        image = read_image(path, mode=mode, max_pixels=max_tiled_pixels, notes=notes,
+                           reading=reading, info=info)
+        source = ArraySource(image)
+    return Opened(source=source, tiling=tiling)
+
+
+class TiffTileSource:
+    """A :class:`segpipe.tiles.TileSource` over a tiled TIFF's first series, read through
+    tifffile's chunked (zarr) store: a region decodes only the TIFF tiles it touches.
+
+    Only images whose samples need no image-wide statistic to scale are read this way
+    (8- and 16-bit samples with ``intensity_range: dtype``, or a fixed ``[lo, hi]``).
+    """
+
+    def __init__(self, path: Path, array: Any, axes: str, *, mode: str, reading: Reading,
+                 shape: tuple[int, int], dtype: np.dtype, names: tuple[str, ...]) -> None:
+        self.path = path
+        self.array = array
+        self.axes = axes
+        self.mode = mode
+        self.reading = reading
+        self.names = names
+        self.shape = shape + ((3,) if mode == "rgb" else ())
+        self.dtype = dtype
+
+    def read(self, rows: slice, cols: slice, notes: list[str] | None = None) -> np.ndarray:
+        from segpipe.planes import normalise, reduce_axes
+
+        index = tuple(rows if a == "Y" else cols if a == "X" else slice(None)
+                      for a in self.axes)
+        block = np.asarray(self.array[index])
+        try:
+            block = reduce_axes(block, self.axes, self.reading, channel_names=self.names,
+                                notes=notes)
+        except ValueError as err:
+            raise ImageReadError(self.path, str(err)) from err
+        if block.dtype == np.bool_:
+            block = block.view(np.uint8) * np.uint8(255)
+        if self.mode == "grey" and block.ndim == 3:
+            block = luma(block)
+        elif self.mode == "rgb" and block.ndim == 2:
+            block = np.repeat(block[..., None], 3, axis=2)
+        block, _, _ = normalise(block, self.reading.intensity_range)
+        return block
+
+
+def chunked_tiff(path: str | os.PathLike, *, mode: str, reading: Reading,
+                 notes: list[str], info: dict[str, Any]) -> TiffTileSource | None:
+    """A tile source over a tiled TIFF, or None when the file is not one, or when its
+    samples need an image-wide statistic to scale (then it is decoded whole)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) not in _TIFF_MAGIC:
+                return None
+    except OSError:
+        return None
+    found = _tiff_series(path)
+    if found is None or not found[2]:
+        return None
+    axes, shape, _ = found
+    try:
+        import tifffile
+        import zarr
+    except ImportError:
+        return None
+    from segpipe.imageio import _ome_channel_names
+
+    with tifffile.TiffFile(path) as tif:
+        dtype = tif.series[0].dtype
+        names = _ome_channel_names(tif)
+    rule = reading.intensity_range
+    fixed = isinstance(rule, list | tuple)
+    if not (fixed or (rule == "dtype" and dtype in (np.uint8, np.uint16))):
+        return None
+    store = tifffile.imread(path, aszarr=True, series=0, level=0)
+    array = zarr.open(store, mode="r")
+    out_dtype = np.dtype(np.uint8 if dtype == np.uint8 else np.uint16)
+    source = TiffTileSource(path, array, axes, mode=mode, reading=reading, shape=shape,
+                            dtype=out_dtype, names=names)
+    # The notes a whole read would give (channel used, projection): from a first small
+    # region, which every setting treats as the whole image.
+    source.read(slice(0, 1), slice(0, 1), notes=notes)
+    top = np.iinfo(out_dtype).max
+    info.update(intensity_lo=float(rule[0]) if fixed else 0.0,
+                intensity_hi=float(rule[1]) if fixed else float(top))
+    return source
