@@ -21,7 +21,7 @@ import numpy as np
 from segpipe.errors import ImageReadError
 from segpipe.imageio import luma, read_image
 from segpipe.planes import DEFAULT_READING, Reading
-from segpipe.tiles import ArraySource, TileSource, Tiling, choose_tiling
+from segpipe.tiles import AUTO_OVERLAP, AUTO_SIZE, ArraySource, TileSource, Tiling, choose_tiling
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
@@ -91,10 +91,12 @@ def open_image(path: str | os.PathLike, *, mode: str, reading: Reading | None,
         shape = image_shape(path)
         if shape is not None:
             budget = None if memory_mb is None else max(0, memory_mb - 500) * 1e6
-            if tiles == "auto" and max_pixels is not None and math.prod(shape) > max_pixels:
-                budget = 0  # too large to read whole: tiled whatever the memory
             tiling = choose_tiling(tiles, shape, bytes_per_pixel=bytes_per_pixel,
                                    memory_bytes=budget)
+            if tiles == "auto" and max_pixels is not None and math.prod(shape) > max_pixels:
+                # Too large to read whole: tiled whatever the memory (one tile, if the
+                # limit is below a tile's size).
+                tiling = tiling or Tiling(size=AUTO_SIZE, overlap=AUTO_OVERLAP)
         if tiling is not None and math.prod(shape) > max_tiled_pixels:
             raise ImageReadError(
                 path, f"image of {shape[1]} x {shape[0]} = {math.prod(shape):,} pixels is "

@@ -1,0 +1,121 @@
+"""The tile grid, when images are tiled, and tile sources that read what a whole read gives."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from segpipe.errors import ImageReadError
+from segpipe.imageio import read_image
+from segpipe.planes import Reading
+from segpipe.sources import TiffTileSource, image_shape, open_image
+from segpipe.tiles import ArraySource, Tiling, choose_tiling, parse_tiling, tile_grid
+
+from conftest import blobs_image, encode
+
+
+@pytest.mark.parametrize("shape, core, margin", [((37, 53), 8, 0), ((37, 53), 10, 3),
+                                                 ((5, 5), 16, 4), ((64, 1), 7, 2)])
+def test_cores_partition_the_image_and_reads_add_the_margin(shape, core, margin):
+    grid = tile_grid(shape, core=core, margin=margin)
+    cover = np.zeros(shape, int)
+    for k, tile in enumerate(grid):
+        assert tile.index == k
+        cover[tile.core] += 1
+        (ys, ye), (xs, xe) = ((s.start, s.stop) for s in tile.read)
+        (cy, cye), (cx, cxe) = ((s.start, s.stop) for s in tile.core)
+        assert (ys, xs) == (max(0, cy - margin), max(0, cx - margin))
+        assert (ye, xe) == (min(shape[0], cye + margin), min(shape[1], cxe + margin))
+        block = np.arange(np.prod(shape)).reshape(shape)[tile.read]
+        assert np.array_equal(block[tile.inner], np.arange(np.prod(shape)).reshape(shape)[tile.core])
+    assert (cover == 1).all()  # every pixel in exactly one core
+    # Raster order of tiles.
+    assert [(t.row, t.col) for t in grid] == sorted((t.row, t.col) for t in grid)
+
+
+def test_a_tiling_reads_tiles_of_its_size_sharing_the_overlap():
+    tiling = Tiling(size=64, overlap=16)
+    grid = tiling.tiles_of((200, 300, 3))
+    inner = next(t for t in grid if t.row == 1 and t.col == 1)
+    assert (inner.read[0].stop - inner.read[0].start) == 64
+    right = next(t for t in grid if t.row == 1 and t.col == 2)
+    assert inner.read[1].stop - right.read[1].start == 16
+    with pytest.raises(ValueError, match="overlap"):
+        Tiling(size=64, overlap=64)
+    with pytest.raises(ValueError, match="tiles must be"):
+        parse_tiling("big")
+
+
+def test_when_images_are_tiled():
+    fixed = Tiling(size=512, overlap=32)
+    assert choose_tiling(None, (10**5, 10**5), bytes_per_pixel=72, memory_bytes=1e9) is None
+    assert choose_tiling(fixed, (512, 512), bytes_per_pixel=72, memory_bytes=None) is None
+    assert choose_tiling(fixed, (513, 10), bytes_per_pixel=72, memory_bytes=None) == fixed
+    # auto: only what would not fit in the job's memory, with the default tiling.
+    assert choose_tiling("auto", (4096, 4096), bytes_per_pixel=72, memory_bytes=2e9) is None
+    assert choose_tiling("auto", (8192, 4096), bytes_per_pixel=72, memory_bytes=2e9) == Tiling(2048, 128)
+    assert choose_tiling("auto", (8192, 4096), bytes_per_pixel=72, memory_bytes=None) is None
+
+
+def write_png(path, image):
+    path.write_bytes(encode(image, ".png"))
+    return path
+
+
+def test_open_image_reads_whole_unless_tiling_is_needed(tmp_path):
+    image = blobs_image(1, shape=(60, 90))
+    png = write_png(tmp_path / "a.png", image)
+    common = {"mode": "grey", "reading": None, "bytes_per_pixel": 72, "memory_mb": None,
+                  "max_tiled_pixels": 10**6, "notes": [], "info": {}}
+    whole = open_image(png, tiles="auto", max_pixels=10**6, **common)
+    assert whole.tiling is None and np.array_equal(whole.image, read_image(png))
+    # Larger than max_image_pixels: tiled under auto, refused with tiles null.
+    tiled = open_image(png, tiles="auto", max_pixels=1000, **common)
+    assert tiled.tiling == Tiling(2048, 128) and isinstance(tiled.source, ArraySource)
+    assert np.array_equal(tiled.source.read(slice(5, 9), slice(0, 90)), read_image(png)[5:9])
+    with pytest.raises(ImageReadError, match="larger than max_image_pixels"):
+        open_image(png, tiles=None, max_pixels=1000, **common)
+    fixed = open_image(png, tiles=Tiling(32, 8), max_pixels=10**6, **common)
+    assert fixed.tiling == Tiling(32, 8)
+    with pytest.raises(ImageReadError, match="larger than max_tiled_pixels"):
+        open_image(png, tiles=Tiling(32, 8), max_pixels=10**6,
+                   **{**common, "max_tiled_pixels": 100})
+
+
+@pytest.mark.parametrize("mode", ["grey", "rgb"])
+@pytest.mark.parametrize("stack, axes, reading", [
+    ("rgb", "YXS", Reading()),
+    ("zcyx16", "ZCYX", Reading(channel=1)),
+    ("zcyx16", "ZCYX", Reading(channel=0, z=2)),
+    ("cyx8", "CYX", Reading(channel=2, intensity_range=[10, 200])),
+])
+def test_a_tiled_tiff_is_read_tile_by_tile_as_a_whole_read_gives(tmp_path, mode, stack, axes, reading):
+    rng = np.random.default_rng(0)
+    shape = {"rgb": (70, 90, 3), "zcyx16": (3, 2, 70, 90), "cyx8": (3, 70, 90)}[stack]
+    dtype = np.uint16 if stack.endswith("16") else np.uint8
+    data = rng.integers(0, np.iinfo(dtype).max, size=shape, dtype=dtype)
+    path = tmp_path / "scan.tif"
+    tifffile.imwrite(path, data, tile=(32, 32), compression="zlib",
+                     photometric="rgb" if stack == "rgb" else "minisblack",
+                     metadata={"axes": axes})
+    assert image_shape(path) == (70, 90)
+    notes, whole_notes, info = [], [], {}
+    opened = open_image(path, mode=mode, reading=reading, tiles=Tiling(32, 4),
+                        bytes_per_pixel=72, memory_mb=None, max_pixels=10**6,
+                        max_tiled_pixels=10**6, notes=notes, info=info)
+    assert isinstance(opened.source, TiffTileSource)
+    whole = read_image(path, mode=mode, reading=reading, notes=whole_notes)
+    assert opened.source.shape == whole.shape and opened.source.dtype == whole.dtype
+    for rows, cols in [(slice(0, 70), slice(0, 90)), (slice(13, 47), slice(30, 33)),
+                       (slice(69, 70), slice(0, 1))]:
+        assert np.array_equal(opened.source.read(rows, cols), whole[rows, cols])
+    assert notes == whole_notes
+
+
+def test_a_tiff_scaled_by_its_own_range_is_decoded_whole(tmp_path):
+    path = tmp_path / "f.tif"
+    tifffile.imwrite(path, np.linspace(0, 5, 64 * 64, dtype=np.float32).reshape(64, 64),
+                     tile=(32, 32))
+    opened = open_image(path, mode="grey", reading=Reading(intensity_range="image"),
+                        tiles=Tiling(32, 4), bytes_per_pixel=72, memory_mb=None,
+                        max_pixels=10**6, max_tiled_pixels=10**6, notes=[], info={})
+    assert isinstance(opened.source, ArraySource)
