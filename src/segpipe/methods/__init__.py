@@ -18,10 +18,10 @@ from segpipe.maskrcnn import load_maskrcnn, segment_maskrcnn
 from segpipe.methods.base import LABEL_MEANINGS, MethodSpec, Segmentation
 from segpipe.methods.edges import segment_edges
 from segpipe.methods.kmeans import segment_kmeans
-from segpipe.methods.region_growing import segment_region_growing
-from segpipe.methods.superpixels import segment_superpixels
+from segpipe.methods.region_growing import region_growing_tiled, segment_region_growing
+from segpipe.methods.superpixels import segment_superpixels, superpixels_tiled
 from segpipe.methods.threshold import segment_multi_threshold, segment_threshold
-from segpipe.methods.watershed import segment_watershed
+from segpipe.methods.watershed import segment_watershed, watershed_tiled
 
 if TYPE_CHECKING:
     from segpipe.maskrcnn.weights import WeightsSource
@@ -80,11 +80,13 @@ BUILTIN = (
     MethodSpec("kmeans", segment_kmeans, "classes", "rgb", bytes_per_pixel=86,
                summary="k-means on pixel colours; clusters 0..k-1 from the darkest"),
     MethodSpec("watershed", segment_watershed, "instances", "grey", bytes_per_pixel=188,
+               tiled=watershed_tiled,
                summary="marker-controlled watershed of a threshold; splits touching objects"),
     MethodSpec("superpixels", segment_superpixels, "regions", "rgb", bytes_per_pixel=164,
+               tiled=superpixels_tiled,
                summary="SLIC or Felzenszwalb superpixels; regions 1..K cover the image"),
     MethodSpec("region_growing", segment_region_growing, "instances", "grey",
-               bytes_per_pixel=78,
+               bytes_per_pixel=78, tiled=region_growing_tiled,
                summary="objects grown from local extremes within an intensity tolerance"),
     # The image as a float tensor on the host, its pasted masks and label image.
     MethodSpec("maskrcnn", segment_maskrcnn, "instances", "rgb", _check_maskrcnn,

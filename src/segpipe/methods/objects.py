@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
-from segpipe.imageio import label_dtype
-from segpipe.methods.threshold import compute_threshold, foreground_mask
+from segpipe.imageio import intensity_max, label_dtype
+from segpipe.methods.threshold import (
+    POLARITIES,
+    compute_threshold,
+    foreground_mask,
+    intensity_histogram,
+    otsu_threshold,
+)
+from segpipe.tiles import Tile, TileSource
 
 
 def cleaned_foreground(grey: np.ndarray, *, threshold: str | float = "otsu",
@@ -31,17 +40,124 @@ def cleaned_foreground(grey: np.ndarray, *, threshold: str | float = "otsu",
     threshold : float
         On the image's own intensity scale.
     """
-    from segpipe.imageio import intensity_max
-
     if isinstance(threshold, str):
         t = compute_threshold(grey, method=threshold)
     else:
         t = float(threshold) * intensity_max(grey.dtype)
     mask, polarity = foreground_mask(grey, t, foreground)
+    return without_specks(mask, min_size), polarity, t
+
+
+def without_specks(mask: np.ndarray, min_size: int) -> np.ndarray:
+    """``mask`` without its 8-connected components of fewer than ``min_size`` pixels, its
+    holes (4-connected background not touching the border) of fewer pixels filled.
+
+    >>> mask = np.ones((5, 5), bool); mask[2, 2] = False; mask[0, 4] = False
+    >>> without_specks(mask, 2).astype(int)[1:4, 1:4]  # the hole filled
+    array([[1, 1, 1],
+           [1, 1, 1],
+           [1, 1, 1]])
+    """
     if min_size > 1:
         mask = remove_small(mask, min_size, connectivity=8)
         mask = ~remove_small(~mask, min_size, connectivity=4, keep_border=True)
-    return mask, polarity, t
+    return mask
+
+
+def streamed_foreground(source: TileSource, tiles: Sequence[Tile], *,
+                        threshold: str | float = "otsu", foreground: str = "auto",
+                        threads: int = 1) -> tuple[float, str]:
+    """The threshold and polarity :func:`cleaned_foreground` would pick on the whole
+    image, from its tiles' cores read one at a time.
+
+    Tiles segmented with them agree on what is foreground. Otsu's threshold and the mean
+    come from the intensity histogram summed over the cores, which partition the image, so
+    they equal the whole image's exactly; ``auto`` polarity counts the bright pixels on the
+    image's frame as :func:`segpipe.methods.threshold.auto_polarity` does, from a histogram
+    of the frame's pixels. One pass over the image, skipped when the threshold is a number
+    and the polarity given.
+
+    Parameters
+    ----------
+    source : TileSource
+        A grey image (:mod:`segpipe.tiles`).
+    tiles : sequence of Tile
+        Its grid.
+    threshold : {"otsu", "mean"} or float
+        A float is on the 0..1 scale.
+    foreground : {"bright", "dark", "auto"}
+    threads : int
+        Cores read at the same time.
+
+    Returns
+    -------
+    threshold : float
+        On the image's own intensity scale.
+    polarity : {"bright", "dark"}
+
+    Examples
+    --------
+    >>> from segpipe.tiles import ArraySource, tile_grid
+    >>> grey = np.full((6, 8), 20, np.uint8); grey[2:4, 3:6] = 200
+    >>> streamed_foreground(ArraySource(grey), tile_grid(grey.shape, core=3))
+    (20.0, 'bright')
+    """
+    from segpipe.stitch import map_tiles_ahead
+
+    if foreground not in POLARITIES:
+        raise ValueError(f"foreground must be one of {POLARITIES}, got {foreground!r}")
+    if isinstance(threshold, str) and threshold not in ("otsu", "mean"):
+        raise ValueError(f"threshold must be 'otsu', 'mean' or a number, got {threshold!r}")
+    top = intensity_max(source.dtype)
+    if not isinstance(threshold, str) and foreground != "auto":
+        return float(threshold) * top, foreground
+    counts = np.zeros(top + 1, np.int64)
+    frame = np.zeros(top + 1, np.int64)
+    for _, (core_counts, frame_counts) in map_tiles_ahead(
+        lambda tile: _core_histograms(source, tile), tiles, threads=threads
+    ):
+        counts += core_counts
+        frame += frame_counts
+    levels = np.arange(top + 1)
+    if threshold == "mean":
+        t = float(np.dot(counts, levels)) / int(counts.sum())
+    elif threshold == "otsu":
+        present = np.flatnonzero(counts)
+        # A flat image has no threshold; everything lies at or below its one value.
+        t = float(present[0]) if present.size < 2 else float(otsu_threshold(counts, levels))
+    else:
+        t = float(threshold) * top
+    if foreground != "auto":
+        return t, foreground
+    bright = levels > t
+    on_border = int(frame[bright].sum())
+    off_border = int(frame.sum()) - on_border
+    # auto_polarity's rule, on counts: the side that covers less of the frame, then the
+    # smaller side.
+    if on_border != off_border:
+        return t, "bright" if on_border < off_border else "dark"
+    return t, "bright" if 2 * int(counts[bright].sum()) <= int(counts.sum()) else "dark"
+
+
+def _core_histograms(source: TileSource, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
+    """Intensity counts of ``tile``'s core, and of its pixels on the image's frame, taken as
+    ``auto_polarity`` takes the frame: the first and last rows, then the first and last
+    columns between them (a pixel on two of these counts twice)."""
+    block = source.read(*tile.core)
+    counts, _ = intensity_histogram(block)
+    (rows, cols), (height, width) = tile.core, source.shape[:2]
+    between = slice(max(rows.start, 1) - rows.start, min(rows.stop, height - 1) - rows.start)
+    sides = []
+    if rows.start == 0:
+        sides.append(block[0])
+    if rows.stop == height:
+        sides.append(block[-1])
+    if cols.start == 0:
+        sides.append(block[between, 0])
+    if cols.stop == width:
+        sides.append(block[between, -1])
+    on_frame = np.concatenate(sides) if sides else np.zeros(0, block.dtype)
+    return counts, np.bincount(on_frame, minlength=counts.size)
 
 
 def remove_small(mask: np.ndarray, min_size: int, *, connectivity: int = 8,

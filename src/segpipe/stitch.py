@@ -1,0 +1,452 @@
+"""Label images of overlapping tiles stitched into one label image.
+
+A method that is only local (watershed, region growing, superpixels, Mask R-CNN) cannot
+give its whole-image result bit for bit on tiles. Each tile is segmented on its read
+region, its core and a margin of ``overlap // 2`` on each side (:mod:`segpipe.tiles`), and
+the tiles' labels are stitched here, in one of two ways.
+
+Objects (``partition=False``: instances, 0 is background)
+    A tile *sees an object whole* when the object does not touch a side of the tile's read
+    region that cuts through the image (sides on the image border do not count): an object
+    touching a cut side may go on beyond it. Each object seen whole is kept by one tile
+    only, its *owner*, decided from its bounding box alone, so that every tile that sees it
+    whole names the same owner: in each direction (rows, then columns) the owner is the
+    tile whose core holds the box's centre, ``(first + last) // 2``, if that tile sees the
+    box whole, else the first tile that does. The owner keeps the object with all its
+    pixels, margins included; the other tiles drop it.
+
+    The tile whose core holds the centre sees whole every object at most
+    ``2 * margin - 1`` pixels tall and wide (``overlap - 1`` for an even overlap), so such
+    objects are never cut. Larger objects are whole when some tile's read region holds
+    them away from its cut sides. An object that no tile sees whole is *cut*: each tile
+    keeps its part in its own core, a piece, so the pieces cover the object and meet at
+    the core lines. Tiles that segment the same object differently can also leave a
+    piece: pixels no kept whole object claims.
+
+    Where kept objects claim the same pixel, a whole object wins over a piece, and between
+    whole objects the tile first in the grid's order wins. Objects and pieces left with
+    fewer than ``min_size`` pixels are dropped, as the methods drop small objects.
+    ``cut_objects`` counts the pieces kept in the result: an object cut in three counts
+    three.
+
+Regions (``partition=True``: a partition of the image, every pixel labelled)
+    Every tile keeps its core: the cores partition the image, so every pixel gets exactly
+    one label and there are no holes at the tile lines. A region crossing a core line is
+    then in pieces, one per tile, and two pieces are merged (union-find) when the two
+    tiles agree on them where their read regions overlap: in the later tile's margin over
+    the earlier tile's core, the later tile's region and the earlier tile's piece cover
+    more than half of each other's pixels there. A region that a tile saw touching a cut
+    side of its read region and that merged with no other piece is cut; ``cut_objects``
+    counts those.
+
+In both, labels are unique across the image and numbered 1..N in the raster order of each
+label's first pixel, so the result depends neither on the order in which tiles are added
+nor on how many threads segment them.
+
+Memory: the output labels, 4 bytes a pixel while stitching (and, at the end, the final
+labels' type beside them when it is smaller than uint32), a few numbers per label, and the
+labels of the tiles handed over ahead of their turn (:class:`Stitcher` stitches in the
+grid's order; :func:`stitch_tiles` keeps at most ``2 * threads`` tiles in flight).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from segpipe.imageio import label_dtype
+from segpipe.tiles import Tile, TileSource
+
+_NO_PIXEL = np.iinfo(np.int64).max
+
+
+@dataclass(frozen=True)
+class Stitched:
+    """A stitched label image.
+
+    Attributes
+    ----------
+    labels : (M, N) ndarray of uint8, uint16 or uint32
+        0 is background (objects only), labels 1..N in the raster order of their first
+        pixels; the smallest type that holds N.
+    cut_objects : int
+        Labels the stitching had to cut at a tile line (see the module's notes).
+    """
+
+    labels: np.ndarray
+    cut_objects: int
+
+
+class _Axis:
+    """The grid along one direction: each tile row's (or column's) core and read interval."""
+
+    def __init__(self, cores: Sequence[slice], reads: Sequence[slice], length: int) -> None:
+        self.core_starts = np.array([c.start for c in cores], np.int64)
+        self.core_stops = np.array([c.stop for c in cores], np.int64)
+        self.read_starts = np.array([r.start for r in reads], np.int64)
+        self.read_stops = np.array([r.stop for r in reads], np.int64)
+        self.length = length
+
+    def sees_whole(self, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """``(n, tiles)`` bool: which tile rows hold ``first..last`` (inclusive) inside
+        their read interval without touching an end that cuts through the image."""
+        first, last = first[:, None], last[:, None]
+        starts, stops = self.read_starts, self.read_stops
+        clear_start = (first > starts) | ((first == starts) & (starts == 0))
+        clear_stop = (last < stops - 1) | ((last == stops - 1) & (stops == self.length))
+        return clear_start & clear_stop
+
+    def owner(self, sees: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """The owning tile row of each interval (see the module's notes); -1 where no tile
+        row sees it whole."""
+        centre = np.searchsorted(self.core_starts, (first + last) // 2, side="right") - 1
+        anchored = sees[np.arange(len(first)), centre]
+        owner = np.where(anchored, centre, np.argmax(sees, axis=1))
+        return np.where(sees.any(axis=1), owner, -1)
+
+    def cores_meeting(self, read: slice) -> range:
+        """The tile rows whose cores meet the interval ``read``."""
+        first = int(np.searchsorted(self.core_stops, read.start, side="right"))
+        last = int(np.searchsorted(self.core_starts, read.stop, side="left"))
+        return range(first, last)
+
+
+class Stitcher:
+    """Stitches the labels of a grid's tiles into one label image.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The image's shape, ``(M, N)`` or ``(M, N, C)``.
+    tiles : sequence of Tile
+        The grid (``Tiling.tiles_of(shape)``), in its order.
+    partition : bool
+        False: the labels are objects (0 background), stitched by ownership. True: they
+        partition the image, stitched core by core and merged across the lines.
+    min_size : int
+        Objects only: labels left with fewer pixels are dropped.
+
+    Examples
+    --------
+    A 3-pixel object across the line between two tiles, seen whole by the first tile:
+
+    >>> from segpipe.tiles import tile_grid
+    >>> truth = np.array([[0, 0, 0, 0, 5, 5, 5, 0, 0, 0]])
+    >>> grid = tile_grid(truth.shape, core=5, margin=3)
+    >>> stitcher = Stitcher(truth.shape, grid)
+    >>> for tile in reversed(grid):  # any order
+    ...     stitcher.add(tile, truth[tile.read])
+    >>> stitched = stitcher.result()
+    >>> stitched.labels, stitched.cut_objects
+    (array([[0, 0, 0, 0, 1, 1, 1, 0, 0, 0]], dtype=uint8), 0)
+    """
+
+    def __init__(self, shape: tuple[int, ...], tiles: Sequence[Tile], *,
+                 partition: bool = False, min_size: int = 1) -> None:
+        if not tiles:
+            raise ValueError("a grid needs at least one tile, got none")
+        if min_size < 1:
+            raise ValueError(f"min_size must be >= 1, got {min_size}")
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.partition = partition
+        self.min_size = min_size
+        self._tiles = list(tiles)
+        for k, tile in enumerate(self._tiles):
+            if tile.index != k:
+                raise ValueError(f"tile {tile.index} is at position {k} of the grid")
+        self._at = {(t.row, t.col): t for t in self._tiles}
+        rows = {t.row: t for t in self._tiles}
+        cols = {t.col: t for t in self._tiles}
+        self._rows = _Axis([rows[r].core[0] for r in sorted(rows)],
+                           [rows[r].read[0] for r in sorted(rows)], self.shape[0])
+        self._cols = _Axis([cols[c].core[1] for c in sorted(cols)],
+                           [cols[c].read[1] for c in sorted(cols)], self.shape[1])
+        self._labels: np.ndarray | None = np.zeros(self.shape, np.uint32)
+        self._waiting: dict[int, np.ndarray] = {}
+        self._next = 0
+        # Per provisional label (0 unused): objects: is it a piece; regions: did its tile
+        # see it touch a cut side. And the union-find parent (regions only merge).
+        self._count = 0
+        self._flag = np.zeros(1024, bool)
+        self._parent = np.zeros(1024, np.int64)
+
+    def add(self, tile: Tile, labels: np.ndarray) -> None:
+        """Hand over the labels of ``tile``'s read region.
+
+        Tiles may come in any order; each is stitched once those before it in the grid
+        are, and held until then.
+
+        Raises
+        ------
+        ValueError
+            For a tile not of this grid, a tile given twice, or labels whose shape is not
+            the tile's read region.
+        """
+        if tile.index >= len(self._tiles) or self._tiles[tile.index] != tile:
+            raise ValueError(f"tile {tile.index} ({tile.core}) is not a tile of this grid")
+        if tile.index < self._next or tile.index in self._waiting:
+            raise ValueError(f"tile {tile.index} was added already")
+        read_shape = tuple(s.stop - s.start for s in tile.read)
+        if labels.shape != read_shape:
+            raise ValueError(f"tile {tile.index}: labels of shape {labels.shape}, expected its "
+                             f"read region's {read_shape}")
+        if labels.dtype == np.bool_:
+            labels = labels.view(np.uint8)
+        self._waiting[tile.index] = labels
+        while self._next in self._waiting:
+            ready = self._tiles[self._next]
+            if self.partition:
+                self._add_regions(ready, self._waiting.pop(self._next))
+            else:
+                self._add_objects(ready, self._waiting.pop(self._next))
+            self._next += 1
+
+    def result(self) -> Stitched:
+        """The stitched labels, renumbered in raster order; call once, after every tile.
+
+        Raises
+        ------
+        ValueError
+            If a tile is missing.
+        """
+        if self._labels is None:
+            raise ValueError("result() was taken already")
+        if self._next < len(self._tiles):
+            raise ValueError(f"tile {self._next} of {len(self._tiles)} was never added")
+        n = self._count + 1
+        sizes = np.zeros(n, np.int64)
+        first = np.full(n, _NO_PIXEL, np.int64)
+        width = self.shape[1]
+        for tile in self._tiles:
+            block = self._labels[tile.core]
+            ids, index, counts = np.unique(block, return_index=True, return_counts=True)
+            rows, cols = np.divmod(index, block.shape[1])
+            flat = (rows + tile.core[0].start) * width + cols + tile.core[1].start
+            sizes[ids] += counts
+            first[ids] = np.minimum(first[ids], flat)
+        sizes[0] = 0
+        root = self._roots()
+        group_size = np.zeros(n, np.int64)
+        np.add.at(group_size, root, sizes)
+        group_first = np.full(n, _NO_PIXEL, np.int64)
+        np.minimum.at(group_first, root, first)
+        is_root = root == np.arange(n)
+        is_root[0] = False
+        kept = np.flatnonzero(is_root & (group_size >= self.min_size))
+        kept = kept[np.argsort(group_first[kept], kind="stable")]
+        number = np.zeros(n, np.int64)
+        number[kept] = np.arange(1, kept.size + 1)
+        flag = self._flag[:n]
+        if self.partition:
+            members = np.bincount(root, minlength=n)
+            cut = int(np.count_nonzero(flag[kept] & (members[kept] == 1)))
+        else:
+            cut = int(np.count_nonzero(flag[kept]))
+        dtype = label_dtype(kept.size)
+        lut = number[root].astype(dtype)
+        out = self._labels if dtype == np.uint32 else np.empty(self.shape, dtype)
+        for tile in self._tiles:
+            out[tile.core] = lut[self._labels[tile.core]]
+        self._labels = None
+        return Stitched(labels=out, cut_objects=cut)
+
+    # ---- objects ----
+
+    def _add_objects(self, tile: Tile, labels: np.ndarray) -> None:
+        from scipy.ndimage import find_objects
+
+        boxes = [(k + 1, box) for k, box in enumerate(find_objects(labels)) if box is not None]
+        if not boxes:
+            return
+        ids = np.array([k for k, _ in boxes], np.int64)
+        y0, x0 = tile.origin
+        top = np.array([b[0].start for _, b in boxes], np.int64) + y0
+        bottom = np.array([b[0].stop for _, b in boxes], np.int64) + (y0 - 1)
+        left = np.array([b[1].start for _, b in boxes], np.int64) + x0
+        right = np.array([b[1].stop for _, b in boxes], np.int64) + (x0 - 1)
+        row_sees = self._rows.sees_whole(top, bottom)
+        col_sees = self._cols.sees_whole(left, right)
+        whole = row_sees[:, tile.row] & col_sees[:, tile.col]
+        owned = ((self._rows.owner(row_sees, top, bottom) == tile.row)
+                 & (self._cols.owner(col_sees, left, right) == tile.col))
+        rows, cols = tile.core
+        reaches_core = ((top < rows.stop) & (bottom >= rows.start)
+                        & (left < cols.stop) & (right >= cols.start))
+        piece = ~whole & reaches_core
+        region = self._labels[tile.read]
+        lut = np.zeros(int(ids[-1]) + 1, np.uint32)
+        lut[ids[whole & owned]] = self._new_labels(np.zeros(np.count_nonzero(whole & owned), bool))
+        new = lut[labels]
+        # A whole object takes free pixels and pieces' pixels; the first tile keeps its own.
+        write = (new != 0) & ((region == 0) | self._flag[region])
+        region[write] = new[write]
+        if piece.any():
+            lut[:] = 0
+            lut[ids[piece]] = self._new_labels(np.ones(np.count_nonzero(piece), bool))
+            core = region[tile.inner]
+            new = lut[labels[tile.inner]]
+            write = (new != 0) & (core == 0)
+            core[write] = new[write]
+
+    # ---- regions ----
+
+    def _add_regions(self, tile: Tile, labels: np.ndarray) -> None:
+        core_labels = labels[tile.inner]
+        present = np.unique(core_labels)
+        present = present[present != 0]
+        lut = np.zeros(int(labels.max()) + 1, np.uint32)
+        lut[present] = self._new_labels(np.isin(present, self._on_cut_sides(tile, labels)))
+        for other in self._earlier_neighbours(tile):
+            zone = tuple(slice(max(r.start, c.start), min(r.stop, c.stop))
+                         for r, c in zip(tile.read, other.core, strict=True))
+            local = tuple(slice(z.start - o, z.stop - o)
+                          for z, o in zip(zone, tile.origin, strict=True))
+            self._merge_agreeing(labels[local], self._labels[zone], lut)
+        self._labels[tile.core] = lut[core_labels]
+
+    def _on_cut_sides(self, tile: Tile, labels: np.ndarray) -> np.ndarray:
+        """The labels on the sides of ``tile``'s read region that cut through the image."""
+        (rows, cols), (height, width) = tile.read, self.shape
+        sides = []
+        if rows.start > 0:
+            sides.append(labels[0])
+        if rows.stop < height:
+            sides.append(labels[-1])
+        if cols.start > 0:
+            sides.append(labels[:, 0])
+        if cols.stop < width:
+            sides.append(labels[:, -1])
+        return np.unique(np.concatenate(sides)) if sides else np.zeros(0, labels.dtype)
+
+    def _earlier_neighbours(self, tile: Tile) -> Iterator[Tile]:
+        """The tiles before ``tile`` in the grid whose cores meet its read region."""
+        for r in self._rows.cores_meeting(tile.read[0]):
+            for c in self._cols.cores_meeting(tile.read[1]):
+                other = self._at.get((r, c))
+                if other is not None and other.index < tile.index:
+                    yield other
+
+    def _merge_agreeing(self, mine: np.ndarray, theirs: np.ndarray, lut: np.ndarray) -> None:
+        """Merge this tile's regions (``mine``, its own labels; ``lut`` their provisional
+        labels) with the earlier pieces (``theirs``) they cover more than half of, and that
+        cover more than half of them, over the same pixels."""
+        their_ids, their_index = np.unique(theirs, return_inverse=True)
+        pairs, overlap = np.unique(mine.ravel().astype(np.int64) * their_ids.size
+                                   + their_index.ravel(), return_counts=True)
+        a, b = np.divmod(pairs, their_ids.size)
+        mine_total = np.bincount(a, weights=overlap)[a]
+        theirs_total = np.bincount(b, weights=overlap)[b]
+        agree = (2 * overlap > mine_total) & (2 * overlap > theirs_total)
+        agree &= (lut[a] != 0) & (their_ids[b] != 0)
+        for x, y in zip(lut[a[agree]], their_ids[b[agree]], strict=True):
+            self._union(int(x), int(y))
+
+    def _union(self, x: int, y: int) -> None:
+        x, y = self._find(x), self._find(y)
+        if x != y:
+            self._parent[max(x, y)] = min(x, y)
+
+    def _find(self, x: int) -> int:
+        parent = self._parent
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = int(parent[x])
+        return x
+
+    def _roots(self) -> np.ndarray:
+        """Every provisional label's root (its own label for objects, never merged)."""
+        root = self._parent[: self._count + 1].copy()
+        while True:
+            up = root[root]
+            if np.array_equal(up, root):
+                return root
+            root = up
+
+    # ---- provisional labels ----
+
+    def _new_labels(self, flags: np.ndarray) -> np.ndarray:
+        """Provisional labels for ``len(flags)`` new objects or regions."""
+        start, stop = self._count + 1, self._count + 1 + flags.size
+        if stop > np.iinfo(np.uint32).max:
+            raise ValueError(f"more than {np.iinfo(np.uint32).max} labels in one image")
+        if stop > self._flag.size:
+            grown = max(stop, 2 * self._flag.size)
+            self._flag = np.concatenate([self._flag, np.zeros(grown - self._flag.size, bool)])
+            self._parent = np.concatenate([self._parent,
+                                           np.zeros(grown - self._parent.size, np.int64)])
+        self._flag[start:stop] = flags
+        self._parent[start:stop] = np.arange(start, stop)
+        self._count = stop - 1
+        return np.arange(start, stop, dtype=np.uint32)
+
+
+def stitch_tiles(source: TileSource, tiles: Sequence[Tile],
+                 segment: Callable[[np.ndarray], np.ndarray], *, threads: int = 1,
+                 partition: bool = False, min_size: int = 1) -> Stitched:
+    """Segment every tile's read region with ``segment`` and stitch the labels.
+
+    Parameters
+    ----------
+    source : TileSource
+        Where the pixels come from (:mod:`segpipe.tiles`).
+    tiles : sequence of Tile
+        The grid, ``tiling.tiles_of(source.shape)``.
+    segment : callable
+        ``segment(pixels) -> labels`` for one read region; called from ``threads``
+        threads at once.
+    threads : int
+        Tiles segmented at the same time; the result does not depend on it.
+    partition, min_size
+        As for :class:`Stitcher`.
+
+    Returns
+    -------
+    Stitched
+
+    Examples
+    --------
+    >>> from segpipe.tiles import ArraySource, Tiling
+    >>> image = np.zeros((6, 40), np.uint8); image[2:4, 10:30] = 1  # wider than a tile
+    >>> tiling = Tiling(size=12, overlap=4)
+    >>> out = stitch_tiles(ArraySource(image), tiling.tiles_of(image.shape), lambda a: a)
+    >>> out.labels[3, 10:30:2], out.cut_objects  # three pieces, cut at the core lines
+    (array([1, 1, 1, 2, 2, 2, 2, 3, 3, 3], dtype=uint8), 3)
+    """
+    stitcher = Stitcher(source.shape, tiles, partition=partition, min_size=min_size)
+    for tile, labels in map_tiles_ahead(lambda tile: segment(source.read(*tile.read)), tiles,
+                                        threads=threads):
+        stitcher.add(tile, labels)
+    return stitcher.result()
+
+
+def map_tiles_ahead(function: Callable[[Tile], object], tiles: Sequence[Tile], *,
+                    threads: int = 1) -> Iterator[tuple[Tile, object]]:
+    """``(tile, function(tile))`` for every tile in the grid's order, ``threads`` tiles at a
+    time, at most ``2 * threads`` of them done or running ahead of the consumer (so memory
+    follows the threads, not the image).
+
+    >>> from segpipe.tiles import tile_grid
+    >>> [(t.index, r) for t, r in map_tiles_ahead(lambda t: t.row, tile_grid((4, 2), core=2),
+    ...                                             threads=2)]
+    [(0, 0), (1, 1)]
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if threads == 1:
+        for tile in tiles:
+            yield tile, function(tile)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        ahead: deque = deque()
+        for tile in tiles:
+            ahead.append((tile, pool.submit(function, tile)))
+            if len(ahead) >= 2 * threads:
+                done, future = ahead.popleft()
+                yield done, future.result()
+        while ahead:
+            done, future = ahead.popleft()
+            yield done, future.result()
