@@ -35,9 +35,11 @@ Regions (``partition=True``: a partition of the image, every pixel labelled)
     then in pieces, one per tile, and two pieces are merged (union-find) when the two
     tiles agree on them where their read regions overlap: in the later tile's margin over
     the earlier tile's core, the later tile's region and the earlier tile's piece cover
-    more than half of each other's pixels there. A region that a tile saw touching a cut
-    side of its read region and that merged with no other piece is cut; ``cut_objects``
-    counts those.
+    more than half of each other's pixels there. A region of the later tile that crosses
+    into the earlier tile's core and merges with none of its pieces there is cut at that
+    line; ``cut_objects`` counts the regions of the result with such a cut (once each,
+    however many lines cut them). Only the later tile's view is judged, and a region
+    that crosses a line by a few pixels the other tile gave to another region counts too.
 
 In both, labels are unique across the image and numbered 1..N in the raster order of each
 label's first pixel, so the result depends neither on the order in which tiles are added
@@ -168,8 +170,8 @@ class Stitcher:
         self._labels: np.ndarray | None = np.zeros(self.shape, np.uint32)
         self._waiting: dict[int, np.ndarray] = {}
         self._next = 0
-        # Per provisional label (0 unused): objects: is it a piece; regions: did its tile
-        # see it touch a cut side. And the union-find parent (regions only merge).
+        # Per provisional label (0 unused): objects: is it a piece; regions: was it cut at
+        # a line. And the union-find parent (regions only merge).
         self._count = 0
         self._flag = np.zeros(1024, bool)
         self._parent = np.zeros(1024, np.int64)
@@ -240,12 +242,10 @@ class Stitcher:
         kept = kept[np.argsort(group_first[kept], kind="stable")]
         number = np.zeros(n, np.int64)
         number[kept] = np.arange(1, kept.size + 1)
-        flag = self._flag[:n]
-        if self.partition:
-            members = np.bincount(root, minlength=n)
-            cut = int(np.count_nonzero(flag[kept] & (members[kept] == 1)))
-        else:
-            cut = int(np.count_nonzero(flag[kept]))
+        # Objects: the pieces kept; regions: those with a part cut at a line.
+        group_cut = np.zeros(n, bool)
+        np.logical_or.at(group_cut, root, self._flag[:n])
+        cut = int(np.count_nonzero(group_cut[kept]))
         dtype = label_dtype(kept.size)
         lut = number[root].astype(dtype)
         out = self._labels if dtype == np.uint32 else np.empty(self.shape, dtype)
@@ -299,7 +299,7 @@ class Stitcher:
         present = np.unique(core_labels)
         present = present[present != 0]
         lut = np.zeros(int(labels.max()) + 1, np.uint32)
-        lut[present] = self._new_labels(np.isin(present, self._on_cut_sides(tile, labels)))
+        lut[present] = self._new_labels(np.zeros(present.size, bool))
         for other in self._earlier_neighbours(tile):
             zone = tuple(slice(max(r.start, c.start), min(r.stop, c.stop))
                          for r, c in zip(tile.read, other.core, strict=True))
@@ -307,20 +307,6 @@ class Stitcher:
                           for z, o in zip(zone, tile.origin, strict=True))
             self._merge_agreeing(labels[local], self._labels[zone], lut)
         self._labels[tile.core] = lut[core_labels]
-
-    def _on_cut_sides(self, tile: Tile, labels: np.ndarray) -> np.ndarray:
-        """The labels on the sides of ``tile``'s read region that cut through the image."""
-        (rows, cols), (height, width) = tile.read, self.shape
-        sides = []
-        if rows.start > 0:
-            sides.append(labels[0])
-        if rows.stop < height:
-            sides.append(labels[-1])
-        if cols.start > 0:
-            sides.append(labels[:, 0])
-        if cols.stop < width:
-            sides.append(labels[:, -1])
-        return np.unique(np.concatenate(sides)) if sides else np.zeros(0, labels.dtype)
 
     def _earlier_neighbours(self, tile: Tile) -> Iterator[Tile]:
         """The tiles before ``tile`` in the grid whose cores meet its read region."""
@@ -333,7 +319,8 @@ class Stitcher:
     def _merge_agreeing(self, mine: np.ndarray, theirs: np.ndarray, lut: np.ndarray) -> None:
         """Merge this tile's regions (``mine``, its own labels; ``lut`` their provisional
         labels) with the earlier pieces (``theirs``) they cover more than half of, and that
-        cover more than half of them, over the same pixels."""
+        cover more than half of them, over the same pixels; mark those of its regions that
+        cross into these pixels from its core and merge with none as cut."""
         their_ids, their_index = np.unique(theirs, return_inverse=True)
         pairs, overlap = np.unique(mine.ravel().astype(np.int64) * their_ids.size
                                    + their_index.ravel(), return_counts=True)
@@ -344,6 +331,8 @@ class Stitcher:
         agree &= (lut[a] != 0) & (their_ids[b] != 0)
         for x, y in zip(lut[a[agree]], their_ids[b[agree]], strict=True):
             self._union(int(x), int(y))
+        crossing = np.setdiff1d(lut[a], lut[a[agree]])
+        self._flag[crossing[crossing != 0]] = True
 
     def _union(self, x: int, y: int) -> None:
         x, y = self._find(x), self._find(y)
