@@ -157,6 +157,8 @@ def test_stitcher_refuses_wrong_tiles_and_missing_ones():
     other = tile_grid((10, 40), core=10, margin=2)[3]
     with pytest.raises(ValueError, match="not a tile of this grid"):
         stitcher.add(other, np.zeros((10, 12), np.uint8))
+    with pytest.raises(ValueError, match="a partition keeps every region; got 5"):
+        Stitcher(truth.shape, grid, partition=True, min_size=5)
 
 
 # ---- partitions ----

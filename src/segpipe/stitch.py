@@ -132,6 +132,12 @@ class Stitcher:
     min_size : int
         Objects only: labels left with fewer pixels are dropped.
 
+    Raises
+    ------
+    ValueError
+        For an empty grid, a grid out of order, or ``min_size`` below 1 (or above 1 for a
+        partition).
+
     Examples
     --------
     A 3-pixel object across the line between two tiles, seen whole by the first tile:
@@ -153,6 +159,10 @@ class Stitcher:
             raise ValueError("a grid needs at least one tile, got none")
         if min_size < 1:
             raise ValueError(f"min_size must be >= 1, got {min_size}")
+        if partition and min_size > 1:
+            # Dropping small regions would leave holes in a partition.
+            raise ValueError(f"min_size applies to objects, a partition keeps every region; "
+                             f"got {min_size}")
         self.shape = (int(shape[0]), int(shape[1]))
         self.partition = partition
         self.min_size = min_size
