@@ -206,6 +206,7 @@ HEADER = ["kind", "mode", "MP", "tiles", "read s", "segment s", "write s", "seco
 def run(args, done):
     """Every measurement the options ask for: the table's rows, printed as they come and
     handed to ``done`` after each size (a long run's table is kept as it goes)."""
+    from segpipe.imageio import DEFAULT_MAX_PIXELS
     from segpipe.methods import get_method
 
     rows = []
@@ -229,8 +230,9 @@ def run(args, done):
                     tiles = args.tiles if mode == "tiled" else None
                     result, peak, why = measure(kind, image, tiles, settings)
                     note = f"failed: {why}" if why else ""
-                    if mode == "whole" and why is None and megapixels * 1e6 > 2.5e8:
-                        note = "over max_image_pixels (2.5e8): read with the limit lifted"
+                    if mode == "whole" and why is None and side * side > DEFAULT_MAX_PIXELS:
+                        note = (f"over max_image_pixels ({DEFAULT_MAX_PIXELS:,}): read with "
+                                "the limit lifted")
                 rows.append(row_of(kind, mode, megapixels, result, peak, note))
                 print(" | ".join(rows[-1]), flush=True)
         done(rows)
@@ -279,7 +281,7 @@ def write_tiles_section(path, body):
                         if lines[i].startswith(("## ", "<!-- "))), len(lines))
             path.write_text("".join(lines[:heading])
                             + "<!-- tiles:start -->\n<!-- tiles:end -->\n"
-                            + "".join(lines[end:]))
+                            + ("\n" if end < len(lines) else "") + "".join(lines[end:]))
     write_section(path, "tiles", body)
 
 

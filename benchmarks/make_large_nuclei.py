@@ -10,8 +10,8 @@ tens of megabytes.
 
 The nuclei sit on a jittered grid of 40-pixel cells. Whether a cell holds a nucleus (85%
 do), and its shape, place and texture, come from a hash of the seed and the cell's row and
-column, so any tile can draw every nucleus that reaches it without knowing the others; an
-image is the top-left crop of any larger image of the same seed. Each nucleus is an
+column, so any tile can draw every nucleus that reaches it without knowing the others (and
+the same seed puts the same nuclei in the same cells at any image size). Each nucleus is an
 ellipse with semi-axes of 8 to 14 pixels at a random orientation, placed wholly inside its
 cell: nuclei never overlap, and those of neighbouring cells touch now and then. The
 intensity is a textured plateau (110 to 190, modulated by +-12 to 20%) on a dim, unevenly
