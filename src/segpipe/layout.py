@@ -59,10 +59,12 @@ LOG_RULES = ("fetch_maskrcnn_weights", "list_images", "merge_metrics", "pack_rep
 # of segpipe removes it. A method or model name is a config name (METHOD_NAME).
 _NAME = r"[A-Za-z][A-Za-z0-9_]*"
 _SHARD = r"\d{6}"
-# An image's mask or edge map: output_name(); its name part is \w, "." and "-".
-_IMAGE_FILE = r"\d{6}-[\w.-]+\.(?:png|tif|tiff)"
-# The temporary file of an atomic write (segpipe.imageio.temporary_path), left by a kill.
-_TEMPORARY = r"\.segpipe-[0-9a-f]{16}\.tmp"
+# An image's mask or edge map: output_name(); its name part is \w, "." and "-". A .zarr
+# mask is a folder (segpipe.labelstore): every file in it is segpipe's.
+_IMAGE_FILE = r"\d{6}-[\w.-]+\.(?:png|tif|tiff|zarr(?:/[^/]+)+)"
+# The temporary file of an atomic write (segpipe.imageio.temporary_path), left by a kill,
+# or the temporary folder of a .zarr mask and the files in it.
+_TEMPORARY = r"\.segpipe-[0-9a-f]{16}\.tmp(?:/[^/]+)*"
 _WRITTEN = re.compile("|".join(f"(?:{p})" for p in (
     r"manifest/(?:images|skipped)\.parquet",
     rf"manifest/shards/{_SHARD}\.json",
@@ -181,6 +183,13 @@ def written_by_segpipe(rel: str) -> bool:
     ...  "masks/otsu/000003/000007-a_b.png", "summary/metrics.parquet", "keep.txt",
     ...  "metrics/otsu/000003.parquet", "masks/otsu/.segpipe-0123456789abcdef.tmp")]
     [False, True, True, False, True, True]
+
+    A ``.zarr`` mask is a folder, all of it segpipe's (but not the folder as a file):
+
+    >>> [written_by_segpipe(p) for p in ("masks/otsu/000003/000007-a.zarr/labels/.zattrs",
+    ...  "masks/otsu/000003/000007-a.zarr/labels/mask/0/3/1", "masks/otsu/000003/000007-a.zarr",
+    ...  "masks/otsu/000003/.segpipe-0123456789abcdef.tmp/labels/mask/0/0/0")]
+    [True, True, False, True]
     """
     return _WRITTEN.fullmatch(rel) is not None
 
