@@ -15,7 +15,7 @@ from segpipe.methods.objects import (
 )
 from segpipe.methods.threshold import foreground_mask
 from segpipe.stitch import stitch_tiles
-from segpipe.tiles import Tiling, TileSource
+from segpipe.tiles import TileSource, Tiling
 
 
 def segment_region_growing(grey: np.ndarray, *, tolerance: float = 0.3,

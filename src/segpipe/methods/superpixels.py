@@ -7,7 +7,7 @@ import numpy as np
 from segpipe.imageio import intensity_max, label_dtype
 from segpipe.methods.base import Segmentation
 from segpipe.stitch import stitch_tiles
-from segpipe.tiles import Tiling, TileSource
+from segpipe.tiles import TileSource, Tiling
 
 ALGORITHMS = ("slic", "felzenszwalb")
 

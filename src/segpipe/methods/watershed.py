@@ -15,7 +15,7 @@ from segpipe.methods.objects import (
 )
 from segpipe.methods.threshold import foreground_mask
 from segpipe.stitch import stitch_tiles
-from segpipe.tiles import Tiling, TileSource
+from segpipe.tiles import TileSource, Tiling
 
 MARKERS = ("distance", "threshold")
 # Below this distance a float32 result of OpenCV is within 0.5 of the exact squared
