@@ -48,7 +48,8 @@ nor on how many threads segment them.
 Memory: the output labels, 4 bytes a pixel while stitching (and, at the end, the final
 labels' type beside them when it is smaller than uint32), a few numbers per label, and the
 labels of the tiles handed over ahead of their turn (:class:`Stitcher` stitches in the
-grid's order; :func:`stitch_tiles` keeps at most ``2 * threads`` tiles in flight).
+grid's order; :func:`stitch_tiles` segments ``threads`` tiles at a time and lets at most
+``2 * threads`` run or wait ahead of the stitching).
 """
 
 from __future__ import annotations

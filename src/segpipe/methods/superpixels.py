@@ -81,9 +81,10 @@ def superpixels_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1,
     the core line, and each region that its tile saw touching a cut side and that merged
     with nothing counts in ``cut_objects``.
 
-    Memory: the output labels whole (4 bytes a pixel while stitching); the rest per tile,
-    for at most ``2 * threads`` tiles at a time: what :func:`segment_superpixels` needs
-    for an image of one tile's size.
+    Memory: the output labels whole (4 bytes a pixel while stitching); the rest per tile:
+    ``threads`` tiles segmented at a time, each needing what :func:`segment_superpixels`
+    needs for an image of one tile's size, and the labels of at most ``2 * threads`` tiles
+    waiting to be stitched.
 
     Parameters
     ----------
