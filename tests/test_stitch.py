@@ -198,12 +198,32 @@ def test_a_partition_leaves_no_hole_where_tiles_disagree_and_counts_the_cuts():
     assert_raster_order(out.labels)
     middle = tile_grid(truth.shape, core=32, margin=8)[4]
     assert np.unique(out.labels[middle.core]).size == 32 * 32
-    # The squares that the tiles after the middle one see crossing into its core merge
-    # with no piece there: cut. Squares 30..59 and 60..89 cross the middle core's lines
-    # at 64 (right and below), so three squares, from tiles 5, 7 and 8.
+    # Squares of 30 (edges at 30, 60, 90), cores of 32: the squares at rows and columns
+    # 30..59 have only 2 rows or columns in their neighbours' cores and 8 in the middle
+    # one's margin, where they merge with nothing: three are cut. The square at 60..89
+    # has 26 rows and columns in the later tiles' cores: it keeps most of itself.
     assert out.cut_objects == 3
     agree = stitched(truth, Tiling(size=48, overlap=16), partition=True)
     assert agree.cut_objects == 0
+
+
+def test_a_region_split_by_the_later_tile_is_cut_as_the_earlier_tile_saw_it():
+    # Cores 0..32 and 32..64, reads 0..40 and 24..64. A stripe across the line at 32:
+    # the second tile sees it as two regions, so nothing of its own crosses the line,
+    # but the first tile saw as much of the stripe across the line as in its core.
+    truth = np.ones((20, 64), np.uint8)
+    truth[:, 24:40], truth[:, 40:] = 2, 3
+
+    def split(tile, labels):
+        labels = labels.copy()
+        if tile.col == 1:
+            labels[:, 32 - 24 : 40 - 24] = 4
+        return labels
+
+    out = stitched(truth, Tiling(size=48, overlap=16), partition=True, view=split)
+    assert out.cut_objects == 1
+    assert out.labels[0, 31] != out.labels[0, 32]
+    assert stitched(truth, Tiling(size=48, overlap=16), partition=True).cut_objects == 0
 
 
 # ---- the driver ----

@@ -35,11 +35,12 @@ Regions (``partition=True``: a partition of the image, every pixel labelled)
     then in pieces, one per tile, and two pieces are merged (union-find) when the two
     tiles agree on them where their read regions overlap: in the later tile's margin over
     the earlier tile's core, the later tile's region and the earlier tile's piece cover
-    more than half of each other's pixels there. A region of the later tile that crosses
-    into the earlier tile's core and merges with none of its pieces there is cut at that
-    line; ``cut_objects`` counts the regions of the result with such a cut (once each,
-    however many lines cut them). Only the later tile's view is judged, and a region
-    that crosses a line by a few pixels the other tile gave to another region counts too.
+    more than half of each other's pixels there. A region is cut at a line when a tile
+    saw at least as much of it across the line (in its margin over the neighbour's core)
+    as in its own core, and its piece ended up merged with none of the neighbour's:
+    ``cut_objects`` counts the regions of the result with such a cut, once each. A region
+    that crosses by less keeps more than half of what its tile saw of it (IoU above 0.5,
+    as object F1 asks): tiles that disagree on it by a few pixels do not count as a cut.
 
 In both, labels are unique across the image and numbered 1..N in the raster order of each
 label's first pixel, so the result depends neither on the order in which tiles are added
@@ -181,11 +182,14 @@ class Stitcher:
         self._labels: np.ndarray | None = np.zeros(self.shape, np.uint32)
         self._waiting: dict[int, np.ndarray] = {}
         self._next = 0
-        # Per provisional label (0 unused): objects: is it a piece; regions: was it cut at
-        # a line. And the union-find parent (regions only merge).
+        # Per provisional label (0 unused): is it a piece (objects), its tile, and its
+        # union-find parent (regions only merge).
         self._count = 0
         self._flag = np.zeros(1024, bool)
+        self._tile = np.zeros(1024, np.int64)
         self._parent = np.zeros(1024, np.int64)
+        # Regions: (provisional labels, neighbour tile) that crossed into its core.
+        self._crossings: list[tuple[np.ndarray, int]] = []
 
     def add(self, tile: Tile, labels: np.ndarray) -> None:
         """Hand over the labels of ``tile``'s read region.
@@ -253,9 +257,11 @@ class Stitcher:
         kept = kept[np.argsort(group_first[kept], kind="stable")]
         number = np.zeros(n, np.int64)
         number[kept] = np.arange(1, kept.size + 1)
-        # Objects: the pieces kept; regions: those with a part cut at a line.
-        group_cut = np.zeros(n, bool)
-        np.logical_or.at(group_cut, root, self._flag[:n])
+        if self.partition:
+            group_cut = self._cut_regions(root)
+        else:
+            group_cut = np.zeros(n, bool)
+            np.logical_or.at(group_cut, root, self._flag[:n])
         cut = int(np.count_nonzero(group_cut[kept]))
         dtype = label_dtype(kept.size)
         lut = number[root].astype(dtype)
@@ -290,14 +296,15 @@ class Stitcher:
         piece = ~whole & reaches_core
         region = self._labels[tile.read]
         lut = np.zeros(int(ids[-1]) + 1, np.uint32)
-        lut[ids[whole & owned]] = self._new_labels(np.zeros(np.count_nonzero(whole & owned), bool))
+        lut[ids[whole & owned]] = self._new_labels(np.zeros(np.count_nonzero(whole & owned), bool),
+                                                   tile.index)
         new = lut[labels]
         # A whole object takes free pixels and pieces' pixels; the first tile keeps its own.
         write = (new != 0) & ((region == 0) | self._flag[region])
         region[write] = new[write]
         if piece.any():
             lut[:] = 0
-            lut[ids[piece]] = self._new_labels(np.ones(np.count_nonzero(piece), bool))
+            lut[ids[piece]] = self._new_labels(np.ones(np.count_nonzero(piece), bool), tile.index)
             core = region[tile.inner]
             new = lut[labels[tile.inner]]
             write = (new != 0) & (core == 0)
@@ -307,31 +314,38 @@ class Stitcher:
 
     def _add_regions(self, tile: Tile, labels: np.ndarray) -> None:
         core_labels = labels[tile.inner]
-        present = np.unique(core_labels)
-        present = present[present != 0]
-        lut = np.zeros(int(labels.max()) + 1, np.uint32)
-        lut[present] = self._new_labels(np.zeros(present.size, bool))
-        for other in self._earlier_neighbours(tile):
+        core_sizes = np.bincount(core_labels.ravel(), minlength=int(labels.max()) + 1)
+        present = np.flatnonzero(core_sizes[1:]) + 1
+        lut = np.zeros(core_sizes.size, np.uint32)
+        lut[present] = self._new_labels(np.zeros(present.size, bool), tile.index)
+        for other in self._neighbours(tile):
             zone = tuple(slice(max(r.start, c.start), min(r.stop, c.stop))
                          for r, c in zip(tile.read, other.core, strict=True))
             local = tuple(slice(z.start - o, z.stop - o)
                           for z, o in zip(zone, tile.origin, strict=True))
-            self._merge_agreeing(labels[local], self._labels[zone], lut)
+            if other.index < tile.index:
+                self._merge_agreeing(labels[local], self._labels[zone], lut)
+            # What this tile saw of its regions across the line: a region with at least
+            # as much there as in its own core is cut unless it merges with that tile.
+            across = np.bincount(labels[local].ravel(), minlength=core_sizes.size)
+            crossing = np.flatnonzero((across >= core_sizes) & (core_sizes > 0))
+            crossing = crossing[crossing != 0]
+            if crossing.size:
+                self._crossings.append((lut[crossing].astype(np.int64), other.index))
         self._labels[tile.core] = lut[core_labels]
 
-    def _earlier_neighbours(self, tile: Tile) -> Iterator[Tile]:
-        """The tiles before ``tile`` in the grid whose cores meet its read region."""
+    def _neighbours(self, tile: Tile) -> Iterator[Tile]:
+        """The other tiles whose cores meet ``tile``'s read region."""
         for r in self._rows.cores_meeting(tile.read[0]):
             for c in self._cols.cores_meeting(tile.read[1]):
                 other = self._at.get((r, c))
-                if other is not None and other.index < tile.index:
+                if other is not None and other is not tile:
                     yield other
 
     def _merge_agreeing(self, mine: np.ndarray, theirs: np.ndarray, lut: np.ndarray) -> None:
         """Merge this tile's regions (``mine``, its own labels; ``lut`` their provisional
         labels) with the earlier pieces (``theirs``) they cover more than half of, and that
-        cover more than half of them, over the same pixels; mark those of its regions that
-        cross into these pixels from its core and merge with none as cut."""
+        cover more than half of them, over the same pixels."""
         their_ids, their_index = np.unique(theirs, return_inverse=True)
         pairs, overlap = np.unique(mine.ravel().astype(np.int64) * their_ids.size
                                    + their_index.ravel(), return_counts=True)
@@ -342,8 +356,6 @@ class Stitcher:
         agree &= (lut[a] != 0) & (their_ids[b] != 0)
         for x, y in zip(lut[a[agree]], their_ids[b[agree]], strict=True):
             self._union(int(x), int(y))
-        crossing = np.setdiff1d(lut[a], lut[a[agree]])
-        self._flag[crossing[crossing != 0]] = True
 
     def _union(self, x: int, y: int) -> None:
         x, y = self._find(x), self._find(y)
@@ -357,6 +369,18 @@ class Stitcher:
             x = int(parent[x])
         return x
 
+    def _cut_regions(self, root: np.ndarray) -> np.ndarray:
+        """Per root, whether one of its pieces crossed into a neighbour's core (see
+        ``_add_regions``) and the region holds no piece of that neighbour."""
+        n_tiles = len(self._tiles)
+        ids = np.arange(1, root.size)
+        holds = np.unique(root[ids] * n_tiles + self._tile[ids])
+        cut = np.zeros(root.size, bool)
+        for labels, other in self._crossings:
+            missing = ~np.isin(root[labels] * n_tiles + other, holds)
+            cut[root[labels[missing]]] = True
+        return cut
+
     def _roots(self) -> np.ndarray:
         """Every provisional label's root (its own label for objects, never merged)."""
         root = self._parent[: self._count + 1].copy()
@@ -368,17 +392,19 @@ class Stitcher:
 
     # ---- provisional labels ----
 
-    def _new_labels(self, flags: np.ndarray) -> np.ndarray:
-        """Provisional labels for ``len(flags)`` new objects or regions."""
+    def _new_labels(self, flags: np.ndarray, tile: int) -> np.ndarray:
+        """Provisional labels for ``len(flags)`` new objects or regions of ``tile``."""
         start, stop = self._count + 1, self._count + 1 + flags.size
         if stop > np.iinfo(np.uint32).max:
             raise ValueError(f"more than {np.iinfo(np.uint32).max} labels in one image")
         if stop > self._flag.size:
             grown = max(stop, 2 * self._flag.size)
-            self._flag = np.concatenate([self._flag, np.zeros(grown - self._flag.size, bool)])
-            self._parent = np.concatenate([self._parent,
-                                           np.zeros(grown - self._parent.size, np.int64)])
+            more = grown - self._flag.size
+            self._flag = np.concatenate([self._flag, np.zeros(more, bool)])
+            self._tile = np.concatenate([self._tile, np.zeros(more, np.int64)])
+            self._parent = np.concatenate([self._parent, np.zeros(more, np.int64)])
         self._flag[start:stop] = flags
+        self._tile[start:stop] = tile
         self._parent[start:stop] = np.arange(start, stop)
         self._count = stop - 1
         return np.arange(start, stop, dtype=np.uint32)
