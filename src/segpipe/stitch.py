@@ -12,8 +12,10 @@ Objects (``partition=False``: instances, 0 is background)
     only, its *owner*, decided from its bounding box alone, so that every tile that sees it
     whole names the same owner: in each direction (rows, then columns) the owner is the
     tile whose core holds the box's centre, ``(first + last) // 2``, if that tile sees the
-    box whole, else the first tile that does. The owner keeps the object with all its
-    pixels, margins included; the other tiles drop it.
+    box whole, else the first tile that does (this happens only at the image border,
+    where read regions are clipped, with margins at least as wide as cores; the tile
+    holding the centre sees every box whole that any tile does otherwise). The owner
+    keeps the object with all its pixels, margins included; the other tiles drop it.
 
     The tile whose core holds the centre sees whole every object at most
     ``2 * margin - 1`` pixels tall and wide (``overlap - 1`` for an even overlap), so such
