@@ -1,15 +1,20 @@
-"""Global thresholds: the image mean, Otsu's threshold, or a fixed value."""
+"""Global thresholds: the image mean, Otsu's threshold, or a fixed value; whole or in tiles."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from segpipe.components import map_tiles
 from segpipe.imageio import intensity_max
 from segpipe.methods.base import Segmentation
+from segpipe.tiles import Tile, TileSource, Tiling, tile_grid
+
+_BINCOUNT_BLOCK = 2**20
 
 
 def intensity_histogram(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -34,7 +39,12 @@ def intensity_histogram(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             block = np.ascontiguousarray(grey[start : start + rows])
             counts += cv2.calcHist([block], [0], None, [256], [0, 256]).ravel().astype(np.int64)
     else:
-        counts = np.bincount(grey.ravel(), minlength=size)
+        # np.bincount first copies its input to 64-bit indices: counting a million pixels
+        # at a time keeps that copy at 8 MB instead of four times the image.
+        flat = grey.ravel()
+        counts = np.zeros(size, np.int64)
+        for start in range(0, flat.size, _BINCOUNT_BLOCK):
+            counts += np.bincount(flat[start : start + _BINCOUNT_BLOCK], minlength=size)
     return counts, np.arange(size)
 
 
@@ -101,19 +111,51 @@ def compute_threshold(grey: np.ndarray, *, method: str = "otsu",
     >>> compute_threshold(grey, method="mean")
     105.0
     """
-    if method == "mean":
-        return float(grey.mean())
-    if method == "otsu":
-        counts, centers = intensity_histogram(grey)
-        if np.count_nonzero(counts) < 2:
-            # A flat image has no threshold; everything lies at or below its one value.
-            return float(grey.flat[0])
-        return float(otsu_threshold(counts, centers))
     if method == "value":
         if value is None:
             raise ValueError("method 'value' needs a 'value' setting")
         return float(value) * intensity_max(grey.dtype)
-    raise ValueError(f"method must be 'mean', 'otsu' or 'value', got {method!r}")
+    if method not in ("mean", "otsu"):
+        raise ValueError(f"method must be 'mean', 'otsu' or 'value', got {method!r}")
+    return histogram_threshold(*intensity_histogram(grey), method=method)
+
+
+def histogram_threshold(counts: np.ndarray, centers: np.ndarray, *, method: str) -> float:
+    """The mean or Otsu threshold of an image from its :func:`intensity_histogram`.
+
+    Tiled images sum their tiles' histograms, so they get the whole image's threshold.
+
+    Parameters
+    ----------
+    counts, centers : (K,) ndarray of int
+        Pixel count per intensity, and the intensities.
+    method : {"mean", "otsu"}
+
+    Returns
+    -------
+    threshold : float
+
+    Notes
+    -----
+    The mean is the exact integer sum over the pixel count, rounded once. That is the
+    float ``grey.mean()`` gives too: NumPy sums integer samples in float64, and while the
+    sum stays below 2**53 every partial sum is an integer, exact in float64, whatever the
+    order of summation; the division then rounds the same exact quotient. The sum of
+    10**10 16-bit pixels (the tiled limit) is below 2**50.
+
+    Examples
+    --------
+    >>> histogram_threshold(np.array([2, 0, 1]), np.arange(3), method="mean")
+    0.6666666666666666
+    """
+    if method == "mean":
+        return int(counts @ centers) / int(counts.sum())
+    if method != "otsu":
+        raise ValueError(f"method must be 'mean' or 'otsu', got {method!r}")
+    if np.count_nonzero(counts) < 2:
+        # A flat image has no threshold; everything lies at or below its one value.
+        return float(centers[np.flatnonzero(counts)[0]])
+    return float(otsu_threshold(counts, centers))
 
 
 POLARITIES = ("bright", "dark", "auto")
@@ -140,11 +182,16 @@ def auto_polarity(bright: np.ndarray) -> str:
     """
     border = np.concatenate((bright[0], bright[-1], bright[1:-1, 0], bright[1:-1, -1]))
     on_border = int(np.count_nonzero(border))
-    off_border = border.size - on_border
+    n_bright = int(np.count_nonzero(bright))
+    return _polarity(on_border=on_border, off_border=border.size - on_border,
+                     bright=n_bright, dark=bright.size - n_bright)
+
+
+def _polarity(*, on_border: int, off_border: int, bright: int, dark: int) -> str:
+    """:func:`auto_polarity`'s rule on pixel counts, which tiles can add up."""
     if on_border != off_border:
         return "bright" if on_border < off_border else "dark"
-    n_bright = int(np.count_nonzero(bright))
-    return "bright" if 2 * n_bright <= bright.size else "dark"
+    return "bright" if bright <= dark else "dark"
 
 
 def _integer_threshold(dtype: np.dtype, threshold: float) -> float | np.integer:
@@ -257,34 +304,53 @@ def segment_multi_threshold(grey: np.ndarray, *, classes: int | None = None,
     >>> segment_multi_threshold(grey, thresholds=[0.2, 0.6]).labels
     array([[0, 1, 2]], dtype=uint8)
     """
+    given = _check_bands(classes, thresholds, foreground, intensity_max(grey.dtype))
+    cuts = given if given is not None else _multi_otsu(*intensity_histogram(grey), classes)
+    if foreground == "auto":
+        foreground = auto_polarity(grey > compute_threshold(grey, method="otsu"))
+    labels = _bands(grey, _band_lut(cuts, intensity_max(grey.dtype), foreground))
+    return Segmentation(labels=labels, thresholds=_unit_cuts(cuts, grey.dtype),
+                        foreground=foreground)
+
+
+def _check_bands(classes: int | None, thresholds: Sequence[float] | None, foreground: str,
+                 top: int) -> np.ndarray | None:
+    """Check multi-threshold settings; the given thresholds on the image's scale, if any."""
     if (classes is None) == (thresholds is None):
         raise ValueError("give exactly one of 'classes' and 'thresholds'")
-    top = intensity_max(grey.dtype)
+    cuts = None
     if thresholds is not None:
         cuts = np.asarray(thresholds, dtype=np.float64) * top
         if cuts.size == 0 or np.any(np.diff(cuts) <= 0):
             raise ValueError(f"thresholds must be a rising, non-empty list, got {thresholds}")
-    else:
-        if classes < 2:
-            raise ValueError(f"classes must be >= 2, got {classes}")
-        cuts = _multi_otsu(grey, classes)
-    # The band of every possible intensity, looked up per pixel: same result as
-    # np.digitize over the image, at a fraction of its cost.
-    lut = np.digitize(np.arange(top + 1), cuts, right=True).astype(np.uint8)
+    elif classes < 2:
+        raise ValueError(f"classes must be >= 2, got {classes}")
     if foreground not in POLARITIES:
         raise ValueError(f"foreground must be one of {POLARITIES}, got {foreground!r}")
-    if foreground == "auto":
-        foreground = auto_polarity(grey > compute_threshold(grey, method="otsu"))
+    return cuts
+
+
+def _band_lut(cuts: np.ndarray, top: int, foreground: str) -> np.ndarray:
+    """The band of every possible intensity, numbered from the ``foreground`` side."""
+    # Looked up per pixel: the same result as np.digitize over the image, at a fraction of
+    # its cost.
+    lut = np.digitize(np.arange(top + 1), cuts, right=True).astype(np.uint8)
     if foreground == "dark":
         lut = (cuts.size - lut).astype(np.uint8)
-    labels = cv2.LUT(grey, lut) if grey.dtype == np.uint8 else lut[grey]
-    return Segmentation(labels=labels, thresholds=tuple(float(c) / top for c in cuts),
-                        foreground=foreground)
+    return lut
 
 
-def _multi_otsu(grey: np.ndarray, classes: int) -> np.ndarray:
-    counts, centers = intensity_histogram(grey)
-    if grey.dtype == np.uint16:
+def _bands(grey: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    return cv2.LUT(grey, lut) if grey.dtype == np.uint8 else lut[grey]
+
+
+def _unit_cuts(cuts: np.ndarray, dtype: np.dtype) -> tuple[float, ...]:
+    return tuple(float(c) / intensity_max(dtype) for c in cuts)
+
+
+def _multi_otsu(counts: np.ndarray, centers: np.ndarray, classes: int) -> np.ndarray:
+    """Multi-Otsu cuts from an :func:`intensity_histogram`."""
+    if counts.size > _MULTI_OTSU_BINS:
         factor = counts.size // _MULTI_OTSU_BINS
         counts = counts.reshape(_MULTI_OTSU_BINS, factor).sum(axis=1)
         # Upper edge of each bin, so "above the cut" keeps whole bins together.
@@ -300,3 +366,211 @@ def _multi_otsu(grey: np.ndarray, classes: int) -> np.ndarray:
     from skimage.filters import threshold_multiotsu
 
     return threshold_multiotsu(classes=classes, hist=(counts, centers)).astype(np.float64)
+
+
+def threshold_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1,
+                    method: str = "otsu", value: float | None = None,
+                    foreground: str = "bright") -> Segmentation:
+    """:func:`segment_threshold` of an image read tile by tile; the same result, bit for bit.
+
+    The first pass streams the tiles' intensity histograms (and, for ``auto``, the
+    histogram of the image border's pixels) and sums them: integer counts, so the sum is
+    the whole image's histogram, and the mean, Otsu's threshold and the polarity follow
+    from it as they do for the whole image (:func:`histogram_threshold`). The second pass
+    labels each tile's core. ``method="value"`` with a fixed polarity needs only the
+    second.
+
+    Parameters
+    ----------
+    source : TileSource
+        A grey ``(M, N)`` image of uint8 or uint16 (:mod:`segpipe.tiles`).
+    tiling : Tiling
+        Tiles of ``tiling.core`` pixels a side; the overlap is not needed.
+    threads : int
+        Threads the tiles are spread over; the result does not depend on it.
+    method, value, foreground
+        As for :func:`segment_threshold`.
+
+    Returns
+    -------
+    Segmentation
+        As :func:`segment_threshold`'s, with ``tiles`` the number of tiles.
+
+    Raises
+    ------
+    ValueError
+        For the settings :func:`segment_threshold` refuses, or a source that is not grey.
+
+    Notes
+    -----
+    Memory: the uint8 labels are held whole; everything else per tile (its pixels and
+    mask, and its histogram: 2 KB, or 512 KB for 16 bits).
+
+    Examples
+    --------
+    >>> from segpipe.tiles import ArraySource
+    >>> grey = np.array([[0, 50, 200], [255, 90, 10]], dtype=np.uint8)
+    >>> seg = threshold_tiled(ArraySource(grey), tiling=Tiling(size=2))
+    >>> seg.labels, seg.tiles
+    (array([[0, 0, 1],
+           [1, 0, 0]], dtype=uint8), 2)
+    """
+    if foreground not in POLARITIES:
+        raise ValueError(f"foreground must be one of {POLARITIES}, got {foreground!r}")
+    if method == "value" and value is None:
+        raise ValueError("method 'value' needs a 'value' setting")
+    if method not in ("mean", "otsu", "value"):
+        raise ValueError(f"method must be 'mean', 'otsu' or 'value', got {method!r}")
+    grid = _grey_tiles(source, tiling)
+    histograms = None
+    if method != "value" or foreground == "auto":
+        histograms = _histograms(source, grid, border=foreground == "auto", threads=threads)
+    if method == "value":
+        t = float(value) * intensity_max(source.dtype)
+    else:
+        t = histogram_threshold(histograms.counts, histograms.centers, method=method)
+    if foreground == "auto":
+        foreground = histograms.polarity(_integer_threshold(np.dtype(source.dtype), t))
+    labels = np.empty(source.shape, dtype=np.uint8)
+
+    def label(tile: Tile) -> None:
+        labels[tile.core] = foreground_mask(source.read(*tile.core), t, foreground)[0]
+
+    for _ in map_tiles(label, grid, threads=threads):
+        pass
+    return Segmentation(labels=labels, thresholds=(t / intensity_max(source.dtype),),
+                        foreground=foreground, tiles=len(grid))
+
+
+def multi_threshold_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1,
+                          classes: int | None = None, thresholds: Sequence[float] | None = None,
+                          foreground: str = "bright") -> Segmentation:
+    """:func:`segment_multi_threshold` of an image read tile by tile; the same result, bit
+    for bit.
+
+    Multi-Otsu's cuts, and Otsu's threshold for ``auto``, come from the tiles' summed
+    intensity histograms (as in :func:`threshold_tiled`), the bands from the same
+    lookup table applied to each tile's core. Fixed thresholds with a fixed order read
+    the tiles once.
+
+    Parameters
+    ----------
+    source : TileSource
+        A grey ``(M, N)`` image of uint8 or uint16.
+    tiling : Tiling
+        Tiles of ``tiling.core`` pixels a side; the overlap is not needed.
+    threads : int
+        Threads the tiles are spread over; the result does not depend on it.
+    classes, thresholds, foreground
+        As for :func:`segment_multi_threshold`.
+
+    Returns
+    -------
+    Segmentation
+        As :func:`segment_multi_threshold`'s, with ``tiles`` the number of tiles.
+
+    Raises
+    ------
+    ValueError
+        For the settings :func:`segment_multi_threshold` refuses, or a source that is not
+        grey.
+
+    Notes
+    -----
+    Memory: the uint8 labels are held whole; everything else per tile (its pixels and
+    bands, and its histogram: 2 KB, or 512 KB for 16 bits).
+
+    Examples
+    --------
+    >>> from segpipe.tiles import ArraySource
+    >>> grey = np.array([[0, 100, 200]], dtype=np.uint8)
+    >>> multi_threshold_tiled(ArraySource(grey), tiling=Tiling(size=2),
+    ...                       thresholds=[0.2, 0.6]).labels
+    array([[0, 1, 2]], dtype=uint8)
+    """
+    top = intensity_max(source.dtype)
+    cuts = _check_bands(classes, thresholds, foreground, top)
+    grid = _grey_tiles(source, tiling)
+    if cuts is None or foreground == "auto":
+        histograms = _histograms(source, grid, border=foreground == "auto", threads=threads)
+        if cuts is None:
+            cuts = _multi_otsu(histograms.counts, histograms.centers, classes)
+        if foreground == "auto":
+            foreground = histograms.polarity(
+                histogram_threshold(histograms.counts, histograms.centers, method="otsu"))
+    lut = _band_lut(cuts, top, foreground)
+    labels = np.empty(source.shape, dtype=np.uint8)
+
+    def label(tile: Tile) -> None:
+        labels[tile.core] = _bands(source.read(*tile.core), lut)
+
+    for _ in map_tiles(label, grid, threads=threads):
+        pass
+    return Segmentation(labels=labels, thresholds=_unit_cuts(cuts, source.dtype),
+                        foreground=foreground, tiles=len(grid))
+
+
+def _grey_tiles(source: TileSource, tiling: Tiling) -> list[Tile]:
+    """The grid of a grey source, cores only: thresholds look at one pixel at a time."""
+    if len(source.shape) != 2:
+        raise ValueError(f"a grey image has shape (M, N), got {tuple(source.shape)}")
+    return tile_grid(source.shape, core=tiling.core)
+
+
+@dataclass(frozen=True)
+class _Histograms:
+    """An image's intensity histogram summed over its tiles and, for ``auto``, the
+    histogram of its border pixels, each counted as often as :func:`auto_polarity`
+    counts it."""
+
+    counts: np.ndarray
+    centers: np.ndarray
+    border: np.ndarray | None
+
+    def polarity(self, threshold: float | np.integer) -> str:
+        """:func:`auto_polarity` of the pixels above ``threshold``."""
+        above = self.centers > threshold
+        on_border = int(self.border[above].sum())
+        bright = int(self.counts[above].sum())
+        return _polarity(on_border=on_border, off_border=int(self.border.sum()) - on_border,
+                         bright=bright, dark=int(self.counts.sum()) - bright)
+
+
+def _histograms(source: TileSource, grid: Sequence[Tile], *, border: bool,
+                threads: int) -> _Histograms:
+    """The first pass of the tiled thresholds: the tiles' histograms, summed."""
+    shape = source.shape
+
+    def scan(tile: Tile) -> tuple[np.ndarray, np.ndarray | None]:
+        grey = source.read(*tile.core)
+        counts = intensity_histogram(grey)[0]
+        edge = _border_pixels(grey, tile, shape) if border else None
+        return counts, None if edge is None else np.bincount(edge, minlength=counts.size)
+
+    size = intensity_max(source.dtype) + 1
+    counts = np.zeros(size, np.int64)
+    border_counts = np.zeros(size, np.int64) if border else None
+    for tile_counts, tile_border in map_tiles(scan, grid, threads=threads):
+        counts += tile_counts
+        if tile_border is not None:
+            border_counts += tile_border
+    return _Histograms(counts=counts, centers=np.arange(size), border=border_counts)
+
+
+def _border_pixels(grey: np.ndarray, tile: Tile, shape: tuple[int, int]) -> np.ndarray:
+    """The pixels of a tile's core on the image border, as :func:`auto_polarity` strings
+    them together: the first and last rows, then the first and last columns without
+    those rows (so a one-row or one-column image counts its pixels twice)."""
+    height, width = shape
+    rows, cols = tile.core
+    pieces = []
+    if rows.start == 0:
+        pieces.append(grey[0])
+    if rows.stop == height:
+        pieces.append(grey[-1])
+    sides = grey[max(1, rows.start) - rows.start : min(height - 1, rows.stop) - rows.start]
+    if cols.start == 0:
+        pieces.append(sides[:, 0])
+    if cols.stop == width:
+        pieces.append(sides[:, -1])
+    return np.concatenate(pieces) if pieces else np.empty(0, grey.dtype)
