@@ -16,11 +16,16 @@ from typing import TYPE_CHECKING, Any
 from segpipe.errors import ConfigError
 from segpipe.maskrcnn import load_maskrcnn, segment_maskrcnn
 from segpipe.methods.base import LABEL_MEANINGS, MethodSpec, Segmentation
-from segpipe.methods.edges import segment_edges
-from segpipe.methods.kmeans import segment_kmeans
+from segpipe.methods.edges import edges_tiled, segment_edges
+from segpipe.methods.kmeans import kmeans_tiled, segment_kmeans
 from segpipe.methods.region_growing import region_growing_tiled, segment_region_growing
 from segpipe.methods.superpixels import segment_superpixels, superpixels_tiled
-from segpipe.methods.threshold import segment_multi_threshold, segment_threshold
+from segpipe.methods.threshold import (
+    multi_threshold_tiled,
+    segment_multi_threshold,
+    segment_threshold,
+    threshold_tiled,
+)
 from segpipe.methods.watershed import segment_watershed, watershed_tiled
 
 if TYPE_CHECKING:
@@ -70,14 +75,16 @@ def _maskrcnn_weights(settings: Mapping[str, Any]) -> WeightsSource:
 # for 16-bit samples.
 BUILTIN = (
     MethodSpec("threshold", segment_threshold, "foreground", "grey", _check_threshold,
-               bytes_per_pixel=4,
+               bytes_per_pixel=4, tiled=threshold_tiled,
                summary="one global threshold (mean, Otsu or a value); 1 = foreground"),
     MethodSpec("multi_threshold", segment_multi_threshold, "classes", "grey",
-               _check_multi_threshold, bytes_per_pixel=8,
+               _check_multi_threshold, bytes_per_pixel=8, tiled=multi_threshold_tiled,
                summary="several thresholds (multi-Otsu or given); intensity bands 0..N-1"),
     MethodSpec("edges", segment_edges, "regions", "grey", edge_maps=True, bytes_per_pixel=40,
+               tiled=edges_tiled,
                summary="3x3 Sobel or Laplace edges; the regions they enclose, 0 on edges"),
     MethodSpec("kmeans", segment_kmeans, "classes", "rgb", bytes_per_pixel=86,
+               tiled=kmeans_tiled,
                summary="k-means on pixel colours; clusters 0..k-1 from the darkest"),
     MethodSpec("watershed", segment_watershed, "instances", "grey", bytes_per_pixel=188,
                tiled=watershed_tiled,
