@@ -1,4 +1,6 @@
-"""Reading images and writing label images: the only module of segpipe that touches pixels on disk.
+"""Reading images and writing label images: with :mod:`segpipe.labelstore` (OME-Zarr and
+tiled BigTIFF masks, written tile by tile), the only modules of segpipe that touch pixels
+on disk.
 
 Decoding policy (applied once, here, for every method):
 
@@ -298,7 +300,7 @@ def intensity_max(dtype: DTypeLike) -> int:
 def label_dtype(max_label: int) -> type[np.unsignedinteger]:
     """The smallest unsigned type for labels up to ``max_label``.
 
-    uint8 and uint16 fit a PNG mask; uint32 needs ``mask_format: tiff``.
+    uint8 and uint16 fit a PNG mask; uint32 needs ``mask_format: tiff`` or ``zarr``.
 
     >>> label_dtype(255), label_dtype(256), label_dtype(70000)
     (<class 'numpy.uint8'>, <class 'numpy.uint16'>, <class 'numpy.uint32'>)
@@ -312,8 +314,9 @@ def label_dtype(max_label: int) -> type[np.unsignedinteger]:
     raise ValueError(f"{max_label} labels do not fit in 32 bits")
 
 
-# Mask file formats (the ``mask_format`` setting) and their suffixes.
-MASK_SUFFIXES = {"png": ".png", "tiff": ".tif"}
+# Mask file formats (the ``mask_format`` setting) and their suffixes. A ``.zarr`` mask is a
+# folder (segpipe.labelstore).
+MASK_SUFFIXES = {"png": ".png", "tiff": ".tif", "zarr": ".zarr"}
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -324,7 +327,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
     """
     if array.dtype == np.uint32 and array.ndim == 2:
         raise ValueError(f"{int(array.max())} labels do not fit in a 16-bit PNG (at most "
-                         "65535): set mask_format: tiff")
+                         "65535): set mask_format: tiff or zarr")
     if array.dtype not in (np.uint8, np.uint16) or array.ndim != 2:
         raise ValueError(f"need a 2-D uint8 or uint16 array, got {array.ndim}-D {array.dtype}")
     ok, encoded = cv2.imencode(".png", array, _PNG_FAST)
@@ -333,16 +336,34 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
     write_bytes_atomic(path, encoded.tobytes())
 
 
-def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:
+def write_tiff(path: str | os.PathLike, array: np.ndarray, *,
+               tiled: bool | None = None) -> None:
     """Write a uint8, uint16 or uint32 (M, N) label array as a zlib-compressed TIFF,
-    atomically. Fiji, napari and QuPath read it as a label image."""
+    atomically. Fiji, napari and QuPath read it as a label image.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    array : (M, N) ndarray of uint8, uint16 or uint32
+    tiled : bool, optional
+        A tiled BigTIFF (:func:`segpipe.labelstore.write_tiled_tiff`) rather than a plain
+        strip TIFF. Default: tiled above :data:`segpipe.labelstore.TILED_TIFF_PIXELS`
+        (8192 x 8192) pixels.
+    """
     import io
 
     import tifffile
 
+    from segpipe.labelstore import TILED_TIFF_PIXELS, write_tiled_tiff
+
     if array.dtype not in (np.uint8, np.uint16, np.uint32) or array.ndim != 2:
         raise ValueError(f"need a 2-D uint8, uint16 or uint32 array, got {array.ndim}-D "
                          f"{array.dtype}")
+    if tiled is None:
+        tiled = array.size > TILED_TIFF_PIXELS
+    if tiled:
+        write_tiled_tiff(path, array)
+        return
     buffer = io.BytesIO()
     # Level 1: label images are long runs; higher levels cost time and save little.
     tifffile.imwrite(buffer, array, compression="zlib", compressionargs={"level": 1},
@@ -351,7 +372,8 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def write_labels(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write a label image as PNG or TIFF, chosen by ``path``'s suffix, atomically.
+    """Write a label image as PNG, TIFF or OME-Zarr labels (a ``.zarr`` folder), chosen
+    by ``path``'s suffix, atomically.
 
     Raises
     ------
@@ -361,7 +383,12 @@ def write_labels(path: str | os.PathLike, array: np.ndarray) -> None:
     ValueError
         If ``array`` is not a 2-D label image the format can hold.
     """
-    if Path(path).suffix.lower() in (".tif", ".tiff"):
+    from segpipe.labelstore import mask_format_of, write_zarr_labels
+
+    kind = mask_format_of(path)
+    if kind == "zarr":
+        write_zarr_labels(path, array)
+    elif kind == "tiff":
         write_tiff(path, array)
     else:
         write_png(path, array)
@@ -446,8 +473,20 @@ def discard_temporary(tmp: str | os.PathLike) -> None:
 
 
 def read_label_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a label image (PNG, or TIFF through tifffile) back into its integer array."""
-    if Path(path).suffix.lower() in (".tif", ".tiff"):
+    """Read a label image (PNG, TIFF through tifffile, or an OME-Zarr mask's level 0) back
+    into its integer array.
+
+    Raises
+    ------
+    ImageReadError
+        If the file or folder cannot be read as a label image.
+    """
+    from segpipe.labelstore import mask_format_of, read_zarr_labels
+
+    kind = mask_format_of(path)
+    if kind == "zarr":
+        return read_zarr_labels(path)
+    if kind == "tiff":
         import tifffile
 
         try:
@@ -458,3 +497,75 @@ def read_label_image(path: str | os.PathLike) -> np.ndarray:
     if labels is None:
         raise ImageReadError(path, "cannot read label image")
     return labels
+
+
+def read_label_level(path: str | os.PathLike, max_side: int) -> np.ndarray:
+    """A reduced label image for display: the mask subsampled by ``[::s, ::s]``, ``s`` the
+    largest power of two that keeps its longer side at least ``max_side`` (1 for a mask
+    smaller than that).
+
+    An OME-Zarr mask gives the smallest pyramid level that long, read alone. A TIFF is
+    read through tifffile's chunked access, so only the result is held whole (plus a strip
+    or tile); a PNG is read whole, then subsampled. Labels are picked, never averaged.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A mask (PNG, TIFF or ``.zarr``).
+    max_side : int
+        The least length of the result's longer side (when the mask has it).
+
+    Returns
+    -------
+    (M', N') ndarray
+        ``labels[::s, ::s]``.
+
+    Raises
+    ------
+    ImageReadError
+        If the mask cannot be read.
+    ValueError
+        If ``max_side`` is not positive.
+    """
+    from segpipe.labelstore import mask_format_of, zarr_levels
+
+    if max_side < 1:
+        raise ValueError(f"max_side must be >= 1, got {max_side}")
+    kind = mask_format_of(path)
+    try:
+        if kind == "zarr":
+            levels = zarr_levels(path)
+            level = ([a for a in levels if max(a.shape) >= max_side] or levels[:1])[-1]
+            # The top level can still be longer than needed: subsample it as a TIFF is.
+            step = _subsample_step(level.shape, max_side)
+            return level[::step, ::step]
+        if kind == "tiff":
+            import tifffile
+            import zarr
+
+            with tifffile.imread(path, aszarr=True) as store:
+                array = zarr.open_array(store, mode="r")
+                step = _subsample_step(array.shape, max_side)
+                return array[::step, ::step]
+    except ImageReadError:
+        raise
+    except Exception as err:  # tifffile and zarr raise many types
+        raise ImageReadError(path, f"cannot read label image ({err})") from err
+    labels = read_label_image(path)
+    step = _subsample_step(labels.shape, max_side)
+    return labels[::step, ::step]
+
+
+def _subsample_step(shape: tuple[int, ...], max_side: int) -> int:
+    """The largest power of two ``s`` with ``ceil(max(shape) / s) >= max_side`` (at least 1,
+    at most the longer side).
+
+    >>> _subsample_step((300, 500), 100), _subsample_step((300, 500), 600)
+    (4, 1)
+    >>> _subsample_step((300, 500), 1)
+    256
+    """
+    longest, step = max(shape[:2]), 1
+    while 2 * step <= longest and -(-longest // (2 * step)) >= max_side:
+        step *= 2
+    return step
