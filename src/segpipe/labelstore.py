@@ -7,9 +7,9 @@ files, byte for byte.
 
 OME-Zarr (``mask_format: zarr``)
     One folder per mask, ``{index}-{name}.zarr``, in Zarr's version 2 format with OME-NGFF
-    0.4 metadata: the version that napari (napari-ome-zarr), ome-zarr-py, QuPath, Fiji
-    (MoBIE, BigDataViewer) and Bio-Formats all read; NGFF 0.5 needs Zarr version 3, which
-    several of them do not read yet. The zarr package writes the arrays; segpipe writes
+    0.4 metadata: the version that napari (napari-ome-zarr), ome-zarr-py, Fiji (MoBIE)
+    and Bio-Formats all read; NGFF 0.5 needs Zarr version 3, which several of them do not
+    read yet. The zarr package writes the arrays; segpipe writes
     the NGFF attributes itself (no ome-zarr dependency)::
 
         000003-a.zarr/.zgroup                      the root group (holds no image: the
@@ -26,9 +26,8 @@ OME-Zarr (``mask_format: zarr``)
     masks): a 10^9-pixel mask is about a thousand files, not millions on a shared file
     system, a viewer fetches a screen's worth in a few chunks, and the pyramid's top level
     (at most 1024 pixels a side) is one chunk. zlib level 1 compresses them, the codec and
-    level of the TIFF masks: every Zarr reader has it (Java's jzarr in Bio-Formats and
-    QuPath included), and unlike Blosc it starts no threads, which matters in segpipe's
-    forked writer processes. Chunks that are all background are not stored (Zarr reads
+    level of the TIFF masks: every Zarr reader has it (Java's included), and unlike Blosc
+    it starts no threads, which matters in segpipe's forked writer processes. Chunks that are all background are not stored (Zarr reads
     them as the fill value, 0).
 
     Level k is level 0 subsampled by ``[::2**k, ::2**k]``: labels are picked, never
