@@ -64,7 +64,7 @@ class ShardJob:
         Larger images get an error row without being decoded (``max_image_pixels``).
     measure_objects : bool
         Shape and intensity columns in the objects table.
-    mask_format : {"png", "tiff"}
+    mask_format : {"png", "tiff", "zarr"}
     reading : segpipe.planes.Reading
         Channel, slice, time point and intensity range of the images.
     weights_dir : str
