@@ -53,3 +53,14 @@ def test_a_gone_shard_loses_its_outputs_of_every_method_and_nothing_else(tmp_pat
         assert all(os.path.exists(p) for p in layout.shard_outputs(method, "000000"))
         assert not any(os.path.exists(p) for p in layout.shard_outputs(method, "000001"))
     assert (tmp_path / "results" / "masks" / "keep.txt").exists()
+
+
+def test_a_kept_zarr_mask_is_kept_whole_and_a_stale_one_goes(tmp_path):
+    folder = tmp_path / "000000"
+    for name in ("000000-a.zarr", "000001-gone.zarr"):
+        (folder / name / "labels" / "mask" / "0").mkdir(parents=True)
+        (folder / name / "labels" / "mask" / "0" / "0.0").write_bytes(b"x")
+        (folder / name / ".zattrs").write_text("{}")
+    removal = prepare_shard_folder(folder, [f"{folder}/000000-a.zarr"])
+    assert sorted(os.listdir(folder)) == ["000000-a.zarr"]
+    assert (folder / "000000-a.zarr/labels/mask/0/0.0").exists() and removal.removed == 2

@@ -124,7 +124,8 @@ def prepare_shard_folder(folder: str | os.PathLike, keep: Iterable[str]) -> Remo
     # stand in for the rest.
     removal = remove_written(
         folder, owned=lambda name: written_by_segpipe(f"masks/m/000000/{name}"),
-        select=lambda name: name not in keep)
+        # A kept mask may be a folder (an OME-Zarr mask): everything under it is kept.
+        select=lambda name: name.split("/", 1)[0] not in keep)
     if removal.foreign:
         log.warning("%s: %s", folder, removal.foreign_note())
     return removal

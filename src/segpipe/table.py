@@ -81,7 +81,8 @@ METRICS_SCHEMA = pa.schema(
                 "image_id": "path relative to input_dir, POSIX separators, with extension",
                 "status": "'ok' or 'error'",
                 "note": "something to know about an ok image (e.g. only page 1 of a stack)",
-                "mask_path": "label PNG, relative to the working directory",
+                "mask_path": "the label image (PNG, TIFF or OME-Zarr folder), relative to the "
+                             "working directory",
                 "edge_path": "edge strength PNG (edge methods only)",
                 "n_labels": "distinct non-zero labels in the mask",
                 "n_objects": "objects: instances, or 8-connected components of a foreground "
