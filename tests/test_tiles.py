@@ -166,3 +166,29 @@ def test_a_tiled_run_agrees_with_a_whole_run(tmp_path):
         a = read_label_image(whole_dir / whole.loc[("sobel", image_id), "edge_path"])
         b = read_label_image(tiled_dir / tiled.loc[("sobel", image_id), "edge_path"])
         assert np.array_equal(a, b)
+
+
+def test_overlays_of_a_large_image_read_a_subsampled_level_only(tmp_path, monkeypatch):
+    from segpipe.imageio import write_labels
+    from segpipe.report import overlays
+
+    height, width = 4200, 4100  # over REDUCED_ABOVE_PIXELS
+    image = np.zeros((height, width), np.uint8)
+    image[1000:3000, 500:2500] = 200
+    path = tmp_path / "scan.tif"
+    tifffile.imwrite(path, image, tile=(256, 256), compression="zlib")
+    mask = tmp_path / "mask.tif"
+    write_labels(mask, (image > 100).astype(np.uint8))
+
+    def whole(*args, **kwargs):
+        raise AssertionError("a large image must not be decoded whole")
+
+    monkeypatch.setattr(overlays, "read_image", whole)
+    monkeypatch.setattr(overlays, "read_label_image", whole)
+    rgb = overlays._overlay(path, mask)
+    assert max(rgb.shape[:2]) <= 2 * overlays.PANEL_PX
+    # The outline of the square is drawn where the square is, in panel coordinates.
+    outline = (rgb == np.asarray(overlays.OUTLINE_RGB, np.float32)).all(axis=2)
+    ys, xs = np.nonzero(outline)
+    scale = rgb.shape[0] / height
+    assert abs(ys.min() - 1000 * scale) <= 2 and abs(xs.max() - 2499 * scale) <= 2

@@ -195,3 +195,24 @@ def chunked_tiff(path: str | os.PathLike, *, mode: str, reading: Reading,
     info.update(intensity_lo=float(rule[0]) if fixed else 0.0,
                 intensity_hi=float(rule[1]) if fixed else float(top))
     return source
+
+
+def reduced_image(path: str | os.PathLike, max_side: int, *, mode: str = "rgb",
+                  reading: Reading | None = None) -> np.ndarray:
+    """An image subsampled by ``[::s, ::s]`` for display, ``s`` the largest power of two
+    that keeps its longer side at least ``max_side``: a tiled TIFF is read through its
+    chunked store (only the result is held whole), any other file decoded whole first.
+
+    For the report of images too large to decode whole; the masks' matching reduction is
+    :func:`segpipe.imageio.read_label_level`, so the two line up pixel for pixel.
+    """
+    from segpipe.imageio import _subsample_step
+
+    reading = reading or DEFAULT_READING
+    shape = image_shape(path)
+    step = 1 if shape is None else _subsample_step(shape, max_side)
+    source = chunked_tiff(path, mode=mode, reading=reading, notes=[], info={})
+    if source is not None:
+        return source.read(slice(None, None, step), slice(None, None, step))
+    image = read_image(path, mode=mode, max_pixels=None, reading=reading)
+    return image[::step, ::step]

@@ -3,6 +3,7 @@ on top, and how the examples are picked."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,10 +15,11 @@ from matplotlib.figure import Figure
 from skimage.segmentation import find_boundaries
 
 from segpipe.errors import ImageReadError
-from segpipe.imageio import intensity_max, read_image, read_label_image
+from segpipe.imageio import intensity_max, read_image, read_label_image, read_label_level
 from segpipe.planes import DEFAULT_READING, Reading, for_plane, split_plane
 from segpipe.report.columns import LABELS, has_values, sort_best_first
 from segpipe.report.drawing import DPI, message_figure, save_png
+from segpipe.sources import image_shape, reduced_image
 from segpipe.table import IMAGE_METRICS
 
 if TYPE_CHECKING:
@@ -30,6 +32,9 @@ TRUTH_RGB = (0.0, 0.75, 1.0)
 # so that matplotlib shows them without resampling and the PNG stays well under 1 MB.
 PANEL_IN = 3.6
 PANEL_PX = int(PANEL_IN * DPI) - 20
+# Larger images (16.7 megapixels, 4096 x 4096) are drawn from a subsampled read of the
+# image and of the mask, never decoded whole: a tiled scan of 10^9 pixels would need GBs.
+REDUCED_ABOVE_PIXELS = 4096 * 4096
 
 
 # Without ground truth, examples are spread over a figure of each image that varies with
@@ -273,7 +278,14 @@ def _overlay(image_path: str | os.PathLike, mask_path: str | os.PathLike,
     Shrunk in its own integer type before anything else, so memory stays near the
     decoded file (at most max_image_pixels x 3 or 6 bytes), not four float copies of it.
     """
-    image = read_image(image_path, mode="rgb", max_pixels=None, reading=reading)
+    shape = image_shape(image_path)
+    reduced = shape is not None and math.prod(shape) > REDUCED_ABOVE_PIXELS
+    if reduced:
+        # A large (tiled) image: a subsampled level of the image and of its mask, never
+        # either whole; the same [::s, ::s] for both, so they line up.
+        image = reduced_image(image_path, PANEL_PX, reading=reading)
+    else:
+        image = read_image(image_path, mode="rgb", max_pixels=None, reading=reading)
     height, width = image.shape[:2]
     scale = min(1.0, PANEL_PX / max(height, width))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -283,7 +295,8 @@ def _overlay(image_path: str | os.PathLike, mask_path: str | os.PathLike,
     del image
     if truth is not None:
         rgb[find_boundaries(_shrunk(truth, size), mode="inner")] = TRUTH_RGB
-    labels = _shrunk(read_label_image(mask_path), size)
+    mask = read_label_level(mask_path, PANEL_PX) if reduced else read_label_image(mask_path)
+    labels = _shrunk(mask, size)
     rgb[find_boundaries(labels, mode="inner")] = OUTLINE_RGB
     return rgb
 
