@@ -178,10 +178,9 @@ def label_components(mask_of: Callable[[Tile], np.ndarray], tiles: Sequence[Tile
     # Sizes add up over the parts of a component, its first pixel is the first of theirs.
     parts = root[1:]
     sizes = np.zeros(total + 1, dtype=np.int64)
-    np.add.at(sizes, parts, np.concatenate([s.sizes for s in scans] + [np.empty(0, np.int64)]))
+    np.add.at(sizes, parts, np.concatenate([s.sizes for s in scans]))
     first = np.full(total + 1, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first, parts,
-                  np.concatenate([s.first_pixels for s in scans] + [np.empty(0, np.int64)]))
+    np.minimum.at(first, parts, np.concatenate([s.first_pixels for s in scans]))
     roots = np.flatnonzero(root == np.arange(total + 1))[1:]
     roots = roots[sizes[roots] >= min_size]
     roots = roots[np.argsort(first[roots])]
@@ -190,10 +189,11 @@ def label_components(mask_of: Callable[[Tile], np.ndarray], tiles: Sequence[Tile
     final = final[root]
 
     labels = np.zeros(shape, dtype=final.dtype)
+    position = {tile.index: i for i, tile in enumerate(tiles)}
 
     def write(tile: Tile) -> None:
-        offset = offsets[tile.index]
-        lut = final[offset : offset + counts[tile.index] + 1].copy()
+        offset = offsets[position[tile.index]]
+        lut = final[offset : offset + counts[position[tile.index]] + 1].copy()
         lut[0] = 0
         labels[tile.core] = lut[_label_core(mask_of, tile, connectivity)[1]]
 
@@ -240,13 +240,13 @@ def _touching(tiles: Sequence[Tile], scans: Sequence[_TileScan], offsets: np.nda
     The labels along each grid line are strung together over the whole image, so the
     diagonal neighbours of 8-connectivity are found across tile corners too.
     """
-    at = {(t.row, t.col): t.index for t in tiles}
+    at = {(t.row, t.col): i for i, t in enumerate(tiles)}
     rows = 1 + max(t.row for t in tiles)
     cols = 1 + max(t.col for t in tiles)
 
-    def provisional(index: int, side: str) -> np.ndarray:
-        local = getattr(scans[index], side).astype(np.int64)
-        return np.where(local > 0, local + offsets[index], 0)
+    def provisional(position: int, side: str) -> np.ndarray:
+        local = getattr(scans[position], side).astype(np.int64)
+        return np.where(local > 0, local + offsets[position], 0)
 
     def line(cells: Iterable[tuple[int, int]], side: str) -> np.ndarray:
         return np.concatenate([provisional(at[cell], side) for cell in cells])
