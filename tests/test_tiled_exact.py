@@ -252,6 +252,32 @@ def test_tiled_functions_read_only_tiles():
     kmeans_tiled(TileOnly(rgb), tiling=tiling, k=2, sample_size=100, n_init=1)
 
 
+def test_memory_follows_the_tiles_not_the_image():
+    # Beyond the outputs, a tiled run holds a few tiles' worth (tracemalloc sees NumPy's
+    # and OpenCV's arrays). On this 1024 x 1024 image the whole-image edges need 11 MB
+    # beyond theirs, k-means 23 MB; 128-pixel tiles on two threads need under 3 MB.
+    import tracemalloc
+
+    rng = np.random.default_rng(9)
+    grey = cv2.GaussianBlur(rng.integers(0, 256, (1024, 1024)).astype(np.uint8), (0, 0), 3)
+    rgb = np.dstack([grey, 255 - grey, grey // 2])
+    tiling = Tiling(size=128)
+    runs = [(threshold_tiled, grey, {"foreground": "auto"}),
+            (multi_threshold_tiled, grey, {"classes": 3, "foreground": "auto"}),
+            (edges_tiled, grey, {}),
+            (kmeans_tiled, rgb, {"k": 3, "n_init": 1})]
+    for tiled, image, settings in runs:
+        tiled(ArraySource(image[:8, :8]), tiling=tiling, **settings)  # imports done before
+        tracemalloc.start()
+        try:
+            seg = tiled(ArraySource(image), tiling=tiling, threads=2, **settings)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        outputs = seg.labels.nbytes + (0 if seg.edge_map is None else seg.edge_map.nbytes)
+        assert peak - outputs < 3 * 2**20, (tiled.__name__, peak - outputs)
+
+
 def test_mean_from_the_histogram_is_numpys_mean():
     # The tiled mean is the exact integer sum over the count; so is grey.mean(), for any
     # realistic size (partial sums stay below 2**53), with pairwise summation or not.

@@ -20,8 +20,9 @@ The tiles are spread over threads (:func:`map_tiles`): OpenCV and NumPy release 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -39,9 +40,10 @@ def map_tiles(function: Callable[[Tile], Result], tiles: Sequence[Tile], *,
     """``function(tile)`` for every tile, yielded in the grid's order, run on ``threads``
     threads.
 
-    Results are yielded as they are consumed, so a caller that sums them (histograms, say)
-    holds only the few that are done ahead of it. The order of the results, and so
-    anything computed from them, does not depend on ``threads``.
+    At most two tiles per thread are in flight, so a caller that reduces the results as
+    they come (sums histograms, say) holds only those, however many tiles the image has.
+    The order of the results, and so anything computed from them, does not depend on
+    ``threads``.
 
     >>> from segpipe.tiles import tile_grid
     >>> list(map_tiles(lambda t: t.index, tile_grid((4, 4), core=2), threads=2))
@@ -52,8 +54,17 @@ def map_tiles(function: Callable[[Tile], Result], tiles: Sequence[Tile], *,
     if threads == 1 or len(tiles) < 2:
         yield from map(function, tiles)
         return
-    with ThreadPoolExecutor(max_workers=min(threads, len(tiles))) as pool:
-        yield from pool.map(function, tiles)
+    workers = min(threads, len(tiles))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        # Executor.map would submit every tile at once and keep each result until its
+        # turn: with workers ahead of the caller, results for the whole image.
+        pending: deque[Future[Result]] = deque()
+        for tile in tiles:
+            pending.append(pool.submit(function, tile))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 @dataclass(frozen=True)
