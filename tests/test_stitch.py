@@ -12,8 +12,8 @@ from segpipe.methods.objects import cleaned_foreground, relabel, streamed_foregr
 from segpipe.methods.region_growing import region_growing_tiled, segment_region_growing
 from segpipe.methods.superpixels import segment_superpixels, superpixels_tiled
 from segpipe.methods.watershed import segment_watershed, watershed_tiled
-from segpipe.stitch import Stitcher, map_tiles_ahead, stitch_tiles
-from segpipe.tiles import ArraySource, Tiling, tile_grid
+from segpipe.stitch import Stitcher, stitch_tiles
+from segpipe.tiles import ArraySource, Tiling, map_tiles, tile_grid
 
 
 def blob_image(seed, shape=(200, 300), radii=(5, 10), spacing=26, noise=4.0):
@@ -239,11 +239,11 @@ def test_tiles_run_ahead_of_the_stitching_by_two_per_thread_at_most():
             started.append(tile.index)
         return tile.index
 
-    results = map_tiles_ahead(work, grid, threads=2)
-    assert next(results) == (grid[0], 0)
+    results = map_tiles(work, grid, threads=2)
+    assert next(results) == 0
     with lock:
         assert len(started) <= 4
-    assert [r for _, r in results] == list(range(1, 20))
+    assert list(results) == list(range(1, 20))
 
 
 def test_stitch_tiles_hands_each_read_region_to_the_method():

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from segpipe.components import label_components, map_tiles
+from segpipe.components import label_components
 from segpipe.methods import get_method
 from segpipe.methods.edges import OPERATORS, edges_tiled, segment_edges
 from segpipe.methods.kmeans import kmeans_tiled, segment_kmeans
@@ -20,7 +20,7 @@ from segpipe.methods.threshold import (
     segment_threshold,
     threshold_tiled,
 )
-from segpipe.tiles import ArraySource, Tiling, tile_grid
+from segpipe.tiles import ArraySource, Tiling, map_tiles, tile_grid
 
 from conftest import blobs_image
 

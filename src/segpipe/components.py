@@ -15,56 +15,19 @@ holds only one tile's mask and labels per thread, plus the output labels:
 4. Each tile's core is labelled again (SAUF is deterministic) and its provisional numbers
    are mapped to the final ones in the output.
 
-The tiles are spread over threads (:func:`map_tiles`): OpenCV and NumPy release the GIL.
+The tiles are spread over threads (:func:`segpipe.tiles.map_tiles`): OpenCV and NumPy release the GIL.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import cv2
 import numpy as np
 
 from segpipe.imageio import label_dtype
-from segpipe.tiles import Tile
-
-Result = TypeVar("Result")
-
-
-def map_tiles(function: Callable[[Tile], Result], tiles: Sequence[Tile], *,
-              threads: int = 1) -> Iterator[Result]:
-    """``function(tile)`` for every tile, yielded in the grid's order, run on ``threads``
-    threads.
-
-    At most two tiles per thread are in flight, so a caller that reduces the results as
-    they come (sums histograms, say) holds only those, however many tiles the image has.
-    The order of the results, and so anything computed from them, does not depend on
-    ``threads``.
-
-    >>> from segpipe.tiles import tile_grid
-    >>> list(map_tiles(lambda t: t.index, tile_grid((4, 4), core=2), threads=2))
-    [0, 1, 2, 3]
-    """
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    if threads == 1 or len(tiles) < 2:
-        yield from map(function, tiles)
-        return
-    workers = min(threads, len(tiles))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        # Executor.map would submit every tile at once and keep each result until its
-        # turn: with workers ahead of the caller, results for the whole image.
-        pending: deque[Future[Result]] = deque()
-        for tile in tiles:
-            pending.append(pool.submit(function, tile))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+from segpipe.tiles import Tile, map_tiles
 
 
 @dataclass(frozen=True)

@@ -57,15 +57,13 @@ grid's order; :func:`stitch_tiles` segments ``threads`` tiles at a time and lets
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from segpipe.imageio import label_dtype
-from segpipe.tiles import Tile, TileSource
+from segpipe.tiles import Tile, TileSource, map_tiles
 
 _NO_PIXEL = np.iinfo(np.int64).max
 
@@ -445,36 +443,8 @@ def stitch_tiles(source: TileSource, tiles: Sequence[Tile],
     (array([1, 1, 1, 2, 2, 2, 2, 3, 3, 3], dtype=uint8), 3)
     """
     stitcher = Stitcher(source.shape, tiles, partition=partition, min_size=min_size)
-    for tile, labels in map_tiles_ahead(lambda tile: segment(source.read(*tile.read)), tiles,
-                                        threads=threads):
+    segmented = map_tiles(lambda tile: segment(source.read(*tile.read)), tiles,
+                          threads=threads)
+    for tile, labels in zip(tiles, segmented, strict=True):
         stitcher.add(tile, labels)
     return stitcher.result()
-
-
-def map_tiles_ahead(function: Callable[[Tile], object], tiles: Sequence[Tile], *,
-                    threads: int = 1) -> Iterator[tuple[Tile, object]]:
-    """``(tile, function(tile))`` for every tile in the grid's order, ``threads`` tiles at a
-    time, at most ``2 * threads`` of them done or running ahead of the consumer (so memory
-    follows the threads, not the image).
-
-    >>> from segpipe.tiles import tile_grid
-    >>> [(t.index, r) for t, r in map_tiles_ahead(lambda t: t.row, tile_grid((4, 2), core=2),
-    ...                                             threads=2)]
-    [(0, 0), (1, 1)]
-    """
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    if threads == 1:
-        for tile in tiles:
-            yield tile, function(tile)
-        return
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        ahead: deque = deque()
-        for tile in tiles:
-            ahead.append((tile, pool.submit(function, tile)))
-            if len(ahead) >= 2 * threads:
-                done, future = ahead.popleft()
-                yield done, future.result()
-        while ahead:
-            done, future = ahead.popleft()
-            yield done, future.result()

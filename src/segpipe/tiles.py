@@ -24,11 +24,15 @@ two neighbouring tiles share.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
+
+Result = TypeVar("Result")
 
 # What ``tiles: auto`` uses when an image must be tiled.
 AUTO_SIZE = 2048
@@ -213,3 +217,35 @@ def read_tile(source: TileSource, tile: Tile) -> np.ndarray:
 def tiled_settings(config: Mapping[str, Any], method: Mapping[str, Any]) -> object:
     """A method's ``tiles`` setting: its own if it has one, else the config's."""
     return method["tiles"] if "tiles" in method else config.get("tiles")
+
+
+def map_tiles(function: Callable[[Tile], Result], tiles: Sequence[Tile], *,
+              threads: int = 1) -> Iterator[Result]:
+    """``function(tile)`` for every tile, yielded in the grid's order, run on ``threads``
+    threads.
+
+    At most two tiles per thread are in flight, so a caller that reduces the results as
+    they come (sums histograms, say) holds only those, however many tiles the image has.
+    The order of the results, and so anything computed from them, does not depend on
+    ``threads``.
+
+    >>> from segpipe.tiles import tile_grid
+    >>> list(map_tiles(lambda t: t.index, tile_grid((4, 4), core=2), threads=2))
+    [0, 1, 2, 3]
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if threads == 1 or len(tiles) < 2:
+        yield from map(function, tiles)
+        return
+    workers = min(threads, len(tiles))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        # Executor.map would submit every tile at once and keep each result until its
+        # turn: with workers ahead of the caller, results for the whole image.
+        pending: deque[Future[Result]] = deque()
+        for tile in tiles:
+            pending.append(pool.submit(function, tile))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

@@ -6,11 +6,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from segpipe.components import label_components, map_tiles
+from segpipe.components import label_components
 from segpipe.imageio import intensity_max, label_dtype
 from segpipe.methods.base import Segmentation
 from segpipe.methods.threshold import intensity_histogram, otsu_threshold
-from segpipe.tiles import Tile, TileSource, Tiling, tile_grid
+from segpipe.tiles import Tile, TileSource, Tiling, map_tiles, tile_grid
 
 # The kernels exactly as the design fixes them. They are applied as a true convolution
 # (kernel flipped), which is what scipy.ndimage.convolve computes.

@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from segpipe.components import map_tiles
 from segpipe.imageio import intensity_max, label_dtype
 from segpipe.methods.base import Segmentation
-from segpipe.tiles import Tile, TileSource, Tiling, tile_grid
+from segpipe.tiles import Tile, TileSource, Tiling, map_tiles, tile_grid
 
 if TYPE_CHECKING:
     from sklearn.cluster import KMeans

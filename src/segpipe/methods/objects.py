@@ -12,8 +12,6 @@ from segpipe.methods.threshold import (
     POLARITIES,
     compute_threshold,
     foreground_mask,
-    intensity_histogram,
-    otsu_threshold,
 )
 from segpipe.tiles import Tile, TileSource
 
@@ -102,7 +100,11 @@ def streamed_foreground(source: TileSource, tiles: Sequence[Tile], *,
     >>> streamed_foreground(ArraySource(grey), tile_grid(grey.shape, core=3))
     (20.0, 'bright')
     """
-    from segpipe.stitch import map_tiles_ahead
+    from segpipe.methods.threshold import (
+        _integer_threshold,
+        histogram_threshold,
+        streamed_histograms,
+    )
 
     if foreground not in POLARITIES:
         raise ValueError(f"foreground must be one of {POLARITIES}, got {foreground!r}")
@@ -111,53 +113,14 @@ def streamed_foreground(source: TileSource, tiles: Sequence[Tile], *,
     top = intensity_max(source.dtype)
     if not isinstance(threshold, str) and foreground != "auto":
         return float(threshold) * top, foreground
-    counts = np.zeros(top + 1, np.int64)
-    frame = np.zeros(top + 1, np.int64)
-    for _, (core_counts, frame_counts) in map_tiles_ahead(
-        lambda tile: _core_histograms(source, tile), tiles, threads=threads
-    ):
-        counts += core_counts
-        frame += frame_counts
-    levels = np.arange(top + 1)
-    if threshold == "mean":
-        t = float(np.dot(counts, levels)) / int(counts.sum())
-    elif threshold == "otsu":
-        present = np.flatnonzero(counts)
-        # A flat image has no threshold; everything lies at or below its one value.
-        t = float(present[0]) if present.size < 2 else float(otsu_threshold(counts, levels))
+    found = streamed_histograms(source, tiles, border=foreground == "auto", threads=threads)
+    if isinstance(threshold, str):
+        t = histogram_threshold(found.counts, found.centers, method=threshold)
     else:
         t = float(threshold) * top
     if foreground != "auto":
         return t, foreground
-    bright = levels > t
-    on_border = int(frame[bright].sum())
-    off_border = int(frame.sum()) - on_border
-    # auto_polarity's rule, on counts: the side that covers less of the frame, then the
-    # smaller side.
-    if on_border != off_border:
-        return t, "bright" if on_border < off_border else "dark"
-    return t, "bright" if 2 * int(counts[bright].sum()) <= int(counts.sum()) else "dark"
-
-
-def _core_histograms(source: TileSource, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
-    """Intensity counts of ``tile``'s core, and of its pixels on the image's frame, taken as
-    ``auto_polarity`` takes the frame: the first and last rows, then the first and last
-    columns between them (a pixel on two of these counts twice)."""
-    block = source.read(*tile.core)
-    counts, _ = intensity_histogram(block)
-    (rows, cols), (height, width) = tile.core, source.shape[:2]
-    between = slice(max(rows.start, 1) - rows.start, min(rows.stop, height - 1) - rows.start)
-    sides = []
-    if rows.start == 0:
-        sides.append(block[0])
-    if rows.stop == height:
-        sides.append(block[-1])
-    if cols.start == 0:
-        sides.append(block[between, 0])
-    if cols.stop == width:
-        sides.append(block[between, -1])
-    on_frame = np.concatenate(sides) if sides else np.zeros(0, block.dtype)
-    return counts, np.bincount(on_frame, minlength=counts.size)
+    return t, found.polarity(_integer_threshold(np.dtype(source.dtype), t))
 
 
 def remove_small(mask: np.ndarray, min_size: int, *, connectivity: int = 8,

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from segpipe.components import map_tiles
 from segpipe.imageio import intensity_max
 from segpipe.methods.base import Segmentation
-from segpipe.tiles import Tile, TileSource, Tiling, tile_grid
+from segpipe.tiles import Tile, TileSource, Tiling, map_tiles, tile_grid
 
 _BINCOUNT_BLOCK = 2**20
 
@@ -424,7 +423,7 @@ def threshold_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1,
     grid = _grey_tiles(source, tiling)
     histograms = None
     if method != "value" or foreground == "auto":
-        histograms = _histograms(source, grid, border=foreground == "auto", threads=threads)
+        histograms = streamed_histograms(source, grid, border=foreground == "auto", threads=threads)
     if method == "value":
         t = float(value) * intensity_max(source.dtype)
     else:
@@ -492,7 +491,7 @@ def multi_threshold_tiled(source: TileSource, *, tiling: Tiling, threads: int = 
     cuts = _check_bands(classes, thresholds, foreground, top)
     grid = _grey_tiles(source, tiling)
     if cuts is None or foreground == "auto":
-        histograms = _histograms(source, grid, border=foreground == "auto", threads=threads)
+        histograms = streamed_histograms(source, grid, border=foreground == "auto", threads=threads)
         if cuts is None:
             cuts = _multi_otsu(histograms.counts, histograms.centers, classes)
         if foreground == "auto":
@@ -518,7 +517,7 @@ def _grey_tiles(source: TileSource, tiling: Tiling) -> list[Tile]:
 
 
 @dataclass(frozen=True)
-class _Histograms:
+class StreamedHistograms:
     """An image's intensity histogram summed over its tiles and, for ``auto``, the
     histogram of its border pixels, each counted as often as :func:`auto_polarity`
     counts it."""
@@ -536,9 +535,11 @@ class _Histograms:
                          bright=bright, dark=int(self.counts.sum()) - bright)
 
 
-def _histograms(source: TileSource, grid: Sequence[Tile], *, border: bool,
-                threads: int) -> _Histograms:
-    """The first pass of the tiled thresholds: the tiles' histograms, summed."""
+def streamed_histograms(source: TileSource, grid: Sequence[Tile], *, border: bool,
+                        threads: int) -> StreamedHistograms:
+    """The first pass of every tiled threshold (these kinds', and the foreground of
+    watershed and region growing): the tiles' core histograms, summed, and with ``border``
+    the histogram of the image border's pixels."""
     shape = source.shape
 
     def scan(tile: Tile) -> tuple[np.ndarray, np.ndarray | None]:
@@ -554,7 +555,7 @@ def _histograms(source: TileSource, grid: Sequence[Tile], *, border: bool,
         counts += tile_counts
         if tile_border is not None:
             border_counts += tile_border
-    return _Histograms(counts=counts, centers=np.arange(size), border=border_counts)
+    return StreamedHistograms(counts=counts, centers=np.arange(size), border=border_counts)
 
 
 def _border_pixels(grey: np.ndarray, tile: Tile, shape: tuple[int, int]) -> np.ndarray:
