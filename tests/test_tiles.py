@@ -68,14 +68,18 @@ def test_open_image_reads_whole_unless_tiling_is_needed(tmp_path):
                   "max_tiled_pixels": 10**6, "notes": [], "info": {}}
     whole = open_image(png, tiles="auto", max_pixels=10**6, **common)
     assert whole.tiling is None and np.array_equal(whole.image, read_image(png))
-    # Larger than max_image_pixels: tiled under auto, refused with tiles null.
-    tiled = open_image(png, tiles="auto", max_pixels=1000, **common)
-    assert tiled.tiling == Tiling(2048, 128) and isinstance(tiled.source, ArraySource)
+    # A PNG cannot be read in parts: larger than max_image_pixels, it is refused, tiled
+    # or not (a decompression bomb stays one).
+    for tiles in ("auto", None, Tiling(32, 8)):
+        with pytest.raises(ImageReadError, match="larger than max_image_pixels"):
+            open_image(png, tiles=tiles, max_pixels=1000, **common)
+    # Too large for the job's memory, but within one auto tile: whole all the same.
+    assert open_image(png, tiles="auto", max_pixels=10**6,
+                      **{**common, "memory_mb": 500}).tiling is None
+    # A fixed tiling: decoded whole, then read tile by tile from memory.
+    tiled = open_image(png, tiles=Tiling(32, 8), max_pixels=10**6, **common)
+    assert tiled.tiling == Tiling(32, 8) and isinstance(tiled.source, ArraySource)
     assert np.array_equal(tiled.source.read(slice(5, 9), slice(0, 90)), read_image(png)[5:9])
-    with pytest.raises(ImageReadError, match="larger than max_image_pixels"):
-        open_image(png, tiles=None, max_pixels=1000, **common)
-    fixed = open_image(png, tiles=Tiling(32, 8), max_pixels=10**6, **common)
-    assert fixed.tiling == Tiling(32, 8)
     with pytest.raises(ImageReadError, match="larger than max_tiled_pixels"):
         open_image(png, tiles=Tiling(32, 8), max_pixels=10**6,
                    **{**common, "max_tiled_pixels": 100})

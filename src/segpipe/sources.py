@@ -79,6 +79,10 @@ def open_image(path: str | os.PathLike, *, mode: str, reading: Reading | None,
     tiling every image larger than one tile. An image that is not tiled goes through
     exactly the whole-image path, so its result is the one ``tiles: null`` gives.
 
+    ``max_pixels`` bounds every whole decoding: a tiled TIFF is read tile by tile up to
+    ``max_tiled_pixels``, any other file is decoded whole, tiled or not, only up to
+    ``max_pixels``.
+
     Raises
     ------
     ImageReadError
@@ -108,7 +112,9 @@ def open_image(path: str | os.PathLike, *, mode: str, reading: Reading | None,
         return Opened(image=image)
     source = chunked_tiff(path, mode=mode, reading=reading, notes=notes, info=info)
     if source is None:
-        image = read_image(path, mode=mode, max_pixels=max_tiled_pixels, notes=notes,
+        # A format that cannot be read in parts is decoded whole: max_image_pixels bounds
+        # that, tiled or not (a small compressed file can hold a huge image).
+        image = read_image(path, mode=mode, max_pixels=max_pixels, notes=notes,
                            reading=reading, info=info)
         source = ArraySource(image)
     return Opened(source=source, tiling=tiling)
