@@ -141,16 +141,25 @@ def test_a_tiled_run_agrees_with_a_whole_run(tmp_path):
     for k in range(2):
         write_png(images / f"i{k}.png", blobs_image(k, shape=(150, 200)))
     write_png(images / "c.png", blobs_image(7, shape=(130, 170), colour=True))
+    # A tiled TIFF: read tile by tile in the tiled run, whole in the other.
+    tifffile.imwrite(images / "scan.tif", blobs_image(3, shape=(160, 208)), tile=(32, 32),
+                     compression="zlib")
     methods = {"otsu": {"kind": "threshold"}, "auto": {"kind": "threshold", "foreground": "auto"},
                "bands": {"kind": "multi_threshold", "classes": 3},
                "sobel": {"kind": "edges"}, "km": {"kind": "kmeans", "k": 2},
                "ws": {"kind": "watershed"}}
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    for path in sorted(images.iterdir()):
+        grey = read_image(path)
+        write_png(truth / f"{path.stem}.png", (grey > grey.mean()).astype(np.uint8))
     runs = {}
     for name, tiles in (("whole", None), ("tiled", {"size": 64, "overlap": 24})):
         work = tmp_path / name
         work.mkdir()
+        # Ground truth: the objects are measured and scored, on tiled images too.
         cfg = write_config(tmp_path / f"{name}.yaml", input_dir=str(images), tiles=tiles,
-                           methods=methods)
+                           methods=methods, ground_truth_dir=str(truth))
         run_snakemake(work, "--configfile", cfg)
         rows = pd.read_parquet(work / "results/summary/metrics.parquet")
         assert (rows["status"] == "ok").all(), rows["error"].dropna().tolist()
@@ -166,6 +175,9 @@ def test_a_tiled_run_agrees_with_a_whole_run(tmp_path):
         else:
             assert np.array_equal(a, b) and a.dtype == b.dtype, (method, image_id)
             assert list(row["thresholds"]) == list(tiled.loc[(method, image_id), "thresholds"])
+            for score in ("iou", "object_f1_50", "n_objects"):
+                x, y = row[score], tiled.loc[(method, image_id), score]
+                assert (pd.isna(x) and pd.isna(y)) or x == y, (method, image_id, score)
     for image_id in whole.loc["sobel"].index:
         a = read_label_image(whole_dir / whole.loc[("sobel", image_id), "edge_path"])
         b = read_label_image(tiled_dir / tiled.loc[("sobel", image_id), "edge_path"])

@@ -90,15 +90,17 @@ def run_images(job: ShardJob, plan: ShardPlan, results: ShardResults) -> dict:
     return {"images": len(plan.image_ids), "wall_s": time.perf_counter() - start}
 
 
-def _grey_for_objects(opened: Opened) -> np.ndarray | None:
-    """The intensity image the objects are measured on: the decoded image, or, for an
-    image read tile by tile, none (its intensity columns are left empty rather than the
-    whole image read into memory)."""
+def _grey_for_objects(opened: Opened) -> np.ndarray:
+    """The intensity image the objects are measured on (their intensity columns, and the
+    classical scores that rank them for COCO AP): the decoded image's grey. An image read
+    tile by tile is read whole here, 1 or 2 bytes a pixel, as its label image is still
+    measured whole (docs/tiles.md)."""
     if opened.image is not None:
         return grey_of(opened.image)
     if isinstance(opened.source, ArraySource):
         return grey_of(opened.source.image)
-    return None
+    height, width = opened.source.shape[:2]
+    return grey_of(opened.source.read(slice(0, height), slice(0, width)))
 
 
 def warm_up(spec: MethodSpec, options: Mapping[str, Any]) -> None:
