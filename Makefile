@@ -23,7 +23,7 @@ test: $(STAMP)
 	tools/install-browser.sh
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The inner loop: unit tests and doctests, no end-to-end Snakemake runs (23 s on 2 cores).
+# The inner loop: unit tests and doctests, no end-to-end Snakemake runs (59 s on 2 cores).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e" -q $(PYTEST_ARGS)
 
