@@ -53,6 +53,15 @@ def make_image_folder(root):
     return sorted(files)
 
 
+def blob_folder(root, n=3):
+    """``root/images`` holding ``n`` small PNGs of blobs (``i0.png``...)."""
+    images = root / "images"
+    images.mkdir()
+    for k in range(n):
+        (images / f"i{k}.png").write_bytes(encode(blobs_image(k), ".png"))
+    return images
+
+
 def write_config(path, **config):
     path.write_text(yaml.safe_dump(config))
     return path

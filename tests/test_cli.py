@@ -13,7 +13,7 @@ from segpipe.live import progress_line
 from segpipe.methods import REGISTRY
 from segpipe.status import progress_counts
 
-from conftest import blobs_image, encode
+from conftest import blob_folder, blobs_image, encode
 
 
 def test_methods_lists_every_kind_with_its_meaning_and_defaults(capsys):
@@ -30,16 +30,8 @@ def test_methods_lists_every_kind_with_its_meaning_and_defaults(capsys):
     assert "unknown kind 'blobs'" in capsys.readouterr().err
 
 
-def folder(tmp_path, n=3):
-    images = tmp_path / "images"
-    images.mkdir()
-    for k in range(n):
-        (images / f"i{k}.png").write_bytes(encode(blobs_image(k), ".png"))
-    return images
-
-
 def test_run_config_selects_methods_by_name_or_kind(tmp_path):
-    images = folder(tmp_path)
+    images = blob_folder(tmp_path)
     config = cli.run_config(images, methods="otsu,watershed,region_growing")
     assert list(config["methods"]) == ["otsu", "watershed", "region_growing"]
     assert config["methods"]["region_growing"] == {"kind": "region_growing"}
@@ -49,7 +41,7 @@ def test_run_config_selects_methods_by_name_or_kind(tmp_path):
 
 
 def test_a_config_file_with_a_yaml_mistake_names_the_line(tmp_path):
-    images = folder(tmp_path)
+    images = blob_folder(tmp_path)
     bad = tmp_path / "bad.yaml"
     bad.write_text("methods:\n  otsu: {kind: threshold\n  km: {kind: kmeans}\n")
     with pytest.raises(cli.CommandError, match=r"bad.yaml: not valid YAML \(line 3, column"):
@@ -62,7 +54,7 @@ def test_a_config_file_with_a_yaml_mistake_names_the_line(tmp_path):
 
 @pytest.mark.e2e
 def test_run_status_and_report_of_one_experiment(tmp_path):
-    images = folder(tmp_path)
+    images = blob_folder(tmp_path)
     out = tmp_path / "exp1"
     segpipe = [sys.executable, "-m", "segpipe.cli"]
     proc = subprocess.run([*segpipe, "run", str(images), "--methods", "otsu,watershed",
@@ -114,7 +106,7 @@ def test_run_status_and_report_of_one_experiment(tmp_path):
 
 @pytest.mark.e2e
 def test_run_with_report_packs_the_report_page_too(tmp_path):
-    images = folder(tmp_path)
+    images = blob_folder(tmp_path)
     out = tmp_path / "exp"
     proc = subprocess.run([sys.executable, "-m", "segpipe.cli", "run", str(images), "--methods",
                            "otsu", "--out", str(out), "-j", "2", "--report"],
@@ -163,7 +155,7 @@ def test_clean_removes_a_runs_outputs_only(tmp_path, capsys):
 
 
 def test_a_dry_run_says_how_many_images_and_writes_no_record(tmp_path):
-    images = folder(tmp_path)
+    images = blob_folder(tmp_path)
     (images / "notes.txt").write_text("x")
     out = tmp_path / "exp"
     proc = subprocess.run([sys.executable, "-m", "segpipe.cli", "run", str(images), "--out",

@@ -24,18 +24,10 @@ from segpipe.runfolder import (
     remove_stale,
 )
 
-from conftest import blobs_image, encode
+from conftest import blob_folder, blobs_image, encode
 
 SEGPIPE = [sys.executable, "-m", "segpipe.cli"]
 SCHEMA = load_schema(cli.SCHEMA)
-
-
-def images_folder(root, n=3):
-    images = root / "images"
-    images.mkdir()
-    for k in range(n):
-        (images / f"i{k}.png").write_bytes(encode(blobs_image(k), ".png"))
-    return images
 
 
 def fake_results(out_dir, methods=("otsu", "km")):
@@ -211,7 +203,7 @@ def config_file(path, methods):
 
 @pytest.mark.e2e
 def test_a_second_config_into_a_busy_folder_is_refused_and_the_first_run_keeps_its_own(tmp_path):
-    images = images_folder(tmp_path, n=4)
+    images = blob_folder(tmp_path, n=4)
     a = config_file(tmp_path / "a.yaml", {"a_otsu": {"kind": "threshold"}})
     b = config_file(tmp_path / "b.yaml", {"b_mean": {"kind": "threshold", "method": "mean"}})
     out = tmp_path / "exp"
@@ -239,7 +231,7 @@ def test_a_second_config_into_a_busy_folder_is_refused_and_the_first_run_keeps_i
 
 @pytest.mark.e2e
 def test_another_config_is_refused_naming_the_keys_and_force_redoes_what_it_changes(tmp_path):
-    images = images_folder(tmp_path)
+    images = blob_folder(tmp_path)
     a = config_file(tmp_path / "a.yaml", {"otsu": {"kind": "threshold"},
                                          "km": {"kind": "kmeans", "k": 2}})
     out = tmp_path / "exp"
@@ -276,7 +268,7 @@ def test_another_config_is_refused_naming_the_keys_and_force_redoes_what_it_chan
 
 @pytest.mark.e2e
 def test_clean_after_a_run_into_an_out_dir_outside_keeps_what_was_there(tmp_path):
-    images = images_folder(tmp_path)
+    images = blob_folder(tmp_path)
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "keep.txt").write_text("was here before the run")
@@ -302,7 +294,7 @@ def test_a_killed_segpipe_run_resumes_to_the_same_results_without_unlocking(tmp_
 
     from conftest import assert_same_outputs
 
-    images = images_folder(tmp_path, n=12)
+    images = blob_folder(tmp_path, n=12)
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"shard_size": 3, "methods": {
         "otsu": {"kind": "threshold"}, "km": {"kind": "kmeans", "k": 3}}}))
@@ -352,7 +344,7 @@ def test_file_names_with_shell_characters_are_segmented_and_run_nothing(tmp_path
 def test_a_run_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
     import errno
 
-    images = images_folder(tmp_path)
+    images = blob_folder(tmp_path)
     real_open = os.open
 
     def read_only(path, *args, **kwargs):

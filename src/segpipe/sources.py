@@ -48,23 +48,37 @@ def image_shape(path: str | os.PathLike) -> tuple[int, int] | None:
     if head[:4] in _TIFF_MAGIC:
         tiff = _tiff_series(path)
         if tiff is not None:
-            return tiff[1]
+            return tiff.shape
     found = probe_image(head)
     return None if found is None else (found[1], found[0])
 
 
-def _tiff_series(path: Path) -> tuple[Any, tuple[int, int], bool] | None:
-    """(axes, (height, width), tiled) of a TIFF's first series, or None."""
+def _tiff_series(path: Path) -> _TiffSeries | None:
+    """What a TIFF's first series is (one open of the file), or None if tifffile
+    cannot read it."""
     import tifffile
+
+    from segpipe.imageio import _ome_channel_names
 
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             axes = series.axes.upper()
             shape = dict(zip(axes, series.shape, strict=True))
-            return axes, (shape["Y"], shape["X"]), bool(series.pages[0].is_tiled)
+            return _TiffSeries(axes=axes, shape=(shape["Y"], shape["X"]),
+                               tiled=bool(series.pages[0].is_tiled), dtype=series.dtype,
+                               names=_ome_channel_names(tif))
     except Exception:  # noqa: BLE001 - tifffile raises many types; read_image diagnoses
         return None
+
+
+@dataclass(frozen=True)
+class _TiffSeries:
+    axes: str
+    shape: tuple[int, int]
+    tiled: bool
+    dtype: np.dtype
+    names: tuple[str, ...]
 
 
 def open_image(path: str | os.PathLike, *, mode: str, reading: Reading | None,
@@ -172,19 +186,14 @@ def chunked_tiff(path: str | os.PathLike, *, mode: str, reading: Reading,
     except OSError:
         return None
     found = _tiff_series(path)
-    if found is None or not found[2]:
+    if found is None or not found.tiled:
         return None
-    axes, shape, _ = found
     try:
         import tifffile
         import zarr
     except ImportError:
         return None
-    from segpipe.imageio import _ome_channel_names
-
-    with tifffile.TiffFile(path) as tif:
-        dtype = tif.series[0].dtype
-        names = _ome_channel_names(tif)
+    axes, shape, dtype, names = found.axes, found.shape, found.dtype, found.names
     rule = reading.intensity_range
     fixed = isinstance(rule, list | tuple)
     if not (fixed or (rule == "dtype" and dtype in (np.uint8, np.uint16))):
