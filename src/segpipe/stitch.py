@@ -119,6 +119,53 @@ class _Axis:
         return range(first, last)
 
 
+
+class Ownership:
+    """The ownership rule of a grid (see the module's notes), for objects given by their
+    bounding boxes: which tile sees an object whole, and which one keeps it.
+
+    :class:`Stitcher` applies it to the objects of label images; a detector's instances
+    (boxes and masks, Mask R-CNN) can apply it to its boxes directly.
+
+    Parameters
+    ----------
+    shape : (M, N)
+        The image's shape.
+    tiles : sequence of Tile
+        The grid (``Tiling.tiles_of(shape)``).
+
+    Examples
+    --------
+    >>> from segpipe.tiles import tile_grid
+    >>> grid = tile_grid((1, 10), core=5, margin=3)
+    >>> rule = Ownership((1, 10), grid)
+    >>> box = [np.array([0]), np.array([4]), np.array([0]), np.array([6])]  # cols 4..6
+    >>> # Both tiles see it whole; the second one's core holds its centre, column 5.
+    >>> [tuple(map(bool, (w[0], o[0]))) for w, o in (rule.of(t, *box) for t in grid)]
+    [(True, False), (True, True)]
+    """
+
+    def __init__(self, shape: tuple[int, ...], tiles: Sequence[Tile]) -> None:
+        rows = {t.row: t for t in tiles}
+        cols = {t.col: t for t in tiles}
+        self.rows = _Axis([rows[r].core[0] for r in sorted(rows)],
+                          [rows[r].read[0] for r in sorted(rows)], int(shape[0]))
+        self.cols = _Axis([cols[c].core[1] for c in sorted(cols)],
+                          [cols[c].read[1] for c in sorted(cols)], int(shape[1]))
+
+    def of(self, tile: Tile, top: np.ndarray, left: np.ndarray, bottom: np.ndarray,
+           right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For boxes found by ``tile`` (image coordinates, ``bottom`` and ``right``
+        inclusive): whether ``tile`` sees each one whole, and whether it owns it (keeps
+        it whole). An object no tile sees whole is owned by none: it is cut."""
+        top, left, bottom, right = (np.asarray(v, np.int64) for v in (top, left, bottom, right))
+        row_sees = self.rows.sees_whole(top, bottom)
+        col_sees = self.cols.sees_whole(left, right)
+        whole = row_sees[:, tile.row] & col_sees[:, tile.col]
+        owned = ((self.rows.owner(row_sees, top, bottom) == tile.row)
+                 & (self.cols.owner(col_sees, left, right) == tile.col))
+        return whole, owned
+
 class Stitcher:
     """Stitches the labels of a grid's tiles into one label image.
 
@@ -173,12 +220,8 @@ class Stitcher:
             if tile.index != k:
                 raise ValueError(f"tile {tile.index} is at position {k} of the grid")
         self._at = {(t.row, t.col): t for t in self._tiles}
-        rows = {t.row: t for t in self._tiles}
-        cols = {t.col: t for t in self._tiles}
-        self._rows = _Axis([rows[r].core[0] for r in sorted(rows)],
-                           [rows[r].read[0] for r in sorted(rows)], self.shape[0])
-        self._cols = _Axis([cols[c].core[1] for c in sorted(cols)],
-                           [cols[c].read[1] for c in sorted(cols)], self.shape[1])
+        self._owners = Ownership(self.shape, self._tiles)
+        self._rows, self._cols = self._owners.rows, self._owners.cols
         self._labels: np.ndarray | None = np.zeros(self.shape, np.uint32)
         self._waiting: dict[int, np.ndarray] = {}
         self._next = 0
@@ -285,11 +328,7 @@ class Stitcher:
         bottom = np.array([b[0].stop for _, b in boxes], np.int64) + (y0 - 1)
         left = np.array([b[1].start for _, b in boxes], np.int64) + x0
         right = np.array([b[1].stop for _, b in boxes], np.int64) + (x0 - 1)
-        row_sees = self._rows.sees_whole(top, bottom)
-        col_sees = self._cols.sees_whole(left, right)
-        whole = row_sees[:, tile.row] & col_sees[:, tile.col]
-        owned = ((self._rows.owner(row_sees, top, bottom) == tile.row)
-                 & (self._cols.owner(col_sees, left, right) == tile.col))
+        whole, owned = self._owners.of(tile, top, left, bottom, right)
         rows, cols = tile.core
         reaches_core = ((top < rows.stop) & (bottom >= rows.start)
                         & (left < cols.stop) & (right >= cols.start))
