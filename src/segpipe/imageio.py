@@ -28,9 +28,11 @@ says nothing about why, so Pillow is asked for the cause, on the error path only
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,33 +122,16 @@ def read_image(path: str | os.PathLike, *, mode: str = "grey",
     """
     if mode not in _FLAGS:
         raise ValueError(f"mode must be 'grey' or 'rgb', got {mode!r}")
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise ImageReadError(path, f"cannot read file ({err.strerror or err})") from err
-    if not data:
-        raise ImageReadError(path, "empty file (0 bytes)")
     from segpipe.planes import DEFAULT_READING, normalise
 
+    path = Path(path)
     reading = reading or DEFAULT_READING
     notes = [] if notes is None else notes
-    header = probe_image(data)
-    pages = 1
-    if header is not None:
-        width, height, pages = header
-        if max_pixels is not None and width * height > max_pixels:
-            raise ImageReadError(
-                path, f"image of {width} x {height} = {width * height:,} pixels is larger than "
-                f"max_image_pixels ({int(max_pixels):,}); raise it in the config to segment it")
-    image = None
-    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        image = _read_tiff(path, data, reading, notes, max_pixels)
-    if image is None:
-        if pages > 1:
-            notes.append(f"multi-page file ({pages} pages): only the first page was segmented")
-        image = _decode(path, data, mode)
-    elif mode == "grey" and image.ndim == 3:
+    if is_zarr_image(path):
+        image = _read_zarr(path, reading, notes, max_pixels)
+    else:
+        image = _read_file(path, mode, reading, notes, max_pixels)
+    if mode == "grey" and image.ndim == 3:
         image = luma(image)
     elif mode == "rgb" and image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
@@ -154,6 +139,39 @@ def read_image(path: str | os.PathLike, *, mode: str = "grey",
     if info is not None:
         info.update(intensity_lo=lo, intensity_hi=hi)
     return image
+
+
+def _read_file(path: Path, mode: str, reading: Reading, notes: list[str],
+               max_pixels: int | None) -> np.ndarray:
+    """An image file's samples: a TIFF through tifffile (reduced to one image by
+    ``reading``, in its own sample type), any other file through OpenCV (in ``mode``)."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ImageReadError(path, f"cannot read file ({err.strerror or err})") from err
+    if not data:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    header = probe_image(data)
+    pages = 1
+    if header is not None:
+        width, height, pages = header
+        _check_pixels(path, (height, width), max_pixels)
+    image = None
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        image = _read_tiff(path, data, reading, notes, max_pixels)
+    if image is None:
+        if pages > 1:
+            notes.append(f"multi-page file ({pages} pages): only the first page was segmented")
+        image = _decode(path, data, mode)
+    return image
+
+
+def _check_pixels(path: Path, shape: tuple[int, int], max_pixels: int | None) -> None:
+    height, width = shape
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageReadError(
+            path, f"image of {width} x {height} = {width * height:,} pixels is larger than "
+            f"max_image_pixels ({int(max_pixels):,}); raise it in the config to segment it")
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
@@ -202,6 +220,183 @@ def _read_tiff(path: Path, data: bytes, reading: Reading, notes: list[str],
     if image.dtype == np.bool_:
         image = image.view(np.uint8) * np.uint8(255)
     return image
+
+
+# A folder with this suffix is one image: OME-Zarr (OME-NGFF), read with zarr. ``.ome.zarr``
+# ends in it too.
+ZARR_SUFFIX = ".zarr"
+# NGFF's axis names, as the axis letters of tifffile that segpipe.planes reads.
+_NGFF_AXES = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
+
+
+def is_zarr_image(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder read as one OME-Zarr image: one named ``*.zarr``."""
+    return Path(path).suffix.lower() == ZARR_SUFFIX and os.path.isdir(path)
+
+
+@dataclass(frozen=True)
+class ZarrImage:
+    """Level 0 of an OME-Zarr image, opened but not read.
+
+    Attributes
+    ----------
+    path : Path
+        The ``.zarr`` folder.
+    array : zarr.Array
+        The full-resolution array (the multiscales' first dataset); indexing it reads only
+        the chunks a region touches.
+    axes : str
+        One letter per dimension of ``array``, in :func:`segpipe.planes.reduce_axes`'s
+        letters (``T``, ``C``, ``Z``, then ``Y``, ``X``).
+    names : tuple of str
+        Channel names (the ``omero`` metadata's labels), for ``channel: "DAPI"``.
+    """
+
+    path: Path
+    array: Any
+    axes: str
+    names: tuple[str, ...]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width)."""
+        return int(self.array.shape[-2]), int(self.array.shape[-1])
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Axis letter to length."""
+        return dict(zip(self.axes, (int(n) for n in self.array.shape), strict=True))
+
+
+def open_zarr_image(path: str | os.PathLike) -> ZarrImage:
+    """Open an OME-Zarr image folder (Zarr format 2 or 3, OME-NGFF 0.1 to 0.5) at level 0.
+
+    The image is the root group's first ``multiscales`` entry (NGFF 0.5 keeps it under the
+    ``ome`` attribute), or that of series ``0`` in bioformats2raw's layout. Its axes come
+    from the metadata: ``t``, ``c``, ``z``, ``y``, ``x``, any subset ending in ``y, x``;
+    NGFF before 0.3 names none, and its 5-D arrays are ``t, c, z, y, x``.
+
+    Raises
+    ------
+    ImageReadError
+        If the folder is no Zarr group, has no multiscales (a plate, labels alone, a plain
+        Zarr array), or axes segpipe cannot read; the message names the folder and says
+        what it found.
+    """
+    import zarr
+
+    path = Path(path)
+    try:
+        group = zarr.open_group(os.fspath(path), mode="r")
+        meta = _ngff_attrs(group)
+        if "multiscales" not in meta and "bioformats2raw.layout" in meta:
+            group = group["0"]
+            meta = _ngff_attrs(group)
+    except Exception as err:  # noqa: BLE001 - zarr raises many types for a bad folder
+        raise ImageReadError(path, f"not a readable Zarr group ({type(err).__name__}: "
+                                   f"{err})") from err
+    if not meta.get("multiscales"):
+        found = ", ".join(sorted(meta)) or "none"
+        raise ImageReadError(path, f"no OME-NGFF multiscales metadata: not an OME-Zarr image "
+                                   f"(attributes found: {found})")
+    try:
+        scales = meta["multiscales"][0]
+        array = group[scales["datasets"][0]["path"]]
+        ndim = len(array.shape)
+        axes = scales.get("axes")
+    except Exception as err:  # noqa: BLE001 - missing keys or arrays, malformed metadata
+        raise ImageReadError(path, f"malformed OME-NGFF multiscales, or level 0 missing "
+                                   f"({type(err).__name__}: {err})") from err
+    if not isinstance(array, zarr.Array):
+        raise ImageReadError(path, "the multiscales' first dataset is a group, not an array")
+    if axes is None and ndim == 5:
+        axes = ["t", "c", "z", "y", "x"]
+    names = [str(a.get("name") if isinstance(a, dict) else a).lower() for a in axes or ()]
+    letters = "".join(_NGFF_AXES.get(n, "?") for n in names)
+    if (len(names) != ndim or "?" in letters or len(set(letters)) != len(letters)
+            or not letters.endswith("YX")):
+        raise ImageReadError(path, f"axes {names or 'not given'} of a {ndim}-D array: segpipe "
+                                   "reads t, c, z, y, x (any of the first three, then y "
+                                   "and x last)")
+    omero = meta.get("omero")
+    channels = omero.get("channels", []) if isinstance(omero, dict) else []
+    labels = tuple(str(c.get("label", "")) for c in channels if isinstance(c, dict))
+    return ZarrImage(path=path, array=array, axes=letters, names=labels)
+
+
+def _ngff_attrs(group: Any) -> dict[str, Any]:
+    attrs = dict(group.attrs)
+    ome = attrs.get("ome")
+    return dict(ome) if isinstance(ome, dict) else attrs
+
+
+def zarr_plane_notes(image: ZarrImage, reading: Reading) -> list[str]:
+    """The notes that reducing ``image`` by ``reading`` gives (channel used, projection),
+    found from its axis lengths alone: nothing is read.
+
+    Raises
+    ------
+    ImageReadError
+        If ``reading`` asks for a channel, slice or time point the image does not have.
+    """
+    from segpipe.planes import reduce_axes
+
+    notes = []
+    # reduce_axes' notes and errors depend on the axes' lengths, not on the samples: a
+    # 1 x 1 stand-in of the other axes gives the very notes of a whole read.
+    shape = tuple(n for a, n in image.sizes.items() if a not in "YX") + (1, 1)
+    try:
+        reduce_axes(np.zeros(shape, np.uint8), image.axes, reading,
+                    channel_names=image.names, notes=notes)
+    except ValueError as err:
+        raise ImageReadError(image.path, str(err)) from err
+    return notes
+
+
+def read_zarr_region(image: ZarrImage, rows: slice, cols: slice, *,
+                     reading: Reading) -> np.ndarray:
+    """``[rows, cols]`` of an OME-Zarr image reduced to one plane by ``reading``, in its own
+    sample type (as :func:`_read_tiff` gives a TIFF's): only the chunks of the planes it
+    needs are read (one channel, one time point, one slice unless projected).
+
+    ``reading`` must be one :func:`zarr_plane_notes` accepted.
+    """
+    from segpipe.planes import reduce_axes, single_planes
+
+    picked = single_planes(image.axes, image.sizes, reading, channel_names=image.names)
+    index = tuple(picked[a] if a in picked else rows if a == "Y" else cols if a == "X"
+                  else slice(None) for a in image.axes)
+    try:
+        block = np.asarray(image.array[index])
+    except Exception as err:  # noqa: BLE001 - a missing or corrupt chunk, a codec zarr lacks
+        raise ImageReadError(image.path, f"cannot read the Zarr array ({type(err).__name__}: "
+                                         f"{err})") from err
+    left = "".join(a for a in image.axes if a not in picked)
+    block = reduce_axes(block, left, reading, channel_names=image.names)
+    if block.dtype == np.bool_:
+        block = block.view(np.uint8) * np.uint8(255)
+    return block
+
+
+def _read_zarr(path: Path, reading: Reading, notes: list[str],
+               max_pixels: int | None) -> np.ndarray:
+    """An OME-Zarr image whole, reduced to one image by ``reading``: refused, before any
+    chunk is read, over ``max_pixels`` pixels, or when the planes it needs (a projection
+    needs every slice) hold more than three times as many samples, as a TIFF stack is."""
+    image = open_zarr_image(path)
+    _check_pixels(path, image.shape, max_pixels)
+    found = zarr_plane_notes(image, reading)
+    from segpipe.planes import single_planes
+
+    picked = single_planes(image.axes, image.sizes, reading, channel_names=image.names)
+    samples = math.prod(n for a, n in image.sizes.items() if a not in picked)
+    if max_pixels is not None and samples > 3 * max_pixels:
+        raise ImageReadError(
+            path, f"the planes to read of shape {tuple(image.array.shape)} "
+            f"({image.axes}) hold {samples:,} samples, more than 3 x max_image_pixels "
+            f"({int(max_pixels):,}); raise it or choose a channel, slice and time point")
+    notes.extend(found)
+    return read_zarr_region(image, slice(None), slice(None), reading=reading)
 
 
 def _ome_channel_names(tif: tifffile.TiffFile) -> tuple[str, ...]:

@@ -23,9 +23,9 @@ import os
 import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
-from segpipe.imageio import output_errors, write_bytes_atomic
+from segpipe.imageio import ZARR_SUFFIX, output_errors, write_bytes_atomic
 
 if TYPE_CHECKING:
     from segpipe.planes import Reading
@@ -47,6 +47,9 @@ NOT_UTF8 = "file name is not valid UTF-8 (rename it to segment it)"
 DANGLING = "symbolic link to nothing (dangling)"
 LOOP = "symbolic link loop"
 LINK_TO_FOLDER = "symbolic link to a folder (not followed: it could loop or repeat images)"
+# A ``.zarr`` folder whose root holds no image but a ``labels`` group: a mask (segpipe's
+# ``mask_format: zarr`` writes these), left out without a warning, as masks are no inputs.
+LABELS_ONLY = "OME-Zarr labels without an image (a mask, such as mask_format: zarr writes)"
 SPECIAL = {
     stat.S_IFIFO: "named pipe (FIFO), not a regular file",
     stat.S_IFSOCK: "socket, not a regular file",
@@ -71,11 +74,11 @@ def selection_reason(rel: str, include: Sequence[str] | None = None,
     >>> selection_reason("a.png", include=["plate*/*.png"])
     'not matched by include (plate*/*.png)'
     """
-    from segpipe.imageio import IMAGE_SUFFIXES
+    from segpipe.imageio import IMAGE_SUFFIXES, ZARR_SUFFIX
 
     if include is None:
         suffix = PurePosixPath(rel).suffix.lower()
-        if suffix not in IMAGE_SUFFIXES:
+        if suffix not in IMAGE_SUFFIXES and suffix != ZARR_SUFFIX:
             return f"not an image file (extension {suffix or 'none'!r}; see include)"
     elif not any(_matches(rel, pattern) for pattern in include):
         return f"not matched by include ({', '.join(include)})"
@@ -108,14 +111,25 @@ def _is_utf8(rel: str) -> bool:
     return True
 
 
-def scan(root: str | os.PathLike) -> Iterator[tuple[str, str, os.stat_result | str]]:
+class FolderStat(NamedTuple):
+    """What the listing records of a folder that is one image (``.zarr``): the total size
+    of its files and the latest modification time among them, so that a chunk rewritten
+    deep inside changes the image's signature."""
+
+    st_size: int
+    st_mtime_ns: int
+
+
+def scan(root: str | os.PathLike) -> Iterator[tuple[str, str, os.stat_result | FolderStat | str]]:
     """Walk ``root`` once; yield ``("file", rel, stat_result)`` or ``("skip", rel, reason)``.
 
     ``rel`` is a POSIX path relative to ``root``. Regular files and symbolic links to
-    regular files are images to segment. Everything else is reported, never dropped in
-    silence: hidden entries (not descended into), names that are not UTF-8, dangling
-    links, link loops, links to folders, pipes, sockets and devices, and folders that
-    cannot be read (their contents unknown). The walk never raises for what it finds.
+    regular files are images to segment, and so are folders named ``*.zarr`` (OME-Zarr
+    images, :class:`FolderStat`), which are not descended into; one holding OME-Zarr
+    labels alone is a mask (:data:`LABELS_ONLY`). Everything else is reported, never
+    dropped in silence: hidden entries (not descended into), names that are not UTF-8,
+    dangling links, link loops, links to folders, pipes, sockets and devices, and folders
+    that cannot be read (their contents unknown). The walk never raises for what it finds.
     Order within a folder is the file system's; callers sort.
     """
     root = os.fspath(root)
@@ -156,6 +170,8 @@ def _classify(entry: os.DirEntry) -> tuple[str, os.stat_result | str | None]:
                 return "skip", LINK_TO_FOLDER
         else:
             if entry.is_dir(follow_symlinks=False):
+                if entry.name.lower().endswith(ZARR_SUFFIX):
+                    return _zarr_folder(entry.path)
                 return "folder", None
             st = entry.stat(follow_symlinks=False)
     except OSError as err:
@@ -163,6 +179,60 @@ def _classify(entry: os.DirEntry) -> tuple[str, os.stat_result | str | None]:
     if stat.S_ISREG(st.st_mode):
         return "file", st
     return "skip", SPECIAL.get(stat.S_IFMT(st.st_mode), "not a regular file")
+
+
+def _zarr_folder(path: str) -> tuple[str, FolderStat | str]:
+    """A ``.zarr`` folder: an image with its :class:`FolderStat`, or a mask to skip. One
+    that is neither (no multiscales, unreadable metadata) is listed as an image all the
+    same: its row then says what is wrong, as for any unreadable file."""
+    if _labels_only(path):
+        return "skip", LABELS_ONLY
+    size = mtime = 0
+    for folder, _, files in os.walk(path):
+        # Folders' times too: a file added or removed changes its folder's.
+        for name in (".", *files):
+            try:
+                st = os.stat(os.path.join(folder, name), follow_symlinks=False)
+            except OSError:
+                continue  # gone since listed: the read will tell
+            size += st.st_size if name != "." else 0
+            mtime = max(mtime, st.st_mtime_ns)
+    return "file", FolderStat(size, mtime)
+
+
+def _labels_only(path: str) -> bool:
+    """Whether a ``.zarr`` folder's root has no image (no ``multiscales``, no
+    bioformats2raw series) but a ``labels`` group that names labels: NGFF labels alone."""
+    root = _zarr_attrs(path)
+    if root is None or "multiscales" in root or "bioformats2raw.layout" in root:
+        return False
+    labels = _zarr_attrs(os.path.join(path, "labels"))
+    return labels is not None and bool(labels.get("labels"))
+
+
+def _zarr_attrs(folder: str) -> dict | None:
+    """A Zarr group's attributes from its metadata file (format 2 ``.zattrs``, format 3
+    ``zarr.json``; NGFF 0.5's under ``ome``), or None if there is none to read. The
+    listing reads these small JSON files itself: opening each folder with zarr would cost
+    an import and a store per image."""
+    node = _json(os.path.join(folder, "zarr.json"))
+    if isinstance(node, dict):
+        attrs = node.get("attributes", {})
+    elif os.path.isfile(os.path.join(folder, ".zgroup")):
+        attrs = _json(os.path.join(folder, ".zattrs")) or {}
+    else:
+        return None
+    if not isinstance(attrs, dict):
+        return None
+    return attrs["ome"] if isinstance(attrs.get("ome"), dict) else attrs
+
+
+def _json(path: str) -> object:
+    try:
+        with open(path, "rb") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
 
 
 def iter_files(root: str | os.PathLike) -> Iterator[str]:
@@ -365,6 +435,16 @@ def _previous_hashes(manifest_path: str | os.PathLike) -> dict[str, tuple[int, i
 
 
 def _sha256(path: str | os.PathLike) -> str:
+    """A file's SHA-256; a folder's (an OME-Zarr image) is that of its files' relative
+    paths and SHA-256s, in sorted order."""
+    if os.path.isdir(path):
+        digest = hashlib.sha256()
+        found = sorted(os.path.relpath(os.path.join(folder, name), path)
+                       for folder, _, files in os.walk(path) for name in files)
+        for rel in found:
+            digest.update(f"{rel}\0{_sha256(os.path.join(path, rel))}\n".encode(
+                "utf-8", "surrogateescape"))
+        return digest.hexdigest()
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
@@ -418,7 +498,7 @@ def update_manifest(input_dir: str | os.PathLike, *, shard_dir: str | os.PathLik
             skipped.append((display_path(rel), info))
     skipped.sort()
     for path, reason in skipped:
-        if reason != HIDDEN and not reason.startswith(SELECTED_OUT):
+        if reason not in (HIDDEN, LABELS_ONLY) and not reason.startswith(SELECTED_OUT):
             log.warning("skipped %s: %s", path, reason)
     counts = Counter(reason for _, reason in skipped)
     log.info("skipped %d entries of %s%s", len(skipped), input_dir,

@@ -189,6 +189,37 @@ def reduce_axes(array: np.ndarray, axes: str, reading: Reading = DEFAULT_READING
     return array
 
 
+def single_planes(axes: str, sizes: Mapping[str, int], reading: Reading = DEFAULT_READING, *,
+                  channel_names: Sequence[str] = ()) -> dict[str, int]:
+    """The axes that ``reading`` reduces to one of their planes, with its index: what a
+    reader of a chunked file fetches alone, since :func:`reduce_axes` keeps nothing else.
+
+    For axes among ``T``, ``C``, ``Z``, ``Y``, ``X`` (OME-Zarr's), and a reading that
+    :func:`reduce_axes` accepts for them (indices in range, known channel names): an axis
+    reduced by a projection, or by a list of several channels, is not one plane.
+
+    >>> single_planes("TCZYX", {"T": 3, "C": 2, "Z": 5, "Y": 9, "X": 9}, Reading(z=-1))
+    {'T': 0, 'Z': 4, 'C': 0}
+    >>> single_planes("CZYX", {"C": 2, "Z": 5, "Y": 9, "X": 9}, Reading(channel=[0, 1]))
+    {}
+    """
+    picked = {}
+    if "T" in axes:
+        # Unset (or "all", read as unset), the first time point, as _reduce does.
+        time = 0 if reading.time in (None, "all") else reading.time
+        if isinstance(time, int):
+            picked["T"] = time % sizes["T"]
+    if "Z" in axes and isinstance(reading.z, int):
+        picked["Z"] = reading.z % sizes["Z"]
+    if "C" in axes:
+        wanted = reading.channel if isinstance(reading.channel, list) else [reading.channel]
+        if len(wanted) == 1:
+            item = 0 if wanted[0] is None else wanted[0]
+            picked["C"] = (list(channel_names).index(item) if isinstance(item, str)
+                           else item % sizes["C"])
+    return picked
+
+
 def _reduce(array: np.ndarray, axes: str, axis: str, setting: object, what: str,
             notes: list[str], *, default: str) -> tuple[np.ndarray, str]:
     if axis not in axes:

@@ -1,8 +1,9 @@
 """Opening an image for segmentation: whole, or as a :class:`segpipe.tiles.TileSource`.
 
 A tiled TIFF (whole-slide scans, OME-TIFF pyramids) is read tile by tile through
-tifffile's chunked store, never whole; any other file is decoded whole by
-:func:`segpipe.imageio.read_image` and then cut into tiles in memory. Either way a tile's
+tifffile's chunked store, and an OME-Zarr image (a ``.zarr`` folder) through zarr's, never
+whole; any other file is decoded whole by :func:`segpipe.imageio.read_image` and then cut
+into tiles in memory. Either way a tile's
 pixels are the ones the whole-image decoding gives: the same plane, channel and
 projection (:func:`segpipe.planes.reduce_axes`, applied per pixel), the same grey or RGB
 conversion, the same intensity scaling.
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from segpipe.errors import ImageReadError
-from segpipe.imageio import luma, read_image
+from segpipe.imageio import ZarrImage, is_zarr_image, luma, read_image
 from segpipe.planes import DEFAULT_READING, Reading
 from segpipe.tiles import AUTO_OVERLAP, AUTO_SIZE, ArraySource, TileSource, Tiling, choose_tiling
 
@@ -37,9 +38,14 @@ class Opened:
 
 def image_shape(path: str | os.PathLike) -> tuple[int, int] | None:
     """(height, width) from the file's header, without decoding it; None if unknown."""
-    from segpipe.imageio import probe_image
+    from segpipe.imageio import open_zarr_image, probe_image
 
     path = Path(path)
+    if is_zarr_image(path):
+        try:
+            return open_zarr_image(path).shape
+        except ImageReadError:
+            return None
     try:
         with open(path, "rb") as fh:
             head = fh.read(64 * 1024)
@@ -93,9 +99,9 @@ def open_image(path: str | os.PathLike, *, mode: str, reading: Reading | None,
     tiling every image larger than one tile. An image that is not tiled goes through
     exactly the whole-image path, so its result is the one ``tiles: null`` gives.
 
-    ``max_pixels`` bounds every whole decoding: a tiled TIFF is read tile by tile up to
-    ``max_tiled_pixels``, any other file is decoded whole, tiled or not, only up to
-    ``max_pixels``.
+    ``max_pixels`` bounds every whole decoding: a tiled TIFF or an OME-Zarr image is read
+    tile by tile up to ``max_tiled_pixels``, any other file is decoded whole, tiled or not,
+    only up to ``max_pixels``.
 
     Raises
     ------
@@ -124,7 +130,8 @@ def open_image(path: str | os.PathLike, *, mode: str, reading: Reading | None,
         image = read_image(path, mode=mode, max_pixels=max_pixels, notes=notes,
                            reading=reading, info=info)
         return Opened(image=image)
-    source = chunked_tiff(path, mode=mode, reading=reading, notes=notes, info=info)
+    source = (chunked_tiff(path, mode=mode, reading=reading, notes=notes, info=info)
+              or chunked_zarr(path, mode=mode, reading=reading, notes=notes, info=info))
     if source is None:
         # A format that cannot be read in parts is decoded whole: max_image_pixels bounds
         # that, tiled or not (a small compressed file can hold a huge image).
@@ -154,7 +161,7 @@ class TiffTileSource:
         self.dtype = dtype
 
     def read(self, rows: slice, cols: slice, notes: list[str] | None = None) -> np.ndarray:
-        from segpipe.planes import normalise, reduce_axes
+        from segpipe.planes import reduce_axes
 
         index = tuple(rows if a == "Y" else cols if a == "X" else slice(None)
                       for a in self.axes)
@@ -166,12 +173,39 @@ class TiffTileSource:
             raise ImageReadError(self.path, str(err)) from err
         if block.dtype == np.bool_:
             block = block.view(np.uint8) * np.uint8(255)
-        if self.mode == "grey" and block.ndim == 3:
-            block = luma(block)
-        elif self.mode == "rgb" and block.ndim == 2:
-            block = np.repeat(block[..., None], 3, axis=2)
-        block, _, _ = normalise(block, self.reading.intensity_range)
-        return block
+        return _in_mode(block, self.mode, self.reading)
+
+
+def _in_mode(block: np.ndarray, mode: str, reading: Reading) -> np.ndarray:
+    """A region of one plane as :func:`segpipe.imageio.read_image` ends a decoding: grey or
+    RGB, then scaled by a rule that needs no image-wide statistic."""
+    from segpipe.planes import normalise
+
+    if mode == "grey" and block.ndim == 3:
+        block = luma(block)
+    elif mode == "rgb" and block.ndim == 2:
+        block = np.repeat(block[..., None], 3, axis=2)
+    block, _, _ = normalise(block, reading.intensity_range)
+    return block
+
+
+def _scaled_in_parts(dtype: np.dtype, reading: Reading) -> bool:
+    """Whether samples of ``dtype`` scale without an image-wide statistic: 8- and 16-bit
+    samples under ``intensity_range: dtype``, any under a fixed ``[lo, hi]``."""
+    rule = reading.intensity_range
+    return isinstance(rule, list | tuple) or (rule == "dtype" and dtype in (np.uint8, np.uint16))
+
+
+def _chunked_info(dtype: np.dtype, reading: Reading, info: dict[str, Any]) -> np.dtype:
+    """The sample type a chunked source gives, and the intensity range a whole read
+    records (``info``) for it."""
+    rule = reading.intensity_range
+    fixed = isinstance(rule, list | tuple)
+    out_dtype = np.dtype(np.uint8 if dtype == np.uint8 else np.uint16)
+    top = np.iinfo(out_dtype).max
+    info.update(intensity_lo=float(rule[0]) if fixed else 0.0,
+                intensity_hi=float(rule[1]) if fixed else float(top))
+    return out_dtype
 
 
 def chunked_tiff(path: str | os.PathLike, *, mode: str, reading: Reading,
@@ -194,29 +228,73 @@ def chunked_tiff(path: str | os.PathLike, *, mode: str, reading: Reading,
     except ImportError:
         return None
     axes, shape, dtype, names = found.axes, found.shape, found.dtype, found.names
-    rule = reading.intensity_range
-    fixed = isinstance(rule, list | tuple)
-    if not (fixed or (rule == "dtype" and dtype in (np.uint8, np.uint16))):
+    if not _scaled_in_parts(dtype, reading):
         return None
     store = tifffile.imread(path, aszarr=True, series=0, level=0)
     array = zarr.open(store, mode="r")
-    out_dtype = np.dtype(np.uint8 if dtype == np.uint8 else np.uint16)
     source = TiffTileSource(path, array, axes, mode=mode, reading=reading, shape=shape,
-                            dtype=out_dtype, names=names)
+                            dtype=np.dtype(np.uint8 if dtype == np.uint8 else np.uint16),
+                            names=names)
     # The notes a whole read would give (channel used, projection): from a first small
     # region, which every setting treats as the whole image.
     source.read(slice(0, 1), slice(0, 1), notes=notes)
-    top = np.iinfo(out_dtype).max
-    info.update(intensity_lo=float(rule[0]) if fixed else 0.0,
-                intensity_hi=float(rule[1]) if fixed else float(top))
+    _chunked_info(dtype, reading, info)
     return source
+
+
+class ZarrTileSource:
+    """A :class:`segpipe.tiles.TileSource` over an OME-Zarr image's level 0: a region reads
+    only the chunks it touches, of the planes the reading keeps (one channel, one time
+    point, one slice or the slices a projection needs).
+
+    Made by :func:`chunked_zarr`, for samples that need no image-wide statistic to scale.
+    """
+
+    def __init__(self, image: ZarrImage, *, mode: str, reading: Reading,
+                 dtype: np.dtype) -> None:
+        self.image = image
+        self.mode = mode
+        self.reading = reading
+        self.shape = image.shape + ((3,) if mode == "rgb" else ())
+        self.dtype = dtype
+
+    def read(self, rows: slice, cols: slice) -> np.ndarray:
+        from segpipe.imageio import read_zarr_region
+
+        block = read_zarr_region(self.image, rows, cols, reading=self.reading)
+        return _in_mode(block, self.mode, self.reading)
+
+
+def chunked_zarr(path: str | os.PathLike, *, mode: str, reading: Reading,
+                 notes: list[str], info: dict[str, Any]) -> ZarrTileSource | None:
+    """A tile source over an OME-Zarr image, or None when ``path`` is no ``.zarr`` folder,
+    or when its samples need an image-wide statistic to scale (then it is read whole).
+
+    Raises
+    ------
+    ImageReadError
+        If the folder is not an OME-Zarr image segpipe can read, or ``reading`` asks for
+        a channel, slice or time point it does not have.
+    """
+    from segpipe.imageio import open_zarr_image, zarr_plane_notes
+
+    if not is_zarr_image(path):
+        return None
+    image = open_zarr_image(path)
+    found = zarr_plane_notes(image, reading)
+    if not _scaled_in_parts(image.array.dtype, reading):
+        return None
+    notes.extend(found)
+    dtype = _chunked_info(image.array.dtype, reading, info)
+    return ZarrTileSource(image, mode=mode, reading=reading, dtype=dtype)
 
 
 def reduced_image(path: str | os.PathLike, max_side: int, *, mode: str = "rgb",
                   reading: Reading | None = None) -> np.ndarray:
     """An image subsampled by ``[::s, ::s]`` for display, ``s`` the largest power of two
-    that keeps its longer side at least ``max_side``: a tiled TIFF is read through its
-    chunked store (only the result is held whole), any other file decoded whole first.
+    that keeps its longer side at least ``max_side``: a tiled TIFF or an OME-Zarr image is
+    read through its chunked store (only the result is held whole), any other file decoded
+    whole first.
 
     For the report of images too large to decode whole; the masks' matching reduction is
     :func:`segpipe.imageio.read_label_level`, so the two line up pixel for pixel.
@@ -226,7 +304,8 @@ def reduced_image(path: str | os.PathLike, max_side: int, *, mode: str = "rgb",
     reading = reading or DEFAULT_READING
     shape = image_shape(path)
     step = 1 if shape is None else _subsample_step(shape, max_side)
-    source = chunked_tiff(path, mode=mode, reading=reading, notes=[], info={})
+    source = (chunked_tiff(path, mode=mode, reading=reading, notes=[], info={})
+              or chunked_zarr(path, mode=mode, reading=reading, notes=[], info={}))
     if source is not None:
         return source.read(slice(None, None, step), slice(None, None, step))
     image = read_image(path, mode=mode, max_pixels=None, reading=reading)
