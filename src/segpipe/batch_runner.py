@@ -13,6 +13,16 @@ processes, so the main process only feeds the device. The queue to the writers i
 (:class:`segpipe.pool.WriterPool`), and at most ``4 * batch_size`` decoded images wait for
 their canvas bucket to fill: memory is bounded by those depths, never by the shard. The
 frame around it (reading the shard, rows, tables, the error policy) is :mod:`segpipe.job`.
+
+Tiles. For a kind with a tiled face (``MethodSpec.tiled``), an image that ``tiles`` says
+to tile (:func:`segpipe.tiles.choose_tiling`, as the per-image runner decides) reaches the
+main process as its tiles' read regions, decoded by the loader (a tiled TIFF tile by
+tile). Each tile is one more item of the canvas bucket of its own size, at its own scale
+(``native``: no resize), so the tiles of all the shard's images, and whole images of the
+same canvas, fill batches together. A tile's detections go to the image's
+:class:`segpipe.maskrcnn.tiled.DetectionStitcher` as they come back, in any order; when
+the image's last tile is back, its stitched detections are finished as a whole image's
+are. A tile that fails fails its image, never the shard.
 """
 
 from __future__ import annotations
@@ -26,23 +36,28 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from segpipe.errors import ImageReadError, WeightsMissingError
 from segpipe.finish import Finishing, finish_image, record_failure
-from segpipe.imageio import DEFAULT_MAX_PIXELS, read_image
+from segpipe.imageio import DEFAULT_MAX_PIXELS
 from segpipe.maskrcnn.inference import to_chw_tensor
 from segpipe.maskrcnn.model import wants_cuda
+from segpipe.maskrcnn.tiled import DetectionStitcher
 from segpipe.planes import DEFAULT_READING, for_plane, split_plane
 from segpipe.pool import WriterPool, fork_available
+from segpipe.sources import Opened, open_image
+from segpipe.tiles import DEFAULT_MAX_TILED_PIXELS, Tile, read_tile
 
 if TYPE_CHECKING:
     from segpipe.job import ShardJob, ShardPlan, ShardResults
     from segpipe.maskrcnn.inference import Detections
     from segpipe.planes import Reading
+    from segpipe.tiles import Tiling
 
 log = logging.getLogger(__name__)
 
@@ -51,38 +66,103 @@ RUN_SETTINGS = ("batch_size", "workers", "writers")
 
 
 
+class Decoded(NamedTuple):
+    """One image from the loader: whole (``tensor``), as its tiles (``tiles``), or the
+    error that kept it from being read.
+
+    Tensors are (C, M, K), kept in their integer type (converted to float on the device).
+    A named tuple, so that the DataLoader pins the tensors it holds.
+    """
+
+    index: int
+    tensor: torch.Tensor | None
+    error: str | None
+    seconds: float
+    note: str | None
+    info: dict
+    # A tiled image: its shape, its grid's tiles with their read regions, in the grid's
+    # order, and its grey image when objects are measured (assembled from the cores).
+    shape: tuple[int, int] | None = None
+    tiles: list[tuple[Tile, torch.Tensor]] | None = None
+    grey: np.ndarray | None = None
+
+
 class ImageFiles(Dataset):
-    """Decodes images for the DataLoader's workers; a bad file becomes an error item."""
+    """Decodes images for the DataLoader's workers; a bad file becomes an error item.
+
+    With ``tiles`` (the job's setting, for a kind that is tiled), an image is opened as
+    the per-image runner opens it (:func:`segpipe.sources.open_image`): whole, or, when
+    it is to be tiled, read region by read region (a tiled TIFF through its chunks).
+    ``measuring``: a tiled image's grey image is assembled from its tiles' cores too, for
+    its objects' intensity columns.
+    """
 
     def __init__(self, input_dir: str | os.PathLike, image_ids: Sequence[str],
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, reading: Reading | None = None,
-                 colour: str = "rgb") -> None:
+                 colour: str = "rgb", *, tiles: Tiling | str | None = None,
+                 bytes_per_pixel: float = 0.0, memory_mb: int | None = None,
+                 max_tiled_pixels: int = DEFAULT_MAX_TILED_PIXELS,
+                 measuring: bool = False) -> None:
         self.input_dir = Path(input_dir)
         self.image_ids = image_ids
         self.max_pixels = max_pixels
         self.reading = reading
         self.colour = colour
+        self.tiles = tiles
+        self.bytes_per_pixel = bytes_per_pixel
+        self.memory_mb = memory_mb
+        self.max_tiled_pixels = max_tiled_pixels
+        self.measuring = measuring
 
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    def __getitem__(
-        self, index: int
-    ) -> tuple[int, torch.Tensor | None, str | None, float, str | None, dict[str, Any]]:
+    def __getitem__(self, index: int) -> Decoded:
         t0 = time.perf_counter()
         notes, info = [], {}
+        rel, plane = split_plane(self.image_ids[index], self.input_dir)
+        path = self.input_dir / rel
         try:
             # Scaled by intensity_range: the model sees what the other methods see.
-            rel, plane = split_plane(self.image_ids[index], self.input_dir)
-            image = read_image(self.input_dir / rel, mode=self.colour,
-                               max_pixels=self.max_pixels, notes=notes,
-                               reading=for_plane(self.reading or DEFAULT_READING, plane),
-                               info=info)
+            opened = open_image(path, mode=self.colour,
+                                reading=for_plane(self.reading or DEFAULT_READING, plane),
+                                tiles=self.tiles, bytes_per_pixel=self.bytes_per_pixel,
+                                memory_mb=self.memory_mb, max_pixels=self.max_pixels,
+                                max_tiled_pixels=self.max_tiled_pixels, notes=notes, info=info)
+            tiled = None if opened.tiling is None else self._read_tiles(path, opened)
         except ImageReadError as err:
-            return index, None, str(err), time.perf_counter() - t0, None, {}
-        # (C, M, K), kept in its integer type: converted to float on the device.
-        return (index, to_chw_tensor(image), None, time.perf_counter() - t0,
-                "; ".join(notes) or None, info)
+            return Decoded(index, None, str(err), time.perf_counter() - t0, None, {})
+        note = "; ".join(notes) or None
+        if tiled is None:
+            return Decoded(index, to_chw_tensor(opened.image), None, time.perf_counter() - t0,
+                           note, info)
+        return Decoded(index, None, None, time.perf_counter() - t0, note, info, *tiled)
+
+    def _read_tiles(
+        self, path: Path, opened: Opened
+    ) -> tuple[tuple[int, int], list[tuple[Tile, torch.Tensor]], np.ndarray | None]:
+        """A tiled image's shape, tiles with their read regions, and grey image (when
+        measuring)."""
+        from segpipe.measure import grey_of
+
+        shape = tuple(opened.source.shape[:2])
+        tiles, grey = [], None
+        for tile in opened.tiling.tiles_of(shape):
+            try:
+                block = read_tile(opened.source, tile)
+            except ImageReadError:
+                raise
+            except Exception as err:  # noqa: BLE001 - a corrupt chunk is the file's fault
+                raise ImageReadError(path, f"cannot read the tile at rows {tile.read[0].start}-"
+                                     f"{tile.read[0].stop - 1}, columns {tile.read[1].start}-"
+                                     f"{tile.read[1].stop - 1}: {err}") from err
+            if self.measuring:
+                core = grey_of(block[tile.inner])
+                if grey is None:
+                    grey = np.empty(shape, core.dtype)
+                grey[tile.core] = core
+            tiles.append((tile, to_chw_tensor(block)))
+        return shape, tiles, grey
 
 
 _Item = TypeVar("_Item")
@@ -137,13 +217,20 @@ class CanvasBuckets:
         self.max_pending = max(batch_size, max_pending)
         self.buckets = {}
 
-    def add(self, item: Any, height: int, width: int) -> list[list[Any]]:
-        """Hold ``item``; return the batches that are ready (lists of items)."""
-        bucket = self.buckets.setdefault(self.canvas_of(height, width), [])
+    def add(self, item: Any, height: int, width: int, *,
+            native: bool = False) -> list[list[Any]]:
+        """Hold ``item``; return the batches that are ready (lists of items).
+
+        ``native``: the item is a tile, batched on the canvas of its own size
+        (``canvas_of(height, width, native=True)``).
+        """
+        key = (self.canvas_of(height, width, native=True) if native
+               else self.canvas_of(height, width))
+        bucket = self.buckets.setdefault(key, [])
         bucket.append(item)
         ready = []
         if len(bucket) == self.batch_size:
-            ready.append(self._pop(self.canvas_of(height, width)))
+            ready.append(self._pop(key))
         while sum(map(len, self.buckets.values())) > self.max_pending:
             ready.append(self._pop(max(self.buckets, key=lambda k: len(self.buckets[k]))))
         return ready
@@ -163,6 +250,32 @@ class _Image:
     decode_s: float
 
 
+@dataclass
+class _TiledImage:
+    """A tiled image while its tiles are predicted: ``stitcher`` is None once it is
+    finished or has failed."""
+
+    index: int
+    stitcher: DetectionStitcher | None
+    decode_s: float
+    grey: np.ndarray | None
+    segment_s: float = 0.0
+
+
+@dataclass
+class _Tile:
+    """One tile of a tiled image, an item of the canvas bucket of its own size."""
+
+    image: _TiledImage
+    tile: Tile
+    tensor: torch.Tensor
+
+    @property
+    def index(self) -> int:
+        """The image's index in the shard."""
+        return self.image.index
+
+
 @dataclass(frozen=True)
 class WriterContext:
     """What every writer process needs, sent to each once: where masks go, how images
@@ -180,10 +293,12 @@ def finish_detections(
     decode_s: float,
     segment_s: float,
     image: torch.Tensor | None = None,
+    grey: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
     """Writer task: one image's label image, statistics, scores, instance and object rows.
 
-    ``image`` (the decoded (3, M, N) tensor) is given when objects are measured.
+    ``image`` (the decoded (3, M, N) tensor), or for a tiled image its ``grey`` image, is
+    given when objects are measured.
 
     Returns
     -------
@@ -201,7 +316,6 @@ def finish_detections(
         row.update(decode_s=decode_s, segment_s=segment_s,
                    n_instances=len(detections),
                    mean_score=float(detections.scores.mean()) if len(detections) else None)
-        grey = None
         if image is not None:
             from segpipe.measure import grey_of
 
@@ -257,7 +371,7 @@ class BatchPipeline:
         self.device = None
         self.depth = 1
         self.stats = {"decode_s": 0.0, "wait_loader_s": 0.0, "finish_s": 0.0,
-                      "wait_writers_s": 0.0, "loop_s": 0.0}
+                      "wait_writers_s": 0.0, "loop_s": 0.0, "tiles": 0}
 
     def run(self) -> dict:
         start = time.perf_counter()
@@ -293,7 +407,10 @@ class BatchPipeline:
         job = self.job
         loader = DataLoader(
             ImageFiles(job.input_dir, self.plan.image_ids, job.max_pixels, job.reading,
-                       job.spec.colour),
+                       job.spec.colour,
+                       tiles=job.tiles if job.spec.tiled is not None else None,
+                       bytes_per_pixel=job.spec.bytes_per_pixel, memory_mb=job.memory_mb,
+                       max_tiled_pixels=job.max_tiled_pixels, measuring=self.measuring),
             batch_size=self.batch_size, num_workers=self.workers, pin_memory=self.cuda,
             collate_fn=_collate,
         )
@@ -303,7 +420,7 @@ class BatchPipeline:
         for items in loader:
             self.stats["wait_loader_s"] += time.perf_counter() - mark
             for item in items:
-                self.take(*item)
+                self.take(item)
             mark = time.perf_counter()
         for batch in self.buckets.rest():
             self.predict(batch)
@@ -321,19 +438,30 @@ class BatchPipeline:
                  self.job.method, self.job.shard, len(self.plan.image_ids), self.batch_size,
                  self.workers, self.writers)
 
-    def take(self, index: int, tensor: torch.Tensor | None, error: str | None, seconds: float,
-             note: str | None, info: Mapping[str, Any]) -> None:
-        """A decoded image (or its read error) from the loader."""
-        self.stats["decode_s"] += seconds
-        row = self.results.rows[self.plan.image_ids[index]]
-        row.update(info, note=note)
-        if error is not None:
-            row.update(status="error", error=error, decode_s=seconds)
-            log.warning(error)
+    def take(self, decoded: Decoded) -> None:
+        """A decoded image, its tiles, or its read error, from the loader."""
+        self.stats["decode_s"] += decoded.seconds
+        row = self.results.rows[self.plan.image_ids[decoded.index]]
+        row.update(decoded.info, note=decoded.note)
+        if decoded.error is not None:
+            row.update(status="error", error=decoded.error, decode_s=decoded.seconds)
+            log.warning(decoded.error)
             self.results.done(row)
             return
-        for batch in self.buckets.add(_Image(index, tensor, seconds), *tensor.shape[-2:]):
-            self.predict(batch)
+        if decoded.tiles is None:
+            tensor = decoded.tensor
+            for batch in self.buckets.add(_Image(decoded.index, tensor, decoded.seconds),
+                                          *tensor.shape[-2:]):
+                self.predict(batch)
+            return
+        grid = [tile for tile, _ in decoded.tiles]
+        image = _TiledImage(decoded.index, DetectionStitcher(decoded.shape, grid),
+                            decoded.seconds, decoded.grey)
+        self.stats["tiles"] += len(grid)
+        for tile, tensor in decoded.tiles:
+            for batch in self.buckets.add(_Tile(image, tile, tensor), *tensor.shape[-2:],
+                                          native=True):
+                self.predict(batch)
 
     def predict(self, batch: list[_Image]) -> None:
         """Send one batch of one canvas to the device stage; deliver the batches that are
@@ -353,19 +481,29 @@ class BatchPipeline:
             if not self.in_flight:
                 break
 
-    def _predict(self, batch: list[_Image],
+    def _predict(self, batch: list[_Image | _Tile],
                  batch_size: int) -> tuple[list[Any], int, dict[int, str], float]:
         """In a device thread: the batch's detections, the batch size that fitted, the
-        images that failed even alone (by position) and the seconds per image."""
+        items that failed even alone (by position) and the seconds per item."""
         failed = {}
 
         def fail(position: int, err: RuntimeError) -> None:
-            image_id = self.plan.image_ids[batch[position].index]
-            failed[position] = f"{Path(self.job.input_dir) / image_id}: {err}"
+            item = batch[position]
+            where = Path(self.job.input_dir) / self.plan.image_ids[item.index]
+            if isinstance(item, _Tile):
+                rows, cols = item.tile.read
+                failed[position] = (f"{where}: the tile at rows {rows.start}-{rows.stop - 1}, "
+                                    f"columns {cols.start}-{cols.stop - 1} failed: {err}")
+            else:
+                failed[position] = f"{where}: {err}"
 
+        native = [isinstance(item, _Tile) for item in batch]
+        # Only a tiled kind's model takes ``native``; a batch of whole images is called as
+        # every batch kind's model is.
+        extra = {"native": native} if any(native) else {}
         t0 = time.perf_counter()
         found, fitted = self.model.predict([item.tensor for item in batch], batch_size,
-                                           on_fail=fail)
+                                           on_fail=fail, **extra)
         return found, fitted, failed, (time.perf_counter() - t0) / len(batch)
 
     def deliver(self, batch: list[_Image],
@@ -375,6 +513,9 @@ class BatchPipeline:
         self.batch_size = min(self.batch_size, fitted)
         for position, (item, detections) in enumerate(zip(batch, found)):
             row = self.results.rows[self.plan.image_ids[item.index]]
+            if isinstance(item, _Tile):
+                self.tile_back(item, row, detections, failed.get(position), per_image_s)
+                continue
             if position in failed:
                 row.update(status="error", error=failed[position])
                 log.warning(row["error"])
@@ -382,6 +523,35 @@ class BatchPipeline:
                 continue
             image = item.tensor if self.measuring else None
             self.collect(self.pool.submit(row, detections, item.decode_s, per_image_s, image))
+
+    def tile_back(self, item: _Tile, row: dict[str, Any], detections: Detections | None,
+                  error: str | None, seconds: float) -> None:
+        """A predicted tile into its image's stitcher; the image's last tile sends the
+        stitched image to the writers. A tile that failed fails its image (its later
+        tiles are dropped)."""
+        image = item.image
+        if image.stitcher is None:
+            return
+        if error is not None:
+            image.stitcher = None
+            row.update(status="error", error=error)
+            log.warning(error)
+            self.results.done(row)
+            return
+        image.segment_s += seconds
+        try:
+            image.stitcher.add(item.tile, detections)
+            if not image.stitcher.complete:
+                return
+            stitched = image.stitcher.result()
+        except Exception as err:  # noqa: BLE001 - one image's failure is its row, not the shard's
+            image.stitcher = None
+            self.results.fail(self.plan.image_ids[image.index], err)
+            return
+        image.stitcher = None
+        row.update(tiles=stitched.tiles, tile_cut_objects=stitched.cut_objects)
+        self.collect(self.pool.submit(row, stitched.detections, image.decode_s,
+                                      image.segment_s, None, image.grey))
 
     def collect(
         self,
@@ -420,7 +590,8 @@ def run_batches(job: ShardJob, plan: ShardPlan, results: ShardResults) -> dict:
         summed), ``wait_loader_s`` (the main process waiting for decoded images),
         ``prepare_s``, ``forward_s``, ``postprocess_s``, ``copy_s`` (the model's stages;
         device time on CUDA), ``finish_s`` (writers' work, summed), ``wait_writers_s``,
-        ``workers``, ``writers``; empty when the model could not be loaded.
+        ``workers``, ``writers``, ``tiles`` (the tiles of tiled images predicted); empty
+        when the model could not be loaded.
 
     Raises
     ------

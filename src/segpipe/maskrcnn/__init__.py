@@ -1,7 +1,8 @@
 """Mask R-CNN (torchvision) as a segpipe method: batched, GPU-ready instance segmentation.
 
 :func:`load_maskrcnn` gives the model the batch runner (:mod:`segpipe.batch_runner`)
-drives; :func:`segment_maskrcnn` runs the same model on arrays in memory.
+drives; :func:`segment_maskrcnn` runs the same model on arrays in memory, and
+:func:`maskrcnn_tiled` on one image in tiles at its own scale (:mod:`segpipe.maskrcnn.tiled`).
 
 This module imports no torch at import time: the workflow reads the method registry on
 every start, and importing torchvision costs seconds.
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     import torch
 
     from segpipe.maskrcnn.inference import Detections, Predictor
+    from segpipe.maskrcnn.tiled import StitchedDetections
+    from segpipe.tiles import Tiling, TileSource
 
 # Batches in the runner's device stage at once on a GPU (see MaskRCNN.concurrent_batches).
 ACCELERATOR_BATCHES = 3
@@ -29,7 +32,9 @@ class MaskRCNN:
     """A loaded Mask R-CNN, ready for batches of same-canvas images.
 
     The interface every batch kind's model offers the batch runner: ``canvas_of``,
-    ``predict``, ``class_names``, ``stage_s`` and ``concurrent_batches``.
+    ``predict``, ``class_names``, ``stage_s`` and ``concurrent_batches``. A kind that is
+    tiled (its ``MethodSpec.tiled`` is set) also takes ``native`` in both: tiles go to the
+    network at their own scale.
 
     Parameters
     ----------
@@ -54,9 +59,10 @@ class MaskRCNN:
         """Seconds per stage, summed: prepare, forward, postprocess, copy."""
         return self.predictor.stage_s
 
-    def canvas_of(self, height: int, width: int) -> tuple[int, ...]:
-        """The padded canvas an image of ``height x width`` is batched on."""
-        return self.predictor.canvas_of(height, width)
+    def canvas_of(self, height: int, width: int, *, native: bool = False) -> tuple[int, ...]:
+        """The padded canvas an image of ``height x width`` is batched on: resized by
+        ``min_size``/``max_size``, or at its own size when ``native`` (a tile)."""
+        return self.predictor.canvas_of(height, width, native=native)
 
     def predict(
         self,
@@ -64,14 +70,22 @@ class MaskRCNN:
         batch_size: int,
         *,
         on_fail: Callable[[int, RuntimeError], Detections | None],
+        native: Sequence[bool] | None = None,
     ) -> tuple[list[Detections | None], int]:
         """Detections for (3, M, N) integer tensors of one canvas, in chunks of
         ``batch_size`` halved on out-of-memory; an image that fails alone goes to
-        ``on_fail(position, error)``. Returns the detections and the batch size that
-        fitted."""
+        ``on_fail(position, error)``. ``native`` says, per tensor, whether it goes to the
+        network at its own scale (a tile) instead of resized; None: every one is resized.
+        Returns the detections and the batch size that fitted."""
         from segpipe.maskrcnn.inference import predict_with_backoff
 
-        return predict_with_backoff(self.predictor, tensors, batch_size, on_fail=on_fail)
+        flags = [False] * len(tensors) if native is None else list(native)
+
+        def predict(chunk: Sequence[tuple[torch.Tensor, bool]]) -> list[Detections]:
+            return self.predictor([t for t, _ in chunk], native=[own for _, own in chunk])
+
+        return predict_with_backoff(predict, list(zip(tensors, flags, strict=True)), batch_size,
+                                    on_fail=on_fail)
 
     def segment(self, images: Sequence[np.ndarray], *, batch_size: int = 8) -> list[Detections]:
         """Detections for a list of (M, N, 3) arrays, in their order.
@@ -82,17 +96,47 @@ class MaskRCNN:
         """
         from segpipe.maskrcnn.inference import to_chw_tensor
 
-        tensors = [to_chw_tensor(im) for im in images]
+        return self._by_canvas([to_chw_tensor(im) for im in images], native=False,
+                               batch_size=batch_size)
+
+    def segment_tiled(self, image: np.ndarray | TileSource, tiling: Tiling, *,
+                      batch_size: int = 8) -> StitchedDetections:
+        """Detections of one (M, N, 3) image, or a :class:`segpipe.tiles.TileSource`,
+        cut into ``tiling``'s tiles, each at its own scale, stitched by the ownership rule
+        (:mod:`segpipe.maskrcnn.tiled`).
+
+        The tiles are grouped by canvas as :meth:`segment` groups images, so the result
+        does not depend on ``batch_size`` (bit for bit on the CPU).
+        """
+        import numpy as np
+
+        from segpipe.maskrcnn.inference import to_chw_tensor
+        from segpipe.maskrcnn.tiled import DetectionStitcher
+        from segpipe.tiles import ArraySource, read_tile
+
+        source = ArraySource(image) if isinstance(image, np.ndarray) else image
+        grid = tiling.tiles_of(source.shape)
+        found = self._by_canvas([to_chw_tensor(read_tile(source, tile)) for tile in grid],
+                                native=True, batch_size=batch_size)
+        stitcher = DetectionStitcher(source.shape, grid)
+        for tile, detections in zip(grid, found, strict=True):
+            stitcher.add(tile, detections)
+        return stitcher.result()
+
+    def _by_canvas(self, tensors: list[torch.Tensor], *, native: bool,
+                   batch_size: int) -> list[Detections]:
+        """Each tensor's detections, predicted in batches of one canvas each."""
         by_canvas = {}
         for i, t in enumerate(tensors):
-            by_canvas.setdefault(self.canvas_of(*t.shape[-2:]), []).append(i)
+            by_canvas.setdefault(self.canvas_of(*t.shape[-2:], native=native), []).append(i)
 
         def fail(position: int, err: RuntimeError) -> None:
             raise err
 
-        results = [None] * len(images)
+        results = [None] * len(tensors)
         for members in by_canvas.values():
-            found, _ = self.predict([tensors[i] for i in members], batch_size, on_fail=fail)
+            found, _ = self.predict([tensors[i] for i in members], batch_size, on_fail=fail,
+                                    native=[native] * len(members))
             for i, result in zip(members, found):
                 results[i] = result
         return results
@@ -224,4 +268,64 @@ def segment_maskrcnn(
     return net.segment(images, batch_size=batch_size)
 
 
-__all__ = ["MaskRCNN", "load_maskrcnn", "segment_maskrcnn"]
+def maskrcnn_tiled(
+    source: np.ndarray | TileSource,
+    *,
+    tiling: Tiling,
+    threads: int = 1,
+    model: str = "maskrcnn_resnet50_fpn_v2",
+    weights: str = "DEFAULT",
+    seed: int = 0,
+    score_threshold: float = 0.5,
+    mask_threshold: float = 0.5,
+    max_detections: int = 100,
+    min_size: int = 800,
+    max_size: int = 1333,
+    batch_size: int = 8,
+    device: str = "auto",
+    amp: bool = True,
+    amp_dtype: str = "float16",
+    channels_last: bool = True,
+    compile: bool = False,
+    canvas_step: int = 128,
+    workers: int | str = "auto",
+    writers: int | str = "auto",
+) -> StitchedDetections:
+    """:func:`segment_maskrcnn` on one image in tiles, each at its own scale, its instances
+    stitched (``MethodSpec.tiled``, the arrays-in-memory face of what the batch runner
+    does with a tiled image).
+
+    Each tile's read region goes to the network without the ``min_size``/``max_size``
+    resize; ``max_detections`` applies per tile. Instances are kept once by the ownership
+    rule of :mod:`segpipe.stitch`; one that no tile sees whole (wider than the overlap) is
+    kept as its pieces inside the tiles' cores, counted in ``cut_objects``
+    (:mod:`segpipe.maskrcnn.tiled`).
+
+    Parameters
+    ----------
+    source : (M, N, 3) ndarray or TileSource
+    tiling : Tiling
+        Tile size and overlap.
+    threads : int
+        Taken for the registry's signature; the forward pass uses torch's threads.
+    model, weights, seed, score_threshold, mask_threshold, max_detections, min_size, \
+max_size, batch_size, device, amp, amp_dtype, channels_last, compile, canvas_step, workers, \
+writers
+        As for :func:`segment_maskrcnn`; ``min_size`` and ``max_size`` still bound the
+        images that are not tiled, never a tile.
+
+    Returns
+    -------
+    segpipe.maskrcnn.tiled.StitchedDetections
+        The image's detections (labels 1..N by falling score, boxes in image
+        coordinates), its number of tiles and of cut objects.
+    """
+    net = load_maskrcnn(model=model, weights=weights, seed=seed, score_threshold=score_threshold,
+                        mask_threshold=mask_threshold, max_detections=max_detections,
+                        min_size=min_size, max_size=max_size, device=device, amp=amp,
+                        amp_dtype=amp_dtype, channels_last=channels_last, compile=compile,
+                        canvas_step=canvas_step)
+    return net.segment_tiled(source, tiling, batch_size=batch_size)
+
+
+__all__ = ["MaskRCNN", "load_maskrcnn", "maskrcnn_tiled", "segment_maskrcnn"]

@@ -8,6 +8,11 @@ is batched with, a folder of photos of many sizes needs only a handful of canvas
 images of one bucket fill whole batches. With ``canvas_step: 32`` the canvas is exactly
 torchvision's own padding of a single image.
 
+A tile of a large image (``native``, :mod:`segpipe.maskrcnn.tiled`) skips the resize: it
+goes to the network at its own scale, padded to the canvas of its own size, so small
+objects of a large scan keep their pixels. Whole images and tiles of one canvas can share
+a batch; each is resized or not on its own.
+
 After the ROI heads, boxes go back to the original image size and the masks are pasted,
 thresholded and summarised for the whole batch at once on the device
 (:mod:`segpipe.maskrcnn.postprocess`); one copy per batch brings the results to the host.
@@ -154,10 +159,17 @@ class Predictor:
         scale = min(self.min_size / min(height, width), self.max_size / max(height, width))
         return int(height * scale), int(width * scale)
 
-    def canvas_of(self, height: int, width: int) -> tuple[int, ...]:
-        """The padded canvas (its bucket) of an image of ``height x width``."""
+    def canvas_of(self, height: int, width: int, *, native: bool = False) -> tuple[int, ...]:
+        """The padded canvas (its bucket) of an image of ``height x width``: resized as
+        the model's transform resizes it, or, ``native`` (a tile), at its own size.
+
+        >>> p = Predictor.__new__(Predictor); p.min_size, p.max_size, p.canvas_step = 800, 1333, 128
+        >>> p.canvas_of(480, 640), p.canvas_of(480, 640, native=True)
+        ((896, 1152), (512, 640))
+        """
         step = self.canvas_step
-        return tuple(math.ceil(s / step) * step for s in self.resized_size(height, width))
+        size = (height, width) if native else self.resized_size(height, width)
+        return tuple(math.ceil(s / step) * step for s in size)
 
     @property
     def one_at_a_time(self) -> bool:
@@ -173,21 +185,35 @@ class Predictor:
         """
         return self.device.type == "cpu"
 
-    def __call__(self, images: Sequence[torch.Tensor]) -> list[Detections]:
+    def __call__(self, images: Sequence[torch.Tensor], *,
+                 native: Sequence[bool] | None = None) -> list[Detections]:
         """Detections for a list of (3, M, K) integer tensors that share one canvas.
+
+        Parameters
+        ----------
+        images : list of (3, M, K) tensor
+        native : list of bool, optional
+            Per image, whether it goes to the network at its own scale (a tile) instead of
+            resized by ``min_size``/``max_size``; None: every image is resized.
 
         Returns
         -------
-        list of Detections, in the order of ``images``
+        list of Detections, in the order of ``images``; boxes, masks and label images in
+        each image's own pixels either way
         """
+        native = [False] * len(images) if native is None else [bool(n) for n in native]
+        if len(native) != len(images):
+            raise ValueError(f"native needs one flag per image: {len(native)} flags for "
+                             f"{len(images)} images")
         if self.one_at_a_time and len(images) > 1:
-            return [found for image in images for found in self._predict([image])]
-        return self._predict(images)
+            return [found for image, own in zip(images, native, strict=True)
+                    for found in self._predict([image], [own])]
+        return self._predict(images, native)
 
-    def _predict(self, images: Sequence[torch.Tensor]) -> list[Detections]:
+    def _predict(self, images: Sequence[torch.Tensor], native: Sequence[bool]) -> list[Detections]:
         clock = _StageClock(self.device)
         with torch.inference_mode():
-            canvas, resized = self._canvas(images)
+            canvas, resized = self._canvas(images, native)
             clock.mark("prepare")
             outputs = self.forward(canvas, resized)
             clock.mark("forward")
@@ -229,23 +255,26 @@ class Predictor:
             outputs, _ = self.net.roi_heads(features, proposals, image_sizes)
         return outputs
 
-    def _canvas(self, images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    def _canvas(self, images: Sequence[torch.Tensor],
+                native: Sequence[bool]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         # torchvision's own resize function (private, unchanged since torchvision 0.6), so
         # that images reach the backbone exactly as the model's transform would send them.
         from torchvision.models.detection.transform import _resize_image_and_masks
 
-        canvases = {self.canvas_of(*im.shape[-2:]) for im in images}
+        canvases = {self.canvas_of(*im.shape[-2:], native=own)
+                    for im, own in zip(images, native, strict=True)}
         if len(canvases) != 1:
             raise ValueError(f"images of one batch must share a canvas, got {sorted(canvases)}")
         (height, width), = canvases
         batch = torch.zeros((len(images), 3, height, width), device=self.device)
         resized = []
-        for slot, image in zip(batch, images):
+        for slot, image, own in zip(batch, images, native, strict=True):
             top = 65535.0 if image.dtype == torch.uint16 else 255.0
             # The integer tensor crosses to the device (a quarter of float32's bytes).
             x = image.to(self.device, non_blocking=True).float().div_(top)
             x = (x - self.mean) / self.std
-            x, _ = _resize_image_and_masks(x, self.min_size, self.max_size)
+            if not own:
+                x, _ = _resize_image_and_masks(x, self.min_size, self.max_size)
             slot[:, : x.shape[1], : x.shape[2]].copy_(x)
             resized.append((int(x.shape[1]), int(x.shape[2])))
         if self.channels_last:

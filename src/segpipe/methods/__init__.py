@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segpipe.errors import ConfigError
-from segpipe.maskrcnn import load_maskrcnn, segment_maskrcnn
+from segpipe.maskrcnn import load_maskrcnn, maskrcnn_tiled, segment_maskrcnn
 from segpipe.methods.base import LABEL_MEANINGS, MethodSpec, Segmentation
 from segpipe.methods.edges import edges_tiled, segment_edges
 from segpipe.methods.kmeans import kmeans_tiled, segment_kmeans
@@ -95,9 +95,11 @@ BUILTIN = (
     MethodSpec("region_growing", segment_region_growing, "instances", "grey",
                bytes_per_pixel=78, tiled=region_growing_tiled,
                summary="objects grown from local extremes within an intensity tolerance"),
-    # The image as a float tensor on the host, its pasted masks and label image.
+    # The image as a float tensor on the host, its pasted masks and label image. Tiled:
+    # each tile at its own scale, batched with the other images' tiles (batch_runner).
     MethodSpec("maskrcnn", segment_maskrcnn, "instances", "rgb", _check_maskrcnn,
                runner="batch", load=load_maskrcnn, weights=_maskrcnn_weights, bytes_per_pixel=32,
+               tiled=maskrcnn_tiled,
                summary="torchvision Mask R-CNN, batched on a GPU: class, box, score, mask"),
 )
 
