@@ -42,7 +42,10 @@ def write_ome_zarr(path, data, axes, *, zarr_format=2, chunks=None, names=(), ve
     return path
 
 
-def open_tiled(path, reading=None, *, mode="grey", tiles=Tiling(16, 4), max_pixels=10**6,
+TILING = Tiling(16, 4)
+
+
+def open_tiled(path, reading=None, *, mode="grey", tiles=TILING, max_pixels=10**6,
                max_tiled_pixels=10**6, notes=None, info=None):
     return open_image(path, mode=mode, reading=reading, tiles=tiles, bytes_per_pixel=72,
                       memory_mb=None, max_pixels=max_pixels, max_tiled_pixels=max_tiled_pixels,
@@ -213,9 +216,9 @@ def test_a_folder_that_is_no_ome_zarr_image_is_an_error_naming_it(tmp_path):
     for name, message in broken_folders(tmp_path).items():
         path = tmp_path / name
         assert image_shape(path) is None
-        for read in (lambda: read_image(path), lambda: open_tiled(path)):
+        for read in (read_image, open_tiled):
             with pytest.raises(ImageReadError, match=message) as err:
-                read()
+                read(path)
             assert str(path) in str(err.value), name
 
 

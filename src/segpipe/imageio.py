@@ -10,8 +10,9 @@ Decoding policy (applied once, here, for every method):
   rescale 8- and 16-bit images.
 - TIFF and OME-TIFF are read with tifffile, their channels, z-slices and time points
   reduced to one image by the ``channel``, ``z`` and ``time`` settings
-  (:func:`segpipe.planes.reduce_axes`); other formats, and TIFFs tifffile cannot decode,
-  with OpenCV.
+  (:func:`segpipe.planes.reduce_axes`); OME-Zarr images (``.zarr`` folders) with zarr,
+  their NGFF axes reduced the same way (:func:`open_zarr_image`); other formats, and TIFFs
+  tifffile cannot decode, with OpenCV.
 - ``mode="grey"``: one channel. Colour is converted with the ITU-R BT.601 luma weights
   (0.299 R + 0.587 G + 0.114 B), as libjpeg, OpenCV and Pillow's "L" mode do.
 - ``mode="rgb"``: three channels in R, G, B order; a grey image is repeated into all three.
@@ -292,7 +293,7 @@ def open_zarr_image(path: str | os.PathLike) -> ZarrImage:
         if "multiscales" not in meta and "bioformats2raw.layout" in meta:
             group = group["0"]
             meta = _ngff_attrs(group)
-    except Exception as err:  # noqa: BLE001 - zarr raises many types for a bad folder
+    except Exception as err:  # zarr raises many types for a bad folder
         raise ImageReadError(path, f"not a readable Zarr group ({type(err).__name__}: "
                                    f"{err})") from err
     if not meta.get("multiscales"):
@@ -304,7 +305,7 @@ def open_zarr_image(path: str | os.PathLike) -> ZarrImage:
         array = group[scales["datasets"][0]["path"]]
         ndim = len(array.shape)
         axes = scales.get("axes")
-    except Exception as err:  # noqa: BLE001 - missing keys or arrays, malformed metadata
+    except Exception as err:  # missing keys or arrays, malformed metadata
         raise ImageReadError(path, f"malformed OME-NGFF multiscales, or level 0 missing "
                                    f"({type(err).__name__}: {err})") from err
     if not isinstance(array, zarr.Array):
@@ -368,7 +369,7 @@ def read_zarr_region(image: ZarrImage, rows: slice, cols: slice, *,
                   else slice(None) for a in image.axes)
     try:
         block = np.asarray(image.array[index])
-    except Exception as err:  # noqa: BLE001 - a missing or corrupt chunk, a codec zarr lacks
+    except Exception as err:  # a missing or corrupt chunk, a codec zarr lacks
         raise ImageReadError(image.path, f"cannot read the Zarr array ({type(err).__name__}: "
                                          f"{err})") from err
     left = "".join(a for a in image.axes if a not in picked)
