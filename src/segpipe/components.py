@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from segpipe.imageio import label_dtype
+from segpipe.scratch import ScratchLabels
 from segpipe.tiles import Tile, map_tiles
 
 
@@ -36,8 +37,8 @@ class Components:
 
     Attributes
     ----------
-    labels : (M, N) ndarray of uint8, uint16 or uint32
-        0 off the mask (and on removed components), components 1..K in the raster order
+    labels : ScratchLabels
+        ``(M, N)``, on disk (:mod:`segpipe.scratch`): 0 off the mask (and on removed components), components 1..K in the raster order
         of their first pixels; the smallest type that holds K
         (:func:`segpipe.imageio.label_dtype`).
     sizes : (K,) ndarray of int64
@@ -47,7 +48,7 @@ class Components:
         rising. ``np.unravel_index(first_pixels, labels.shape)`` gives rows and columns.
     """
 
-    labels: np.ndarray
+    labels: ScratchLabels
     sizes: np.ndarray
     first_pixels: np.ndarray
 
@@ -106,9 +107,9 @@ def label_components(mask_of: Callable[[Tile], np.ndarray], tiles: Sequence[Tile
 
     Notes
     -----
-    Memory: the output labels are held whole; everything else is per tile (the mask and
-    int32 labels of the tiles being worked on), per tile side (its labels) or per
-    component (a few int64 each).
+    Memory: the output labels are written to disk (:class:`segpipe.scratch.ScratchLabels`);
+    everything else is per tile (the mask and int32 labels of the tiles being worked on),
+    per tile side (its labels) or per component (a few int64 each).
 
     Examples
     --------
@@ -118,7 +119,7 @@ def label_components(mask_of: Callable[[Tile], np.ndarray], tiles: Sequence[Tile
     ...                  [1, 1, 1, 1]], bool)
     >>> found = label_components(lambda t: mask[t.core], tile_grid(mask.shape, core=2),
     ...                          shape=mask.shape)
-    >>> found.labels  # one U-shaped component across all four tiles
+    >>> np.asarray(found.labels)  # one U-shaped component across all four tiles
     array([[1, 1, 0, 1],
            [0, 1, 0, 1],
            [1, 1, 1, 1]], dtype=uint8)
@@ -162,7 +163,7 @@ def label_components(mask_of: Callable[[Tile], np.ndarray], tiles: Sequence[Tile
     final[roots] = np.arange(1, roots.size + 1)
     final = final[root]
 
-    labels = np.zeros(shape, dtype=final.dtype)
+    labels = ScratchLabels(shape, final.dtype)
     position = {tile.index: i for i, tile in enumerate(tiles)}
 
     def write(tile: Tile) -> None:

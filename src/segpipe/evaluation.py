@@ -56,6 +56,10 @@ def foreground_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     tp = np.count_nonzero(p & t)
     n_pred = np.count_nonzero(p)
     n_truth = np.count_nonzero(t)
+    return _foreground_of(tp, n_pred, n_truth)
+
+
+def _foreground_of(tp: int, n_pred: int, n_truth: int) -> dict[str, float]:
     both_empty = n_pred == 0 and n_truth == 0
     return {
         "iou": _ratio(tp, n_pred + n_truth - tp, both_empty),
@@ -123,8 +127,16 @@ def boundary_f1(pred: np.ndarray, truth: np.ndarray, *, tolerance: float = 2,
     if n_pred == 0 or n_truth == 0:
         return 1.0 if n_pred == n_truth else 0.0
     structure = disk(tolerance)
-    precision = np.count_nonzero(pred_edges & _near(truth_edges, structure)) / n_pred
-    recall = np.count_nonzero(truth_edges & _near(pred_edges, structure)) / n_truth
+    return _boundary_f1_of(n_pred, n_truth,
+                           np.count_nonzero(pred_edges & _near(truth_edges, structure)),
+                           np.count_nonzero(truth_edges & _near(pred_edges, structure)))
+
+
+def _boundary_f1_of(n_pred: int, n_truth: int, pred_found: int, truth_found: int) -> float:
+    if n_pred == 0 or n_truth == 0:
+        return 1.0 if n_pred == n_truth else 0.0
+    precision = pred_found / n_pred
+    recall = truth_found / n_truth
     if precision + recall == 0:
         return 0.0
     return float(2 * precision * recall / (precision + recall))
@@ -482,6 +494,163 @@ def image_scores(pred: np.ndarray, truth: np.ndarray, *, truth_kind: str, pred_m
     scores.update(_object_f1_of(object_table, np.asarray(IOU_THRESHOLDS)))
     return scores
 
+
+
+class TiledScores:
+    """:func:`image_scores` of a label image seen one block at a time; the same numbers.
+
+    Every score is a function of counts that add up over blocks that partition the
+    image: the foreground overlap, the boundary pixels and those matched within the
+    tolerance, and the contingency tables of the labels and of the objects (sparse, one
+    count per pair of labels that share pixels, merged by the labels' global ids). The
+    tables are merged in the order the whole image's are built, so the floating-point
+    sums over them, and every score, equal the whole image's to the bit
+    (``tests/test_tiled_finish.py``).
+
+    Parameters
+    ----------
+    truth_kind, pred_meaning, tolerance
+        As for :func:`image_scores`.
+
+    Attributes
+    ----------
+    halo : int
+        The pixels each block must be read with around its core, for the boundaries: a
+        boundary pixel looks at its 4-neighbours, and is matched within ``tolerance``.
+    """
+
+    def __init__(self, *, truth_kind: str, pred_meaning: str, tolerance: float) -> None:
+        if truth_kind not in TRUTH_KINDS:
+            raise ValueError(f"truth_kind must be one of {TRUTH_KINDS}, got {truth_kind!r}")
+        if tolerance < 0:
+            raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+        objects_of(np.zeros((1, 1), np.uint8), pred_meaning)  # checks the meaning
+        self.truth_kind, self.meaning = truth_kind, pred_meaning
+        self.has_objects = pred_meaning in ("foreground", "instances")
+        self.background = None if pred_meaning == "classes" else 0
+        self.structure = disk(tolerance)
+        self.halo = int(np.floor(tolerance)) + 1
+        self._foreground = np.zeros(3, np.int64)  # tp, pred, truth
+        self._boundary = np.zeros(4, np.int64)  # pred, truth, pred found, truth found
+        self._labels: list[np.ndarray] = []
+        self._objects: list[np.ndarray] = []
+
+    @property
+    def needs_objects(self) -> bool:
+        """Whether :meth:`add` needs the object maps (foreground and instances)."""
+        return self.has_objects
+
+    def add(self, pred: np.ndarray, truth: np.ndarray, inner: tuple[slice, slice], *,
+            pred_objects: np.ndarray | None = None,
+            truth_objects: np.ndarray | None = None) -> None:
+        """Count one block (:meth:`count`, then :meth:`merge`)."""
+        self.merge(self.count(pred, truth, inner, pred_objects=pred_objects,
+                              truth_objects=truth_objects))
+
+    def count(self, pred: np.ndarray, truth: np.ndarray, inner: tuple[slice, slice], *,
+              pred_objects: np.ndarray | None = None,
+              truth_objects: np.ndarray | None = None) -> tuple:
+        """The counts of one block, for :meth:`merge`; changes nothing, so blocks can be
+        counted on several threads at once.
+
+        Parameters
+        ----------
+        pred, truth : (h, w) ndarray of int
+            The labels of the block's core and up to :attr:`halo` pixels around it
+            (clipped at the image's border), with the same global ids as the whole image.
+        inner : (slice, slice)
+            The core within them.
+        pred_objects, truth_objects : ndarray of int, optional
+            The object maps of the core alone (:func:`objects_of` of the whole image,
+            its global component numbers), when :attr:`needs_objects`.
+        """
+        _check_same_shape(pred, truth)
+        core_pred, core_truth = pred[inner], truth[inner]
+        foreground = (0, 0, 0)
+        label_pairs = object_pairs = None
+        if self.has_objects:
+            p, t = core_pred > 0, core_truth > 0
+            foreground = (np.count_nonzero(p & t), np.count_nonzero(p), np.count_nonzero(t))
+        if self.truth_kind == "binary":
+            pred_side = pred > 0 if self.has_objects else pred
+            pred_edges = _boundaries(pred_side, self.background)
+            truth_edges = _boundaries(truth > 0, self.background)
+        else:
+            pred_edges = _boundaries(pred, self.background)
+            truth_edges = _boundaries(truth, self.background)
+            label_pairs = _pair_counts(core_pred, core_truth)
+        near_truth = _near(truth_edges, self.structure)[inner]
+        near_pred = _near(pred_edges, self.structure)[inner]
+        pred_edges, truth_edges = pred_edges[inner], truth_edges[inner]
+        boundary = (np.count_nonzero(pred_edges), np.count_nonzero(truth_edges),
+                    np.count_nonzero(pred_edges & near_truth),
+                    np.count_nonzero(truth_edges & near_pred))
+        if self.has_objects and not (self.meaning == "instances"
+                                     and self.truth_kind == "instances"):
+            if pred_objects is None or truth_objects is None:
+                raise ValueError("the object maps of the block are needed")
+            object_pairs = _pair_counts(pred_objects, truth_objects)
+        return foreground, boundary, label_pairs, object_pairs
+
+    def merge(self, counts: tuple) -> None:
+        """Add the counts of one block (:meth:`count`)."""
+        foreground, boundary, label_pairs, object_pairs = counts
+        self._foreground += foreground
+        self._boundary += boundary
+        if label_pairs is not None:
+            self._labels.append(label_pairs)
+        if object_pairs is not None:
+            self._objects.append(object_pairs)
+
+    def result(self) -> dict[str, float | None]:
+        """The scores, as :func:`image_scores` gives them for the whole image."""
+        if self.has_objects:
+            scores = _foreground_of(*(int(v) for v in self._foreground))
+        else:
+            scores = dict.fromkeys(("iou", "dice", "precision", "recall"))
+        scores["boundary_f1"] = _boundary_f1_of(*(int(v) for v in self._boundary))
+        label_table = None
+        if self.truth_kind == "binary":
+            scores.update(ari=None, vi_split=None, vi_merge=None)
+        else:
+            label_table = _merged_table(self._labels)
+            scores.update(_agreement_of(label_table))
+        if not self.has_objects:
+            scores.update(object_f1_50=None, object_f1_mean=None)
+            return scores
+        if self.meaning == "instances" and self.truth_kind == "instances":
+            object_table = label_table
+        else:
+            object_table = _merged_table(self._objects)
+        scores.update(_object_f1_of(object_table, np.asarray(IOU_THRESHOLDS)))
+        return scores
+
+
+def _pair_counts(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """``(K, 3)`` int64: each (pred id, truth id) pair of a block and its pixel count."""
+    table = _contingency(pred, truth)
+    return np.stack([table.pred_ids[table.rows].astype(np.int64),
+                     table.truth_ids[table.cols].astype(np.int64),
+                     table.overlap.astype(np.int64)], axis=1)
+
+
+def _merged_table(parts: Sequence[np.ndarray]) -> _Table:
+    """The contingency table of the whole image from its blocks' pair counts: pairs in the
+    order :func:`_contingency` lists them (by pred id, then truth id)."""
+    pairs = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
+    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+    pairs = pairs[order]
+    new = np.ones(len(pairs), bool)
+    new[1:] = (pairs[1:, 0] != pairs[:-1, 0]) | (pairs[1:, 1] != pairs[:-1, 1])
+    starts = np.flatnonzero(new)
+    overlap = np.add.reduceat(pairs[:, 2], starts) if starts.size else np.zeros(0, np.int64)
+    pred, truth = pairs[starts, 0], pairs[starts, 1]
+    pred_ids, rows = np.unique(pred, return_inverse=True)
+    truth_ids, cols = np.unique(truth, return_inverse=True)
+    pred_sizes = np.bincount(rows, weights=overlap, minlength=pred_ids.size).astype(np.int64)
+    truth_sizes = np.bincount(cols, weights=overlap, minlength=truth_ids.size).astype(np.int64)
+    return _Table(pred_ids, truth_ids, pred_sizes, truth_sizes, rows.ravel(), cols.ravel(),
+                  overlap)
 
 class _Table(NamedTuple):
     """Sparse contingency table of two label images: only pairs that share pixels."""

@@ -108,17 +108,23 @@ def finish_image(row: dict[str, Any], labels: np.ndarray, mask_path: str, how: F
             objects_of(labels, how.meaning), grey, image_id=row["image_id"],
             method=row["method"], scores=scores, shape=how.shapes,
         )
-    t2 = time.perf_counter()
+    complete_row(row, mask_path, labels.shape, write_s=t1 - t0,
+                 metrics_s=time.perf_counter() - t1)
+    return objects
+
+
+def complete_row(row: dict[str, Any], mask_path: str, shape: tuple[int, ...], *,
+                 write_s: float, metrics_s: float) -> None:
+    """Mark a finished image's row ok, with its mask, size and times."""
     row.update(
         status="ok",
         mask_path=mask_path,
-        height=int(labels.shape[0]),
-        width=int(labels.shape[1]),
-        write_s=t1 - t0,
-        metrics_s=t2 - t1,
+        height=int(shape[0]),
+        width=int(shape[1]),
+        write_s=write_s,
+        metrics_s=metrics_s,
     )
     row["runtime_s"] = row["decode_s"] + row["segment_s"] + row["write_s"] + row["metrics_s"]
-    return objects
 
 
 def record_failure(row: dict[str, Any], path: str | os.PathLike,

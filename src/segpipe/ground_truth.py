@@ -98,6 +98,28 @@ class GroundTruth:
             )
         return labels, where, None
 
+    def open(self, image_id: str, shape: Sequence[int]) -> tuple[Any, str | None, str | None]:
+        """As :meth:`read`, but the labels as a tile source (``shape``, ``dtype``,
+        ``read(rows, cols)``): a tiled TIFF mask is read one region at a time, never
+        whole; any other mask is read whole, as :meth:`read` reads it."""
+        from segpipe.planes import split_plane
+        from segpipe.tiles import ArraySource
+
+        if not self.is_coco:
+            for rel in mask_candidates(split_plane(image_id)[0], self.pattern):
+                candidate = self.source / rel
+                if candidate.is_file():
+                    tiled = _tiled_label_tiff(candidate)
+                    if tiled is None:
+                        break
+                    if tiled.shape != tuple(shape):
+                        return None, str(candidate), (
+                            f"ground truth {candidate} is {tiled.shape[1]}x{tiled.shape[0]} "
+                            f"but the image is {shape[1]}x{shape[0]}")
+                    return tiled, str(candidate), None
+        labels, where, note = self.read(image_id, shape)
+        return (None if labels is None else ArraySource(labels)), where, note
+
     def _read_file(self, image_id: str) -> tuple[np.ndarray | None, str]:
         candidates = mask_candidates(image_id, self.pattern)
         for rel in candidates:
@@ -194,3 +216,34 @@ def load_ground_truth(config: Mapping[str, Any]) -> GroundTruth | None:
     return GroundTruth(config["ground_truth_dir"], kind=config["ground_truth_kind"],
                        tolerance=config["boundary_tolerance"],
                        pattern=config.get("ground_truth_pattern"))
+
+
+class _TiledLabelTiff:
+    """The labels of a tiled, one-plane TIFF mask, read by region (tifffile's zarr store)."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+        self.shape = tuple(int(n) for n in array.shape)
+        self.dtype = np.dtype(array.dtype)
+
+    def read(self, rows: slice, cols: slice) -> np.ndarray:
+        return np.asarray(self.array[rows, cols])
+
+
+def _tiled_label_tiff(path: Path) -> _TiledLabelTiff | None:
+    """A region reader of a tiled 2-D integer TIFF mask, or None for any other mask."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    try:
+        import tifffile
+        import zarr
+
+        with tifffile.TiffFile(path) as tiff:
+            series = tiff.series[0]
+            page = series.pages[0]
+            if not page.is_tiled or len(series.shape) != 2 or series.dtype.kind not in "ui":
+                return None
+        return _TiledLabelTiff(zarr.open(tifffile.imread(path, aszarr=True, series=0, level=0),
+                                         mode="r"))
+    except Exception:  # noqa: BLE001 - not readable this way: read() reads it whole, or says why
+        return None

@@ -16,8 +16,8 @@ import numpy as np
 
 from segpipe.finish import finish_image
 from segpipe.measure import grey_of
-from segpipe.sources import Opened, open_image
-from segpipe.tiles import ArraySource
+from segpipe.sources import open_image
+from segpipe.tiled_finish import close_all, finish_tiled_image
 
 if TYPE_CHECKING:
     from segpipe.job import ShardJob, ShardPlan, ShardResults
@@ -79,28 +79,23 @@ def run_images(job: ShardJob, plan: ShardPlan, results: ShardResults) -> dict:
             row.update(decode_s=t1 - t0, segment_s=time.perf_counter() - t1,
                        thresholds=list(seg.thresholds), foreground=seg.foreground,
                        tiles=seg.tiles, tile_cut_objects=seg.cut_objects)
-            grey = _grey_for_objects(opened) if how.measures_objects else None
-            objects = finish_image(row, seg.labels, plan.mask_paths[image_id], how,
-                                   edge_map=seg.edge_map, edge_path=plan.edge_paths[image_id],
-                                   grey=grey)
+            if opened.tiling is None:
+                grey = grey_of(opened.image) if how.measures_objects else None
+                objects = finish_image(row, seg.labels, plan.mask_paths[image_id], how,
+                                       edge_map=seg.edge_map,
+                                       edge_path=plan.edge_paths[image_id], grey=grey)
+            else:
+                try:
+                    objects = finish_tiled_image(row, seg, plan.mask_paths[image_id], how,
+                                                 edge_path=plan.edge_paths[image_id],
+                                                 grey=opened.source, threads=job.threads)
+                finally:
+                    close_all(seg.labels, seg.edge_map)
         except Exception as err:  # noqa: BLE001 - one bad image must not cost the other images of the shard
             results.fail(image_id, err)
             continue
         results.done(row, objects)
     return {"images": len(plan.image_ids), "wall_s": time.perf_counter() - start}
-
-
-def _grey_for_objects(opened: Opened) -> np.ndarray:
-    """The intensity image the objects are measured on (their intensity columns, and the
-    classical scores that rank them for COCO AP): the decoded image's grey. An image read
-    tile by tile is read whole here, 1 or 2 bytes a pixel, as its label image is still
-    measured whole (docs/tiles.md)."""
-    if opened.image is not None:
-        return grey_of(opened.image)
-    if isinstance(opened.source, ArraySource):
-        return grey_of(opened.source.image)
-    height, width = opened.source.shape[:2]
-    return grey_of(opened.source.read(slice(0, height), slice(0, width)))
 
 
 def warm_up(spec: MethodSpec, options: Mapping[str, Any]) -> None:

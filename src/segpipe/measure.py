@@ -387,7 +387,8 @@ def _batches(masks: Iterable[np.ndarray], pixels: int) -> Iterator[list[np.ndarr
 def measure_objects(objects: np.ndarray, grey: np.ndarray | None, *, image_id: str, method: str,
                     scores: np.ndarray | Sequence[float] | None = None,
                     class_names: Sequence[str] | None = None,
-                    shape: bool = True) -> dict[str, Any] | None:
+                    shape: bool = True, only: np.ndarray | None = None,
+                    origin: tuple[int, int] = (0, 0)) -> dict[str, Any] | None:
     """One row per object of an image, as columns for :data:`OBJECTS_SCHEMA`.
 
     The measurements are those of :func:`skimage.measure.regionprops_table` (area,
@@ -408,6 +409,12 @@ def measure_objects(objects: np.ndarray, grey: np.ndarray | None, *, image_id: s
     shape : bool
         Measure shape and intensity (``measure_objects``); False keeps only what
         scoring needs (label, area, bounding box, score), which is much cheaper.
+    only : array of int, optional
+        Measure only these ids (a region of a larger image: the objects it holds whole
+        with the surroundings their score looks at).
+    origin : (int, int)
+        Where ``objects`` lies in the image: boxes and centroids are in the image's
+        coordinates, computed as they are for the whole image.
 
     Returns
     -------
@@ -417,6 +424,8 @@ def measure_objects(objects: np.ndarray, grey: np.ndarray | None, *, image_id: s
 
     boxes = find_objects(objects)
     ids = np.array([i + 1 for i, box in enumerate(boxes) if box is not None], np.intp)
+    if only is not None:
+        ids = ids[np.isin(ids, only)]
     if ids.size == 0:
         return None
     if scores is None:
@@ -432,7 +441,8 @@ def measure_objects(objects: np.ndarray, grey: np.ndarray | None, *, image_id: s
             [class_names[i - 1] for i in ids] if class_names is not None else [None] * ids.size
         ),
         "bbox": np.array([[boxes[i - 1][0].start, boxes[i - 1][1].start,
-                           boxes[i - 1][0].stop, boxes[i - 1][1].stop] for i in ids], np.int32),
+                           boxes[i - 1][0].stop, boxes[i - 1][1].stop] for i in ids],
+                         np.int32).reshape(-1, 4) + np.array(origin * 2, np.int32),
     }
     if not shape:
         columns["area"] = np.bincount(objects.ravel().astype(np.intp))[ids].astype(np.int64)

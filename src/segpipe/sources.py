@@ -3,10 +3,9 @@
 A tiled TIFF (whole-slide scans, OME-TIFF pyramids) is read tile by tile through
 tifffile's chunked store, and an OME-Zarr image (a ``.zarr`` folder) through zarr's, never
 whole; any other file is decoded whole by :func:`segpipe.imageio.read_image` and then cut
-into tiles in memory. Either way a tile's
-pixels are the ones the whole-image decoding gives: the same plane, channel and
-projection (:func:`segpipe.planes.reduce_axes`, applied per pixel), the same grey or RGB
-conversion, the same intensity scaling.
+into tiles in memory. Either way a tile's pixels are the ones the whole-image decoding
+gives: the same plane, channel and projection (:func:`segpipe.planes.reduce_axes`,
+applied per pixel), the same grey or RGB conversion, the same intensity scaling.
 """
 
 from __future__ import annotations
@@ -196,16 +195,18 @@ def _scaled_in_parts(dtype: np.dtype, reading: Reading) -> bool:
     return isinstance(rule, list | tuple) or (rule == "dtype" and dtype in (np.uint8, np.uint16))
 
 
-def _chunked_info(dtype: np.dtype, reading: Reading, info: dict[str, Any]) -> np.dtype:
-    """The sample type a chunked source gives, and the intensity range a whole read
-    records (``info``) for it."""
+def _scaled_dtype(dtype: np.dtype) -> np.dtype:
+    """The sample type :func:`segpipe.planes.normalise` gives samples of ``dtype``."""
+    return np.dtype(np.uint8 if dtype == np.uint8 else np.uint16)
+
+
+def _record_range(dtype: np.dtype, reading: Reading, info: dict[str, Any]) -> None:
+    """Put in ``info`` the intensity range a whole read records, for a source whose
+    samples scale in parts (:func:`_scaled_in_parts`) to ``dtype``."""
     rule = reading.intensity_range
     fixed = isinstance(rule, list | tuple)
-    out_dtype = np.dtype(np.uint8 if dtype == np.uint8 else np.uint16)
-    top = np.iinfo(out_dtype).max
     info.update(intensity_lo=float(rule[0]) if fixed else 0.0,
-                intensity_hi=float(rule[1]) if fixed else float(top))
-    return out_dtype
+                intensity_hi=float(rule[1]) if fixed else float(np.iinfo(dtype).max))
 
 
 def chunked_tiff(path: str | os.PathLike, *, mode: str, reading: Reading,
@@ -233,12 +234,11 @@ def chunked_tiff(path: str | os.PathLike, *, mode: str, reading: Reading,
     store = tifffile.imread(path, aszarr=True, series=0, level=0)
     array = zarr.open(store, mode="r")
     source = TiffTileSource(path, array, axes, mode=mode, reading=reading, shape=shape,
-                            dtype=np.dtype(np.uint8 if dtype == np.uint8 else np.uint16),
-                            names=names)
+                            dtype=_scaled_dtype(dtype), names=names)
     # The notes a whole read would give (channel used, projection): from a first small
     # region, which every setting treats as the whole image.
     source.read(slice(0, 1), slice(0, 1), notes=notes)
-    _chunked_info(dtype, reading, info)
+    _record_range(source.dtype, reading, info)
     return source
 
 
@@ -285,8 +285,10 @@ def chunked_zarr(path: str | os.PathLike, *, mode: str, reading: Reading,
     if not _scaled_in_parts(image.array.dtype, reading):
         return None
     notes.extend(found)
-    dtype = _chunked_info(image.array.dtype, reading, info)
-    return ZarrTileSource(image, mode=mode, reading=reading, dtype=dtype)
+    source = ZarrTileSource(image, mode=mode, reading=reading,
+                            dtype=_scaled_dtype(image.array.dtype))
+    _record_range(source.dtype, reading, info)
+    return source
 
 
 def reduced_image(path: str | os.PathLike, max_side: int, *, mode: str = "rgb",

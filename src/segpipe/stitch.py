@@ -48,11 +48,12 @@ In both, labels are unique across the image and numbered 1..N in the raster orde
 label's first pixel, so the result depends neither on the order in which tiles are added
 nor on how many threads segment them.
 
-Memory: the output labels, 4 bytes a pixel while stitching (and, at the end, the final
-labels' type beside them when it is smaller than uint32), a few numbers per label, and the
+Memory: a few numbers per label, the read region of the tile being stitched, and the
 labels of the tiles handed over ahead of their turn (:class:`Stitcher` stitches in the
 grid's order; :func:`stitch_tiles` segments ``threads`` tiles at a time and lets at most
-``2 * threads`` run or wait ahead of the stitching).
+``2 * threads`` run or wait ahead of the stitching). The provisional labels (4 bytes a
+pixel) are on disk (:class:`segpipe.scratch.ScratchLabels`), and the result is read
+through a lookup table from there, never held whole.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segpipe.imageio import label_dtype
+from segpipe.scratch import ScratchLabels
 from segpipe.tiles import Tile, TileSource, map_tiles
 
 _NO_PIXEL = np.iinfo(np.int64).max
@@ -74,14 +76,15 @@ class Stitched:
 
     Attributes
     ----------
-    labels : (M, N) ndarray of uint8, uint16 or uint32
-        0 is background (objects only), labels 1..N in the raster order of their first
-        pixels; the smallest type that holds N.
+    labels : ScratchLabels
+        ``(M, N)``, on disk (:mod:`segpipe.scratch`): 0 is background (objects only),
+        labels 1..N in the raster order of their first pixels; the smallest type that
+        holds N.
     cut_objects : int
         Labels the stitching had to cut at a tile line (see the module's notes).
     """
 
-    labels: np.ndarray
+    labels: ScratchLabels
     cut_objects: int
 
 
@@ -198,7 +201,7 @@ class Stitcher:
     >>> for tile in reversed(grid):  # any order
     ...     stitcher.add(tile, truth[tile.read])
     >>> stitched = stitcher.result()
-    >>> stitched.labels, stitched.cut_objects
+    >>> np.asarray(stitched.labels), stitched.cut_objects
     (array([[0, 0, 0, 0, 1, 1, 1, 0, 0, 0]], dtype=uint8), 0)
     """
 
@@ -222,7 +225,8 @@ class Stitcher:
         self._at = {(t.row, t.col): t for t in self._tiles}
         self._owners = Ownership(self.shape, self._tiles)
         self._rows, self._cols = self._owners.rows, self._owners.cols
-        self._labels: np.ndarray | None = np.zeros(self.shape, np.uint32)
+        # Provisional labels, on disk: a stitched image is never held whole.
+        self._labels: ScratchLabels | None = ScratchLabels(self.shape, np.uint32)
         self._waiting: dict[int, np.ndarray] = {}
         self._next = 0
         # Per provisional label (0 unused): is it a piece (objects), its tile, and its
@@ -306,11 +310,7 @@ class Stitcher:
             group_cut = np.zeros(n, bool)
             np.logical_or.at(group_cut, root, self._flag[:n])
         cut = int(np.count_nonzero(group_cut[kept]))
-        dtype = label_dtype(kept.size)
-        lut = number[root].astype(dtype)
-        out = self._labels if dtype == np.uint32 else np.empty(self.shape, dtype)
-        for tile in self._tiles:
-            out[tile.core] = lut[self._labels[tile.core]]
+        out = self._labels.mapped(number[root].astype(label_dtype(kept.size)))
         self._labels = None
         return Stitched(labels=out, cut_objects=cut)
 
@@ -348,6 +348,7 @@ class Stitcher:
             new = lut[labels[tile.inner]]
             write = (new != 0) & (core == 0)
             core[write] = new[write]
+        self._labels[tile.read] = region
 
     # ---- regions ----
 
@@ -478,7 +479,7 @@ def stitch_tiles(source: TileSource, tiles: Sequence[Tile],
     >>> image = np.zeros((6, 40), np.uint8); image[2:4, 10:30] = 1  # wider than a tile
     >>> tiling = Tiling(size=12, overlap=4)
     >>> out = stitch_tiles(ArraySource(image), tiling.tiles_of(image.shape), lambda a: a)
-    >>> out.labels[3, 10:30:2], out.cut_objects  # three pieces, cut at the core lines
+    >>> np.asarray(out.labels)[3, 10:30:2], out.cut_objects  # three pieces, cut at the core lines
     (array([1, 1, 1, 2, 2, 2, 2, 3, 3, 3], dtype=uint8), 3)
     """
     stitcher = Stitcher(source.shape, tiles, partition=partition, min_size=min_size)

@@ -9,6 +9,7 @@ import numpy as np
 from segpipe.components import label_components
 from segpipe.imageio import intensity_max, label_dtype
 from segpipe.methods.base import Segmentation
+from segpipe.scratch import ScratchLabels
 from segpipe.methods.threshold import intensity_histogram, otsu_threshold
 from segpipe.tiles import Tile, TileSource, Tiling, map_tiles, tile_grid
 
@@ -199,7 +200,8 @@ def edges_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1,
     >>> grey = np.zeros((8, 8), dtype=np.uint8); grey[:, 4:] = 255
     >>> seg = edges_tiled(ArraySource(grey), tiling=Tiling(size=3), operator="sobel_v",
     ...                   min_region_size=1)
-    >>> int(seg.labels.max()), bool((seg.labels[:, 3:5] == 0).all()), seg.tiles
+    >>> labels = np.asarray(seg.labels)  # read from disk (segpipe.scratch)
+    >>> int(labels.max()), bool((labels[:, 3:5] == 0).all()), seg.tiles
     (2, True, 9)
     """
     if operator not in OPERATORS:
@@ -208,7 +210,7 @@ def edges_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1,
         raise ValueError(f"a grey image has shape (M, N), got {tuple(source.shape)}")
     shape = tuple(source.shape)
     grid = tile_grid(shape, core=tiling.core, margin=1)
-    edge_map = np.empty(shape, dtype=np.uint16)
+    edge_map = ScratchLabels(shape, np.uint16)
     scale = 65535.0 / _MAX_STRENGTH[operator]
 
     def scan(tile: Tile) -> np.ndarray | None:

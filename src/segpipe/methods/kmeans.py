@@ -9,6 +9,7 @@ from threadpoolctl import threadpool_limits
 
 from segpipe.imageio import intensity_max, label_dtype
 from segpipe.methods.base import Segmentation
+from segpipe.scratch import ScratchLabels
 from segpipe.tiles import Tile, TileSource, Tiling, map_tiles, tile_grid
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def kmeans_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1, k: int
     --------
     >>> from segpipe.tiles import ArraySource
     >>> rgb = np.zeros((4, 4, 3), dtype=np.uint8); rgb[:, 2:] = 200
-    >>> kmeans_tiled(ArraySource(rgb), tiling=Tiling(size=3), k=2).labels[0]
+    >>> np.asarray(kmeans_tiled(ArraySource(rgb), tiling=Tiling(size=3), k=2).labels)[0]
     array([0, 0, 1, 1], dtype=uint8)
     """
     if k < 2:
@@ -134,7 +135,7 @@ def kmeans_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1, k: int
     for _ in map_tiles(gather, grid, threads=threads):
         pass
     model, rank = _fit(sample, k=k, seed=seed, n_init=n_init)
-    labels = np.empty((height, width), dtype=label_dtype(k - 1))
+    labels = ScratchLabels((height, width), label_dtype(k - 1))
 
     def assign(tile: Tile) -> None:
         block = source.read(*tile.core)

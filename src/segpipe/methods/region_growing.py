@@ -159,7 +159,7 @@ def region_growing_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1
     >>> grey[6:14, 10:18], grey[6:14, 28:36] = 200, 120  # each across a tile line
     >>> seg = region_growing_tiled(ArraySource(grey), tiling=Tiling(size=24, overlap=12),
     ...                            tolerance=0.1, foreground="bright", min_size=4)
-    >>> int(seg.labels.max()), seg.cut_objects
+    >>> int(np.asarray(seg.labels).max()), seg.cut_objects
     (2, 0)
     """
     grid = tiling.tiles_of(source.shape)

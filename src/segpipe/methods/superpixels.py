@@ -109,7 +109,8 @@ def superpixels_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1,
     >>> rgb = np.zeros((30, 50, 3), np.uint8); rgb[:, 25:] = 255  # two halves
     >>> seg = superpixels_tiled(ArraySource(rgb), tiling=Tiling(size=20, overlap=8),
     ...                         algorithm="felzenszwalb", sigma=0, min_size=5)
-    >>> int(seg.labels.min()), int(seg.labels.max()), seg.cut_objects
+    >>> labels = np.asarray(seg.labels)
+    >>> int(labels.min()), int(labels.max()), seg.cut_objects
     (1, 2, 0)
     """
     if algorithm not in ALGORITHMS:

@@ -11,6 +11,7 @@ import numpy as np
 
 from segpipe.imageio import intensity_max
 from segpipe.methods.base import Segmentation
+from segpipe.scratch import ScratchLabels
 from segpipe.tiles import Tile, TileSource, Tiling, map_tiles, tile_grid
 
 _BINCOUNT_BLOCK = 2**20
@@ -410,7 +411,7 @@ def threshold_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1,
     >>> from segpipe.tiles import ArraySource
     >>> grey = np.array([[0, 50, 200], [255, 90, 10]], dtype=np.uint8)
     >>> seg = threshold_tiled(ArraySource(grey), tiling=Tiling(size=2))
-    >>> seg.labels, seg.tiles
+    >>> np.asarray(seg.labels), seg.tiles
     (array([[0, 0, 1],
            [1, 0, 0]], dtype=uint8), 2)
     """
@@ -430,7 +431,7 @@ def threshold_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1,
         t = histogram_threshold(histograms.counts, histograms.centers, method=method)
     if foreground == "auto":
         foreground = histograms.polarity(_integer_threshold(np.dtype(source.dtype), t))
-    labels = np.empty(source.shape, dtype=np.uint8)
+    labels = ScratchLabels(source.shape, np.uint8)
 
     def label(tile: Tile) -> None:
         labels[tile.core] = foreground_mask(source.read(*tile.core), t, foreground)[0]
@@ -483,8 +484,8 @@ def multi_threshold_tiled(source: TileSource, *, tiling: Tiling, threads: int = 
     --------
     >>> from segpipe.tiles import ArraySource
     >>> grey = np.array([[0, 100, 200]], dtype=np.uint8)
-    >>> multi_threshold_tiled(ArraySource(grey), tiling=Tiling(size=2),
-    ...                       thresholds=[0.2, 0.6]).labels
+    >>> np.asarray(multi_threshold_tiled(ArraySource(grey), tiling=Tiling(size=2),
+    ...                                  thresholds=[0.2, 0.6]).labels)
     array([[0, 1, 2]], dtype=uint8)
     """
     top = intensity_max(source.dtype)
@@ -498,7 +499,7 @@ def multi_threshold_tiled(source: TileSource, *, tiling: Tiling, threads: int = 
             foreground = histograms.polarity(
                 histogram_threshold(histograms.counts, histograms.centers, method="otsu"))
     lut = _band_lut(cuts, top, foreground)
-    labels = np.empty(source.shape, dtype=np.uint8)
+    labels = ScratchLabels(source.shape, np.uint8)
 
     def label(tile: Tile) -> None:
         labels[tile.core] = _bands(source.read(*tile.core), lut)
