@@ -273,7 +273,7 @@ def test_memory_follows_the_tiles_not_the_image():
         tiled(ArraySource(image[:8, :8]), tiling=tiling, **settings)  # imports done before
         tracemalloc.start()
         try:
-            seg = tiled(ArraySource(image), tiling=tiling, threads=2, **settings)
+            tiled(ArraySource(image), tiling=tiling, threads=2, **settings)
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()

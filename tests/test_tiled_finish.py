@@ -2,7 +2,6 @@
 finishing its label image whole gives, without holding it whole."""
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import tifffile
 

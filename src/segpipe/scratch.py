@@ -134,9 +134,9 @@ class ScratchLabels:
                              f"{(r1 - r0, c1 - c0)}")
         if block.dtype == np.bool_:
             block = block.view(np.uint8)
-        if not np.can_cast(block.dtype, self._stored, casting="safe") and block.size:
-            if block.min() < 0 or block.max() > np.iinfo(self._stored).max:
-                raise ValueError(f"labels up to {block.max()} do not fit {self._stored}")
+        if (block.size and not np.can_cast(block.dtype, self._stored)
+                and (block.min() < 0 or block.max() > np.iinfo(self._stored).max)):
+            raise ValueError(f"labels up to {block.max()} do not fit {self._stored}")
         block = np.ascontiguousarray(block, self._stored)
         fd, row_bytes, item = self._file.fd, self._row_bytes, self._stored.itemsize
         if c0 == 0 and c1 == self.shape[1]:

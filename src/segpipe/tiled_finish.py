@@ -321,9 +321,7 @@ def _merged_columns(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
         values = [part.get(name) for part in parts]
         if any(v is None for v in values):
             continue
-        if name == "bbox":
-            merged[name] = np.concatenate(values)[order]
-        elif all(isinstance(v, np.ndarray) for v in values):
+        if name == "bbox" or all(isinstance(v, np.ndarray) for v in values):
             merged[name] = np.concatenate(values)[order]
         else:
             flat = [x for v in values for x in (v.tolist() if isinstance(v, np.ndarray) else v)]

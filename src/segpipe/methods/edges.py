@@ -9,8 +9,8 @@ import numpy as np
 from segpipe.components import label_components
 from segpipe.imageio import intensity_max, label_dtype
 from segpipe.methods.base import Segmentation
-from segpipe.scratch import ScratchLabels
 from segpipe.methods.threshold import intensity_histogram, otsu_threshold
+from segpipe.scratch import ScratchLabels
 from segpipe.tiles import Tile, TileSource, Tiling, map_tiles, tile_grid
 
 # The kernels exactly as the design fixes them. They are applied as a true convolution
