@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from segpipe.maskrcnn.inference import Detections, Predictor
     from segpipe.maskrcnn.tiled import StitchedDetections
-    from segpipe.tiles import Tiling, TileSource
+    from segpipe.tiles import TileSource, Tiling
 
 # Batches in the runner's device stage at once on a GPU (see MaskRCNN.concurrent_batches).
 ACCELERATOR_BATCHES = 3

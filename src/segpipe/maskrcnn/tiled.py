@@ -250,7 +250,6 @@ class DetectionStitcher:
         order = sorted(range(len(kept)),
                        key=lambda k: (-kept[k].score, kept[k].tile, kept[k].rank))
         kept = [kept[k] for k in order]
-        height, width = self.shape
         labels = np.zeros(self.shape, label_dtype(len(kept)))
         for label, inst in enumerate(kept, start=1):
             region = labels[inst.top: inst.top + inst.crop.shape[0],
@@ -263,7 +262,8 @@ class DetectionStitcher:
             class_ids=np.array([k.class_id for k in kept], np.int64),
             scores=np.array([k.score for k in kept], np.float32),
             areas=np.array([np.count_nonzero(k.crop) for k in kept], np.int64),
-            runs=[crop_boundaries(k.crop, top=k.top, left=k.left, height=height) for k in kept],
+            runs=[crop_boundaries(k.crop, top=k.top, left=k.left, height=self.shape[0])
+                  for k in kept],
         )
         return StitchedDetections(detections, tiles=len(self.tiles),
                                   cut_objects=sum(k.cut for k in kept))
