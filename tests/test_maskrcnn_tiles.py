@@ -430,3 +430,55 @@ def test_native_flags_must_match_the_images():
                            if k not in ("workers", "writers", "batch_size")})
     with pytest.raises(ValueError, match="one flag per image: 1 flags for 2 images"):
         net.predictor([torch.zeros((3, 8, 8), dtype=torch.uint8)] * 2, native=[True])
+
+
+def test_worker_and_writer_processes_do_not_change_tiled_results(folder, stand_in):
+    inline, inline_inst, inline_obj, _ = run(folder, "inline", TILING)
+    forked, forked_inst, forked_obj, stats = run(folder, "forked", TILING, workers=2,
+                                                 writers=2)
+    assert stats["workers"] == 2 and stats["writers"] == 2
+    columns = ["status", "tiles", "tile_cut_objects", "n_instances", "mean_score", "n_labels"]
+    pd.testing.assert_frame_equal(inline[columns], forked[columns])
+    pd.testing.assert_frame_equal(inline_inst, forked_inst)
+    pd.testing.assert_frame_equal(inline_obj, forked_obj)
+    for image_id in NAMES:
+        assert labels_of(inline, image_id).tobytes() == labels_of(forked, image_id).tobytes()
+
+
+@pytest.mark.e2e
+def test_the_workflow_runs_mask_rcnn_on_tiles_with_random_weights(tmp_path):
+    """Through Snakemake: a tiled TIFF read tile by tile, each tile through the network at
+    its own scale, beside an image small enough to go whole."""
+    import tifffile
+
+    from conftest import blobs_image, run_snakemake, write_config
+
+    images = tmp_path / "images"
+    images.mkdir()
+    tifffile.imwrite(images / "scan.tif", blobs_image(3, shape=(100, 140)), tile=(32, 32),
+                     compression="zlib")
+    write_images(images, {"small.png": blobs_image(4, shape=(48, 64))})
+    methods = {"mr": {
+        "kind": "maskrcnn", "model": "maskrcnn_resnet50_fpn", "weights": "none", "seed": 1,
+        "score_threshold": 0.0, "max_detections": 3, "min_size": 64, "max_size": 96,
+        "batch_size": 4, "device": "cpu", "workers": 1, "writers": 1,
+        "tiles": {"size": 64, "overlap": 16},
+    }}
+    cfg = write_config(tmp_path / "c.yaml", input_dir=str(images), methods=methods)
+    run_snakemake(tmp_path, "--configfile", cfg)
+    rows = pd.read_parquet(tmp_path / "results/summary/metrics.parquet").set_index("image_id")
+    assert (rows["status"] == "ok").all(), rows["error"].dropna().tolist()
+    assert rows.loc["scan.tif", "tiles"] == 9 and pd.isna(rows.loc["small.png", "tiles"])
+    assert rows.loc["scan.tif", "tile_cut_objects"] >= 0
+    instances = pd.read_parquet(tmp_path / "results/summary/instances.parquet")
+    mine = instances[instances["image_id"] == "scan.tif"]
+    n = rows.loc["scan.tif", "n_instances"]
+    # At most max_detections per tile; labels 1..N by falling score, boxes in the image.
+    assert 0 < n == len(mine) <= 9 * 3
+    assert list(mine["instance_id"]) == list(range(1, n + 1))
+    assert mine["score"].is_monotonic_decreasing
+    boxes = np.stack(mine["bbox"].to_numpy())
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 140).all() and (boxes[:, 3] <= 100).all()
+    labels = read_label_image(tmp_path / rows.loc["scan.tif", "mask_path"])
+    assert labels.shape == (100, 140) and labels.max() <= n
+    assert (instances["image_id"] == "small.png").sum() == 3
