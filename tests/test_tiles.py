@@ -208,3 +208,33 @@ def test_overlays_of_a_large_image_read_a_subsampled_level_only(tmp_path, monkey
     ys, xs = np.nonzero(outline)
     scale = rgb.shape[0] / height
     assert abs(ys.min() - 1000 * scale) <= 2 and abs(xs.max() - 2499 * scale) <= 2
+
+
+def test_a_tiled_method_asks_for_memory_by_its_tiles_not_the_largest_image(tmp_path):
+    """mem_mb under a fixed tiles setting follows tile size x threads (by design, in
+    segpipe.tiles.tiled_job_bytes); whole images ask for the largest image allowed."""
+    import re
+
+    from segpipe.methods import get_method
+
+    from conftest import run_snakemake, write_config
+
+    images = tmp_path / "images"
+    images.mkdir()
+    write_png(images / "a.png", blobs_image(0))
+    methods = {"whole": {"kind": "watershed", "tiles": None},
+               "small": {"kind": "watershed", "tiles": {"size": 512, "overlap": 32}},
+               "large": {"kind": "watershed", "tiles": {"size": 4096, "overlap": 128}}}
+    config = write_config(tmp_path / "c.yaml", input_dir=str(images), methods=methods,
+                          max_image_pixels=10**8)
+    run_snakemake(tmp_path, "--configfile", config, "--until", "list_images")  # the checkpoint
+    proc = run_snakemake(tmp_path, "--configfile", config, "-n")
+    jobs = re.findall(r"rule segment_shard:.*?wildcards: method=(\w+).*?mem_mb=(\d+)",
+                      proc.stdout, flags=re.DOTALL)
+    asked = {method: int(memory) for method, memory in jobs}
+    assert len(asked) == 3
+    per_pixel = get_method("watershed").bytes_per_pixel
+    assert asked["whole"] == 500 + per_pixel * 100  # the bytes of 10^8 pixels, in MB
+    # Tiles: 2 in flight on the job's 1 thread, the finishing blocks, a whole decoding.
+    assert asked["small"] == 500 + int((2 * 512**2 * per_pixel + 200e6 + 3 * 10**8) / 1e6)
+    assert asked["small"] < asked["large"] < asked["whole"]

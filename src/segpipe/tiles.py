@@ -122,6 +122,36 @@ def choose_tiling(setting: Tiling | str | None, shape: tuple[int, ...], *,
     return setting if setting.needed(shape) else None
 
 
+# Bytes a pixel of a whole decoding of an image that cannot be read in parts (PNG, JPEG,
+# strip TIFF: RGB, 8 bits a sample), and of a ground-truth mask read whole (uint32): a
+# tiled job may still hold these, bounded by max_image_pixels.
+WHOLE_DECODE_BYTES = 3
+WHOLE_TRUTH_BYTES = 4
+# The finishing passes' blocks (segpipe.tiled_finish.BLOCK, 1024 a side) in flight: a few
+# label, truth and object arrays of 4 bytes each, per thread, and the TIFF writer's band.
+FINISH_BYTES_PER_THREAD = 200e6
+
+
+def tiled_job_bytes(tiling: Tiling, *, bytes_per_pixel: float, threads: int,
+                    whole_pixels: int, truth: bool) -> float:
+    """The memory a job that tiles its images needs beyond the interpreter, by design:
+    what the rules' ``mem_mb`` asks for under a fixed ``tiles`` setting.
+
+    It follows the tile size and the threads, never the image's size: two tiles per
+    thread in flight (:func:`map_tiles`) at the kind's ``bytes_per_pixel``, the finishing
+    passes' blocks, and an image in a format that must be decoded whole (and its
+    ground-truth mask, when it is no tiled TIFF), bounded by ``whole_pixels``
+    (``max_image_pixels``).
+
+    >>> round(tiled_job_bytes(Tiling(2048, 128), bytes_per_pixel=72, threads=1,
+    ...                       whole_pixels=250_000_000, truth=False) / 1e9, 2)
+    1.55
+    """
+    in_flight = 2 * threads * tiling.size ** 2 * bytes_per_pixel
+    whole = whole_pixels * (WHOLE_DECODE_BYTES + (WHOLE_TRUTH_BYTES if truth else 0))
+    return in_flight + threads * FINISH_BYTES_PER_THREAD + whole
+
+
 @dataclass(frozen=True)
 class Tile:
     """One tile of a grid, in image coordinates.

@@ -31,6 +31,7 @@ from segpipe.maskrcnn.weights import (
 from segpipe.methods import get_method
 from segpipe.planes import Reading
 from segpipe.scheduling import coalesce_reevaluation_timers
+from segpipe.tiles import Tiling, parse_tiling, tiled_job_bytes
 
 # Validate before any job runs; a mistake stops here with the key named, in one line:
 # the exception's frames would only bury the message.
@@ -286,9 +287,18 @@ def _image_mb(method):
     return int(per_pixel * config["max_image_pixels"] / 1e6)
 
 
-def get_segment_mem_mb(wildcards, attempt):
+def get_segment_mem_mb(wildcards, threads, attempt):
     """One image at a time: the interpreter and libraries, then the largest image allowed
-    (max_image_pixels) at the method's bytes per pixel: by design, not by luck."""
+    (max_image_pixels) at the method's bytes per pixel: by design, not by luck. Under a
+    fixed tiles setting, the tiles in flight on the job's threads instead
+    (segpipe.tiles.tiled_job_bytes); tiles: auto tiles what would not fit this."""
+    tiling = parse_tiling(get_method_tiles(wildcards))
+    spec = get_method(config["methods"][wildcards.method]["kind"])
+    if isinstance(tiling, Tiling) and spec.tiled is not None:
+        needed = tiled_job_bytes(tiling, bytes_per_pixel=spec.bytes_per_pixel, threads=threads,
+                                 whole_pixels=config["max_image_pixels"],
+                                 truth=config["ground_truth_dir"] is not None)
+        return (500 + int(needed / 1e6)) * attempt
     return (500 + _image_mb(wildcards.method)) * attempt
 
 
