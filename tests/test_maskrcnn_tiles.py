@@ -482,3 +482,28 @@ def test_the_workflow_runs_mask_rcnn_on_tiles_with_random_weights(tmp_path):
     labels = read_label_image(tmp_path / rows.loc["scan.tif", "mask_path"])
     assert labels.shape == (100, 140) and labels.max() <= n
     assert (instances["image_id"] == "small.png").sum() == 3
+
+
+@pytest.mark.parametrize("chunk", [0, 5])
+def test_a_tiled_tiff_with_a_corrupt_chunk_gets_an_error_row_naming_it(tmp_path, stand_in,
+                                                                       chunk):
+    import tifffile
+
+    images = tmp_path / "images"
+    images.mkdir()
+    tifffile.imwrite(images / "scan.tif", np.repeat(CROSSING[..., None], 3, axis=2),
+                     tile=(16, 16), compression="zlib")
+    with tifffile.TiffFile(images / "scan.tif") as tif:
+        page = tif.pages[0]
+        offset, size = page.dataoffsets[chunk], page.databytecounts[chunk]
+    data = bytearray((images / "scan.tif").read_bytes())
+    data[offset: offset + size] = b"\xff" * size
+    (images / "scan.tif").write_bytes(bytes(data))
+    write_images(images, {"other.png": OTHER})
+    write_shards(tmp_path / "shards", {"000000": ["scan.tif", "other.png"]})
+    rows, _, _, _ = run(tmp_path, "corrupt", TILING)
+    bad = rows.loc["scan.tif"]
+    assert bad["status"] == "error" and str(images / "scan.tif") in bad["error"]
+    if chunk:  # the first chunk is read as the file is opened, the others tile by tile
+        assert "cannot read the tile at rows" in bad["error"]
+    assert rows.loc["other.png", "status"] == "ok"

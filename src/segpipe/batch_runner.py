@@ -132,6 +132,9 @@ class ImageFiles(Dataset):
             tiled = None if opened.tiling is None else self._read_tiles(path, opened)
         except ImageReadError as err:
             return Decoded(index, None, str(err), time.perf_counter() - t0, None, {})
+        except Exception as err:  # noqa: BLE001 - a corrupt chunk is the file's fault, not the shard's
+            return Decoded(index, None, f"{path}: cannot be read ({type(err).__name__}: {err})",
+                           time.perf_counter() - t0, None, {})
         note = "; ".join(notes) or None
         if tiled is None:
             return Decoded(index, to_chw_tensor(opened.image), None, time.perf_counter() - t0,
@@ -152,10 +155,11 @@ class ImageFiles(Dataset):
                 block = read_tile(opened.source, tile)
             except ImageReadError:
                 raise
-            except Exception as err:  # noqa: BLE001 - a corrupt chunk is the file's fault
-                raise ImageReadError(path, f"cannot read the tile at rows {tile.read[0].start}-"
-                                     f"{tile.read[0].stop - 1}, columns {tile.read[1].start}-"
-                                     f"{tile.read[1].stop - 1}: {err}") from err
+            except Exception as err:  # a corrupt chunk is the file's fault, not the shard's
+                rows, cols = tile.read
+                raise ImageReadError(path, f"cannot read the tile at rows {rows.start}-"
+                                     f"{rows.stop - 1}, columns {cols.start}-{cols.stop - 1} "
+                                     f"({type(err).__name__}: {err})") from err
             if self.measuring:
                 core = grey_of(block[tile.inner])
                 if grey is None:
