@@ -370,3 +370,12 @@ def test_streamed_foreground_refuses_unknown_settings():
         streamed_foreground(source, grid, threshold="median")
     with pytest.raises(ValueError, match="'both'"):
         streamed_foreground(source, grid, foreground="both")
+
+
+def test_slic_superpixels_larger_than_the_tiles_are_refused_with_the_count_that_fits():
+    # 250 superpixels over 40 cores of 40: about 6.7 a core, stitched. 100: 2.7 a core, whose
+    # regions would chain across the lines; the error names the n_segments that fits.
+    rgb = np.dstack([blob_image(6)] * 3)
+    superpixels_tiled(ArraySource(rgb), tiling=TILING, n_segments=250)
+    with pytest.raises(ValueError, match="n_segments to at least 150"):
+        superpixels_tiled(ArraySource(rgb), tiling=TILING, n_segments=100)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from segpipe.imageio import intensity_max, label_dtype
@@ -60,6 +62,10 @@ def segment_superpixels(rgb: np.ndarray, *, algorithm: str = "slic", n_segments:
     return Segmentation(labels=labels.astype(label_dtype(int(labels.max()))))
 
 
+# Tiled SLIC needs at least this many superpixels per tile core (see superpixels_tiled).
+MIN_SLIC_PER_TILE = 4
+
+
 def superpixels_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1,
                       algorithm: str = "slic", n_segments: int = 250, compactness: float = 10.0,
                       scale: float = 100.0, sigma: float = 0.8,
@@ -81,10 +87,16 @@ def superpixels_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1,
     the core line, and each region that its tile saw touching a cut side and that merged
     with nothing counts in ``cut_objects``.
 
-    Memory: the output labels whole (4 bytes a pixel while stitching); the rest per tile:
-    ``threads`` tiles segmented at a time, each needing what :func:`segment_superpixels`
-    needs for an image of one tile's size, and the labels of at most ``2 * threads`` tiles
-    waiting to be stitched.
+    SLIC superpixels must be well smaller than a tile: with fewer than
+    :data:`MIN_SLIC_PER_TILE` per tile core, neighbouring tiles' large regions agree in every
+    overlap and the stitching would chain them into a few regions across the image
+    (3.4e8 pixels with 250 superpixels gave 5). Such a tiling is refused, naming the
+    ``n_segments`` that would do.
+
+    Memory: per tile: ``threads`` tiles segmented at a time, each needing what
+    :func:`segment_superpixels` needs for an image of one tile's size, and the labels of
+    at most ``2 * threads`` tiles waiting to be stitched; the stitched labels are on disk
+    (:mod:`segpipe.scratch`).
 
     Parameters
     ----------
@@ -117,6 +129,14 @@ def superpixels_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1,
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     grid = tiling.tiles_of(source.shape)
     image_pixels = source.shape[0] * source.shape[1]
+    per_tile = n_segments * tiling.core**2 / image_pixels
+    if algorithm == "slic" and len(grid) > 1 and per_tile < MIN_SLIC_PER_TILE:
+        needed = math.ceil(MIN_SLIC_PER_TILE * image_pixels / tiling.core**2)
+        raise ValueError(
+            f"n_segments {n_segments} makes superpixels of about "
+            f"{math.isqrt(image_pixels // n_segments)} pixels a side, too large for tiles of "
+            f"{tiling.size} (fewer than {MIN_SLIC_PER_TILE} a tile): set n_segments to at "
+            f"least {needed} for this image, or a larger tiles size")
 
     def segment(rgb: np.ndarray) -> np.ndarray:
         share = rgb.shape[0] * rgb.shape[1] / image_pixels
