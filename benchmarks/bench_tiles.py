@@ -4,8 +4,9 @@ Each kind segments a square synthetic nuclei image (``make_large_nuclei.py``: a 
 zlib-compressed BigTIFF, about one nucleus per 1,880 pixels) of each size, once tiled
 (``tiles: {size: 2048, overlap: 128}``) and once whole (``tiles: null``), along the path a
 segment job takes: ``segpipe.sources.open_image``, then ``spec.tiled(source, tiling=...,
-threads=1, **settings)`` or ``spec.segment(image, **settings)``, then
-``segpipe.imageio.write_labels`` to a ``.tif``; one thread, after the job's warm-up call.
+threads=1, **settings)`` or ``spec.segment(image, **settings)``, then the mask written to a ``.tif``
+(``segpipe.imageio.write_labels``, or block by block from disk for a tiled run:
+``segpipe.tiled_finish.write_mask``); one thread, after the job's warm-up call.
 Each measurement runs in a process of its own; its peak memory is that process's maximum
 resident set (``ru_maxrss``, read by a small launcher that waits for it), the interpreter
 and libraries included.
@@ -46,7 +47,8 @@ SETTINGS = {
     "multi_threshold": {"classes": 3},
     "edges": {"operator": "sobel"},
     "kmeans": {"k": 2},
-    "superpixels": {"algorithm": "slic"},
+    # 5,000 superpixels: enough for 340 MP tiled at 2048 (tiled SLIC needs 4 a core).
+    "superpixels": {"algorithm": "slic", "n_segments": 5000},
 }
 SIZES_MP = (16.0, 64.0, 340.0)
 TILES = {"size": 2048, "overlap": 128}
@@ -78,7 +80,8 @@ from segpipe.image_runner import warm_up
 from segpipe.imageio import write_labels
 from segpipe.methods import get_method
 from segpipe.sources import open_image
-from segpipe.tiles import DEFAULT_MAX_TILED_PIXELS, Tiling
+from segpipe.tiled_finish import BLOCK, write_mask
+from segpipe.tiles import DEFAULT_MAX_TILED_PIXELS, Tiling, tile_grid
 
 args = json.loads(sys.argv[1])
 spec, settings = get_method(args["kind"]), args["settings"]
@@ -99,11 +102,17 @@ else:
     seg = spec.tiled(opened.source, tiling=opened.tiling, threads=1, **settings)
 t2 = time.perf_counter()
 with tempfile.TemporaryDirectory(dir=args["tmp"]) as tmp:
-    write_labels(tmp + "/labels.tif", seg.labels)
+    if opened.tiling is None:
+        write_labels(tmp + "/labels.tif", seg.labels)
+        max_label = int(seg.labels.max())
+    else:  # labels on disk (segpipe.scratch), written and read block by block
+        write_mask(tmp + "/labels.tif", seg.labels)
+        max_label = max(int(block.max()) for _, block in
+                        seg.labels.blocks(tile_grid(seg.labels.shape, core=BLOCK)))
 t3 = time.perf_counter()
 print(json.dumps({"read_s": t1 - t0, "segment_s": t2 - t1, "write_s": t3 - t2,
                   "tiled": opened.tiling is not None, "tiles": seg.tiles,
-                  "cut_objects": seg.cut_objects, "max_label": int(seg.labels.max()),
+                  "cut_objects": seg.cut_objects, "max_label": max_label,
                   "base_gb": base_kb * 1024 / 1e9}))
 """
 
@@ -253,12 +262,13 @@ def section(args, rows, command, machine_line):
   zlib-compressed BigTIFFs of about one nucleus per 1,880 pixels (180,591 at 18,440^2).
 - Each row is one process, along a segment job's path with one thread: `open_image`, the
   method (`spec.tiled(source, tiling=..., threads=1)` at `tiles: {tiles}`, or
-  `spec.segment` on the whole image at `tiles: null`), and `write_labels` to a `.tif`.
+  `spec.segment` on the whole image at `tiles: null`), and the mask written to a `.tif`
+  (whole, or block by block from the scratch file a tiled run leaves its labels in).
   *seconds* is read + segment + write (after the job's warm-up call); *peak GB* is the
   process's maximum resident memory, interpreter and libraries included (*base GB*: the
   same after the imports and the warm-up, before the image).
 - Settings: schema defaults, threshold otsu, multi_threshold 3 classes, edges sobel,
-  kmeans k=2, superpixels slic. *max label*: the labels' largest value (the object count
+  kmeans k=2, superpixels slic with 5,000 superpixels. *max label*: the labels' largest value (the object count
   for instances); *cut objects*: objects the stitching had to cut at a tile line;
   *others' cores*: the cores other processes kept busy meanwhile (0 on a quiet machine).
 - A whole run is skipped when `bytes_per_pixel` x pixels + {INTERPRETER_GB} GB would be over
