@@ -682,3 +682,26 @@ def test_mask_ap_counts_every_detection_beyond_a_thousand():
     truth[::3, ::3] = np.arange(1, 33 * 33 + 1).reshape(33, 33)  # 1089 one-pixel objects
     preds = [(truth == i, 0.5) for i in range(1, 33 * 33 + 1)]
     assert coco_mask_ap({"a": truth}, {"a": preds})["coco_ap"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mask_ap_of_boxes_that_meet_equals_the_full_table(seed, monkeypatch):
+    # Images with more pairs than DENSE_IOU_PAIRS get IoUs only where boxes meet: the same
+    # matches, ties included (duplicates of a mask, equal IoUs), so the same AP exactly.
+    from segpipe import evaluation
+
+    rng = np.random.default_rng(seed)
+    truth_by_image, pred_by_image = {}, {}
+    for k in range(2):
+        pred, truth = random_objects(50 * seed + k, n=10)
+        truth_by_image[f"img{k}"] = truth
+        masks = [pred == i for i in np.unique(pred) if i]
+        masks += [m.copy() for m in masks[:2]] + [np.roll(m, 2, axis=0) for m in masks[2:5]]
+        masks += [rng.random(truth.shape) < 0.01, np.zeros(truth.shape, bool)]
+        scores = rng.integers(0, 4, len(masks)) / 4  # many ties
+        pred_by_image[f"img{k}"] = list(zip(masks, scores))
+    dense = coco_mask_ap(truth_by_image, pred_by_image)
+    monkeypatch.setattr(evaluation, "DENSE_IOU_PAIRS", 0)
+    monkeypatch.setattr(evaluation, "_CELL", 7)  # boxes over several cells
+    assert coco_mask_ap(truth_by_image, pred_by_image) == dense
+    assert 0 < dense["coco_ap"] < 1
