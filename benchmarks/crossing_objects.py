@@ -24,6 +24,7 @@ import argparse
 import numpy as np
 from scipy.ndimage import find_objects
 
+from segpipe.evaluation import objects_of
 from segpipe.imageio import read_label_image
 from segpipe.tiles import Tiling
 
@@ -68,9 +69,14 @@ def main() -> None:
     parser.add_argument("--pred", required=True)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--overlap", type=int, default=128)
+    parser.add_argument("--foreground", action="store_true",
+                        help="the mask is a foreground (threshold kinds): its objects are "
+                             "its 8-connected components, as segpipe scores them")
     args = parser.parse_args()
     truth = read_label_image(args.truth)
     pred = read_label_image(args.pred)
+    if args.foreground:
+        pred = objects_of(pred, "foreground")
     crosses = crossing(truth, Tiling(args.size, args.overlap))
     present, whole, split = outcomes(truth, pred)
     print("| truth objects | count | found whole | split |")
@@ -79,7 +85,11 @@ def main() -> None:
                          ("inside one tile", present & ~crosses),
                          ("all", present)):
         n = int(chosen.sum())
-        print(f"| {name} | {n} | {whole[chosen].sum() / n:.2%} | {split[chosen].sum() / n:.2%} |")
+        if n:
+            print(f"| {name} | {n} | {whole[chosen].sum() / n:.2%} "
+                  f"| {split[chosen].sum() / n:.2%} |")
+        else:
+            print(f"| {name} | 0 | - | - |")
 
 
 if __name__ == "__main__":

@@ -80,14 +80,16 @@ class NucleiField:
         image size.
     """
 
-    def __init__(self, height: int, width: int, *, seed: int = 0) -> None:
+    def __init__(self, height: int, width: int, *, seed: int = 0, offset: int = 0) -> None:
         if height < 1 or width < 1:
             raise ValueError(f"height and width must be >= 1, got {height} x {width}")
         if not 0 <= seed < 2**63:
             raise ValueError(f"seed must be in [0, 2**63), got {seed}")
-        self.height, self.width, self.seed = height, width, seed
+        if not 0 <= offset < CELL:
+            raise ValueError(f"offset must be in [0, {CELL}), got {offset}")
+        self.height, self.width, self.seed, self.offset = height, width, seed, offset
         # Only whole cells hold nuclei, so every nucleus lies wholly inside the image.
-        self.cells = (height // CELL, width // CELL)
+        self.cells = ((height - offset) // CELL, (width - offset) // CELL)
         # Labels: the rank of each occupied cell in raster order. The one table of the
         # whole grid (4 bytes a cell, 2.5 bytes per 1,000 pixels), so that a tile can
         # number its nuclei without counting those before it.
@@ -111,8 +113,8 @@ class NucleiField:
         # the ellipse stays inside its cell's pixels.
         half_y = np.sqrt((a * sin) ** 2 + (b * cos) ** 2)
         half_x = np.sqrt((a * cos) ** 2 + (b * sin) ** 2)
-        y = rows[:, None] * CELL + half_y + u["y"] * (CELL - 1 - 2 * half_y)
-        x = cols[None, :] * CELL + half_x + u["x"] * (CELL - 1 - 2 * half_x)
+        y = self.offset + rows[:, None] * CELL + half_y + u["y"] * (CELL - 1 - 2 * half_y)
+        x = self.offset + cols[None, :] * CELL + half_x + u["x"] * (CELL - 1 - 2 * half_x)
         return {"occupied": u["occupied"] < OCCUPIED, "a": a, "b": b, "cos": cos,
                 "sin": sin, "y": y, "x": x, "brightness": 110 + 80 * u["brightness"],
                 "amplitude": 0.12 + 0.08 * u["amplitude"],
@@ -126,7 +128,7 @@ class NucleiField:
         offset from the centre along the nucleus' axes (u, v)."""
         ys = np.arange(rows.start, rows.stop)
         xs = np.arange(cols.start, cols.stop)
-        cy, cx = ys // CELL, xs // CELL
+        cy, cx = (ys - self.offset) // CELL, (xs - self.offset) // CELL
         # A pixel can only be in its own cell's nucleus: nuclei stay inside their cells.
         rows_in = np.arange(max(cy[0], 0), min(cy[-1], self.cells[0] - 1) + 1)
         cols_in = np.arange(max(cx[0], 0), min(cx[-1], self.cells[1] - 1) + 1)
@@ -153,8 +155,8 @@ class NucleiField:
         inside, _, _, _ = self._region(rows, cols)
         out = np.zeros(inside.shape, np.uint32)
         if inside.any():
-            cy = (np.arange(rows.start, rows.stop) // CELL)[:, None]
-            cx = (np.arange(cols.start, cols.stop) // CELL)[None, :]
+            cy = ((np.arange(rows.start, rows.stop) - self.offset) // CELL)[:, None]
+            cx = ((np.arange(cols.start, cols.stop) - self.offset) // CELL)[None, :]
             cy, cx = np.broadcast_arrays(cy, cx)
             out[inside] = self.labels[cy[inside], cx[inside]]
         return out
@@ -229,9 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True,
                    help="folder for nuclei.tif and truth/nuclei.tif")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--offset", type=int, default=0,
+                   help=f"pixels the grid of {CELL}-pixel cells starts at (0..{CELL - 1}): "
+                        "cells at 0 end on the core lines of tiles 2048/128 (1920 = 48 cells), "
+                        "so no nucleus crosses them; 20 centres a row of cells on each line")
     args = p.parse_args(argv)
     try:
-        field = NucleiField(args.height, args.width, seed=args.seed)
+        field = NucleiField(args.height, args.width, seed=args.seed, offset=args.offset)
     except ValueError as err:
         p.error(str(err))
     image_path, truth_path = write(field, args.out)
