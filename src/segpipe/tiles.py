@@ -38,9 +38,9 @@ Result = TypeVar("Result")
 AUTO_SIZE = 2048
 AUTO_OVERLAP = 128
 # The most pixels one tiled image may have (``max_tiled_pixels``' default): 10^9, a
-# 31,600 x 31,600 scan. The segmentation's working memory follows the tile, but the
-# image's label image is still held whole (4 bytes a pixel at most) while its row and
-# objects are made.
+# 31,600 x 31,600 scan. Memory follows the tile whatever the image; this bounds one job's
+# time (watershed: about 12 minutes on one core; docs/tiles.md)
+# and its scratch files (up to 8 bytes a pixel of TMPDIR).
 DEFAULT_MAX_TILED_PIXELS = 1_000_000_000
 
 

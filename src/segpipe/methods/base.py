@@ -14,11 +14,13 @@ class Segmentation:
 
     Attributes
     ----------
-    labels : (M, N) ndarray of uint8 or uint16
-        0 is background; other values are the method's labels.
+    labels : (M, N) ndarray of uint8 or uint16, or ScratchLabels
+        0 is background; other values are the method's labels. A tiled method's
+        (``MethodSpec.tiled``) are on disk (:class:`segpipe.scratch.ScratchLabels`), and
+        are finished block by block (:mod:`segpipe.tiled_finish`).
     thresholds : tuple of float
         Intensity thresholds the method used, on the 0..1 scale (empty if none).
-    edge_map : (M, N) ndarray of uint16, optional
+    edge_map : (M, N) ndarray of uint16, or ScratchLabels, optional
         Edge strength for the edge methods, scaled so that 65535 is the kernel's
         largest possible response.
     foreground : {"bright", "dark"}, optional

@@ -191,7 +191,7 @@ def edges_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1,
     Notes
     -----
     Memory: the labels (1, 2 or 4 bytes per pixel) and the uint16 edge map, both
-    returned, are held whole; everything else per tile (its pixels, float32 responses
+    returned, go to disk (:mod:`segpipe.scratch`); everything else is per tile (its pixels, float32 responses
     and int32 region labels) or per region.
 
     Examples

@@ -97,7 +97,8 @@ def kmeans_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1, k: int
 
     Notes
     -----
-    Memory: the labels (uint8 for k <= 256) are held whole; everything else per tile (its
+    Memory: the labels (uint8 for k <= 256) go to disk (:mod:`segpipe.scratch`); the rest
+    is per tile (its
     pixels in float32 and their assignment: about 24 bytes per pixel of a tile) or per
     sampled pixel (the sample and its draw).
 

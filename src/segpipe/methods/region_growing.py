@@ -130,7 +130,7 @@ def region_growing_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1
     piece kept counts in ``cut_objects``. Seeds are taken per tile, so an object grown from
     a seed outside the tile's read region can differ from the whole image's.
 
-    Memory: the output labels whole (4 bytes a pixel while stitching); the rest per tile:
+    Memory: the labels go to disk (:mod:`segpipe.scratch`); the rest is per tile:
     ``threads`` tiles segmented at a time, each needing what :func:`segment_region_growing`
     needs for an image of one tile's size, and the labels of at most ``2 * threads`` tiles
     waiting to be stitched.

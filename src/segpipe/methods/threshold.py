@@ -403,8 +403,8 @@ def threshold_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1,
 
     Notes
     -----
-    Memory: the uint8 labels are held whole; everything else per tile (its pixels and
-    mask, and its histogram: 2 KB, or 512 KB for 16 bits).
+    Memory: the uint8 labels go to disk (:mod:`segpipe.scratch`); everything else is per
+    tile (its pixels and mask, and its histogram: 2 KB, or 512 KB for 16 bits).
 
     Examples
     --------
@@ -477,8 +477,8 @@ def multi_threshold_tiled(source: TileSource, *, tiling: Tiling, threads: int = 
 
     Notes
     -----
-    Memory: the uint8 labels are held whole; everything else per tile (its pixels and
-    bands, and its histogram: 2 KB, or 512 KB for 16 bits).
+    Memory: the uint8 labels go to disk (:mod:`segpipe.scratch`); everything else is per
+    tile (its pixels and bands, and its histogram: 2 KB, or 512 KB for 16 bits).
 
     Examples
     --------

@@ -258,7 +258,7 @@ def watershed_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1,
     piece kept counts in ``cut_objects``. Near a tile line the split of touching objects
     can differ from the whole image's, as each tile sees only its read region.
 
-    Memory: the output labels whole (4 bytes a pixel while stitching); the rest per tile:
+    Memory: the labels go to disk (:mod:`segpipe.scratch`); the rest is per tile:
     ``threads`` tiles segmented at a time, each needing what :func:`segment_watershed`
     needs for an image of one tile's size, and the labels of at most ``2 * threads`` tiles
     waiting to be stitched.
