@@ -135,7 +135,7 @@ def superpixels_tiled(source: TileSource, *, tiling: Tiling, threads: int = 1,
         raise ValueError(
             f"n_segments {n_segments} makes superpixels of about "
             f"{math.isqrt(image_pixels // n_segments)} pixels a side, too large for tiles of "
-            f"{tiling.size} (fewer than {MIN_SLIC_PER_TILE} a tile): set n_segments to at "
+            f"{tiling.size} (fewer than {MIN_SLIC_PER_TILE} per tile core): set n_segments to at "
             f"least {needed} for this image, or a larger tiles size")
 
     def segment(rgb: np.ndarray) -> np.ndarray:
