@@ -295,9 +295,13 @@ def get_segment_mem_mb(wildcards, threads, attempt):
     tiling = parse_tiling(get_method_tiles(wildcards))
     spec = get_method(config["methods"][wildcards.method]["kind"])
     if isinstance(tiling, Tiling) and spec.tiled is not None:
-        needed = tiled_job_bytes(tiling, bytes_per_pixel=spec.bytes_per_pixel, threads=threads,
-                                 whole_pixels=config["max_image_pixels"],
-                                 truth=config["ground_truth_dir"] is not None)
+        needed = tiled_job_bytes(
+            tiling,
+            bytes_per_pixel=spec.bytes_per_pixel,
+            threads=threads,
+            whole_pixels=config["max_image_pixels"],
+            truth=config["ground_truth_dir"] is not None,
+        )
         return (500 + int(needed / 1e6)) * attempt
     return (500 + _image_mb(wildcards.method)) * attempt
 
