@@ -241,7 +241,7 @@ def _boxes(objects: ScratchLabels, grid: list[Tile], *,
         boxes[:, 1:] += [tile.core[0].start, tile.core[1].start] * 2
         return boxes
 
-    found = [b for b in map_tiles(scan, grid, threads=threads)]
+    found = list(map_tiles(scan, grid, threads=threads))
     everything = np.concatenate(found) if found else np.zeros((0, 5), np.int64)
     n = int(everything[:, 0].max()) + 1 if len(everything) else 1
     top = np.full(n, np.iinfo(np.int64).max)
