@@ -178,7 +178,7 @@ def test_z_all_lists_each_slice_and_reads_it(tmp_path):
     read_image(folder / "movie.tif", reading=for_plane(reading, {"z": 1}), notes=notes)
     assert notes == ["2 time points: the first used (set time)"]
     both = Reading(z="all", time="all")
-    from segpipe.planes import plane_ids
+    from segpipe.sources import plane_ids
 
     assert plane_ids("movie.tif", folder / "movie.tif", both) == [
         "movie.tif#t=0,z=0", "movie.tif#t=0,z=1", "movie.tif#t=1,z=0", "movie.tif#t=1,z=1"]

@@ -11,8 +11,8 @@ import zarr
 from segpipe.errors import ImageReadError
 from segpipe.imageio import read_image, write_labels
 from segpipe.manifest import LABELS_ONLY, scan, update_manifest
-from segpipe.planes import Reading, plane_ids
-from segpipe.sources import ZarrTileSource, image_shape, open_image, reduced_image
+from segpipe.planes import Reading
+from segpipe.sources import ZarrTileSource, image_shape, open_image, plane_ids, reduced_image
 from segpipe.tiles import ArraySource, Tiling
 
 from conftest import blobs_image, encode

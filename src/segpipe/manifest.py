@@ -468,7 +468,7 @@ def update_manifest(input_dir: str | os.PathLike, *, shard_dir: str | os.PathLik
     an image to segment (``path``, ``reason``; see :func:`scan`), files that ``include``
     and ``exclude`` leave out among them (:func:`selection_reason`). With ``z`` or
     ``time`` ``all`` in ``reading``, a stack gives one image id per plane
-    (:func:`segpipe.planes.plane_ids`), each with its file's size, time and hash.
+    (:func:`segpipe.sources.plane_ids`), each with its file's size, time and hash.
 
     Raises
     ------
@@ -508,7 +508,7 @@ def update_manifest(input_dir: str | os.PathLike, *, shard_dir: str | os.PathLik
                                      "reason": pa.array([r for _, r in skipped], pa.string())}),
                            skipped_out)
     if reading is not None and "all" in (reading.z, reading.time):
-        from segpipe.planes import plane_ids
+        from segpipe.sources import plane_ids
 
         stats = {plane: info for rel, info in stats.items()
                  for plane in plane_ids(rel, Path(input_dir) / rel, reading)}

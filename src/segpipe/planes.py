@@ -36,7 +36,7 @@ class Reading:
     """
 
     channel: object = None
-    z: object = None  # or "all": each slice its own image (:func:`plane_ids`)
+    z: object = None  # or "all": each slice its own image (segpipe.sources.plane_ids)
     time: object = None
     intensity_range: object = "dtype"
 
@@ -94,52 +94,6 @@ def for_plane(reading: Reading, plane: Mapping[str, int]) -> Reading:
     if "t" in plane:
         changes["time"] = plane["t"]
     return dataclasses.replace(reading, **changes)
-
-
-def plane_ids(rel: str, data_path: str | os.PathLike, reading: Reading) -> list[str]:
-    """The image ids of one file: its path, or one id per plane with ``z`` / ``time``
-    ``all`` (TIFFs and OME-Zarr images with more than one slice or time point; other
-    files are one image)."""
-    wanted = [a for a, s in (("t", reading.time), ("z", reading.z)) if s == "all"]
-    if not wanted or not rel.lower().endswith((".tif", ".tiff", ".zarr")):
-        return [rel]
-    import itertools
-
-    if rel.lower().endswith(".zarr"):
-        from segpipe.errors import ImageReadError
-        from segpipe.imageio import open_zarr_image
-
-        try:
-            sizes = open_zarr_image(data_path).sizes
-        except ImageReadError:  # unreadable: one id, whose row will say why
-            return [rel]
-    else:
-        sizes = _tiff_sizes(data_path, reading)
-        if sizes is None:
-            return [rel]
-    counts = {a: sizes.get(a.upper(), 1) for a in wanted}
-    if all(n == 1 for n in counts.values()):
-        return [rel]
-    axes = [a for a in wanted if counts[a] > 1]
-    return [rel + PLANE_MARK + ",".join(f"{a}={k}" for a, k in zip(axes, combo))
-            for combo in itertools.product(*(range(counts[a]) for a in axes))]
-
-
-def _tiff_sizes(path: str | os.PathLike, reading: Reading) -> dict[str, int] | None:
-    """A TIFF's axis lengths as :func:`reduce_axes` reads them, or None if unreadable."""
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            axes = series.axes.upper()
-            sizes = dict(zip(axes, series.shape))
-    except Exception:  # noqa: BLE001 - tifffile raises many types for a bad file
-        return None
-    pages = [a for a in axes if a not in "YXSCZT"]
-    if pages and "Z" not in sizes and reading.channel is None:
-        sizes["Z"] = sizes[pages[0]]  # as reduce_axes reads them
-    return sizes
 
 
 def reduce_axes(array: np.ndarray, axes: str, reading: Reading = DEFAULT_READING, *,

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from segpipe.errors import ImageReadError
-from segpipe.imageio import ZarrImage, is_zarr_image, luma, read_image
-from segpipe.planes import DEFAULT_READING, Reading
+from segpipe.imageio import ZarrImage, is_zarr_image, luma, open_zarr_image, read_image
+from segpipe.planes import DEFAULT_READING, PLANE_MARK, Reading
 from segpipe.tiles import AUTO_OVERLAP, AUTO_SIZE, ArraySource, TileSource, Tiling, choose_tiling
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -312,3 +312,47 @@ def reduced_image(path: str | os.PathLike, max_side: int, *, mode: str = "rgb",
         return source.read(slice(None, None, step), slice(None, None, step))
     image = read_image(path, mode=mode, max_pixels=None, reading=reading)
     return image[::step, ::step]
+
+
+def plane_ids(rel: str, data_path: str | os.PathLike, reading: Reading) -> list[str]:
+    """The image ids of one file: its path, or one id per plane with ``z`` / ``time``
+    ``all`` (TIFFs and OME-Zarr images with more than one slice or time point; other
+    files are one image)."""
+    wanted = [a for a, s in (("t", reading.time), ("z", reading.z)) if s == "all"]
+    if not wanted or not rel.lower().endswith((".tif", ".tiff", ".zarr")):
+        return [rel]
+    import itertools
+
+    if rel.lower().endswith(".zarr"):
+        try:
+            sizes = open_zarr_image(data_path).sizes
+        except ImageReadError:  # unreadable: one id, whose row will say why
+            return [rel]
+    else:
+        sizes = _tiff_sizes(data_path, reading)
+        if sizes is None:
+            return [rel]
+    counts = {a: sizes.get(a.upper(), 1) for a in wanted}
+    if all(n == 1 for n in counts.values()):
+        return [rel]
+    axes = [a for a in wanted if counts[a] > 1]
+    return [rel + PLANE_MARK + ",".join(f"{a}={k}" for a, k in zip(axes, combo))
+            for combo in itertools.product(*(range(counts[a]) for a in axes))]
+
+
+def _tiff_sizes(path: str | os.PathLike, reading: Reading) -> dict[str, int] | None:
+    """A TIFF's axis lengths as :func:`segpipe.planes.reduce_axes` reads them, or None if
+    unreadable."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes = series.axes.upper()
+            sizes = dict(zip(axes, series.shape))
+    except Exception:  # noqa: BLE001 - tifffile raises many types for a bad file
+        return None
+    pages = [a for a in axes if a not in "YXSCZT"]
+    if pages and "Z" not in sizes and reading.channel is None:
+        sizes["Z"] = sizes[pages[0]]  # as reduce_axes reads them
+    return sizes
