@@ -36,13 +36,16 @@ def nuclei(seed=0, shape=(300, 420)):
 
 
 def finished_both_ways(tmp_path, labels, grey, meaning, *, truth=None, truth_kind="instances",
-                       tolerance=2, suffix=".png", block=64, monkeypatch=None, shapes=True):
+                       tolerance=2, suffix=".png", block=64, monkeypatch=None, shapes=True,
+                       tiled_truth=True, max_pixels=None):
     """Finish ``labels`` whole and tiled; return both (row, objects, mask path)."""
     gt = None
     if truth is not None:
         folder = tmp_path / "truth"
         folder.mkdir(exist_ok=True)
-        tifffile.imwrite(folder / "img.tif", truth, tile=(32, 32))  # read by region
+        tifffile.imwrite(folder / "img.tif", truth,  # read by region, or whole
+                         tile=(32, 32) if tiled_truth else None,
+                         compression="zlib" if tiled_truth else None)
         gt = GroundTruth(folder, kind=truth_kind, tolerance=tolerance)
     how = Finishing(meaning, gt, objects=True, shapes=shapes)
     results = []
@@ -56,7 +59,8 @@ def finished_both_ways(tmp_path, labels, grey, meaning, *, truth=None, truth_kin
             monkeypatch.setattr(tiled_finish, "BLOCK", block)
             seg = Segmentation(labels=on_disk(labels))
             objects = tiled_finish.finish_tiled_image(row, seg, path, how, edge_path=None,
-                                                      grey=ArraySource(grey), threads=2)
+                                                      grey=ArraySource(grey), threads=2,
+                                                      max_pixels=max_pixels)
         results.append((row, objects, path))
     return results
 
@@ -154,7 +158,7 @@ def test_objects_larger_than_the_region_limit_are_measured_from_sums(tmp_path, m
     grey = nuclei(5)
     labels = instances(grey)
     labels[200:260, 20:400] = labels.max() + 1  # a bar across many blocks
-    monkeypatch.setattr(tiled_finish, "MAX_OBJECT_BOX", 2000)
+    monkeypatch.setattr(tiled_finish, "MAX_OBJECT_SIDE", 100)
     (_, obj_w, _), (_, obj_t, _) = finished_both_ways(tmp_path, labels, grey, "instances",
                                                       monkeypatch=monkeypatch, block=40)
     a, b = objects_table([obj_w]).to_pandas(), objects_table([obj_t]).to_pandas()
@@ -209,3 +213,81 @@ def test_scratch_files_take_no_name_on_disk(tmp_path, monkeypatch):
     labels[0:100, 0:100] = np.ones((100, 100), np.uint16)
     assert list(tmp_path.iterdir()) == []
     labels.close()
+
+
+def test_regions_read_to_measure_objects_stay_bounded(tmp_path, monkeypatch):
+    # A long thin line and a tall thin line start in the same block: each is narrow, but the
+    # union of their boxes is the whole image. Each is over the side limit, so no region
+    # reaches beyond a block by more than that limit.
+    grey = nuclei(7, shape=(400, 400))
+    labels = instances(grey)
+    top = int(labels.max())
+    labels[2, 2:398] = top + 1
+    labels[4:398, 3] = top + 2
+    monkeypatch.setattr(tiled_finish, "MAX_OBJECT_SIDE", 60)
+    seen = []
+    original = ScratchLabels.__getitem__
+
+    def spy(self, key):
+        seen.append(tuple(s.stop - s.start for s in key))
+        return original(self, key)
+
+    monkeypatch.setattr(ScratchLabels, "__getitem__", spy)
+    (_, obj_w, _), (_, obj_t, _) = finished_both_ways(tmp_path, labels, grey, "instances",
+                                                      monkeypatch=monkeypatch, block=40,
+                                                      suffix=".zarr")  # written by blocks
+    assert max(h for h, w in seen) <= 40 + 60 + 2 * 5 and max(w for h, w in seen) <= 110
+    b = objects_table([obj_t]).to_pandas().set_index("label")
+    assert b.loc[[top + 1, top + 2], "eccentricity"].isna().all()
+
+
+def test_packed_objects_are_scored_against_the_whole_images_background(tmp_path, monkeypatch):
+    # Instances packed so that their boxes' margins hold no background: their contrast is
+    # to the whole image's background, also when the block's region has none.
+    grey = nuclei(8, shape=(96, 96))
+    labels = np.zeros((96, 96), np.uint16)
+    labels[:64, :64] = 1 + (np.arange(64)[:, None] // 8) * 8 + np.arange(64)[None, :] // 8
+    (_, obj_w, _), (_, obj_t, _) = finished_both_ways(tmp_path, labels, grey, "instances",
+                                                      monkeypatch=monkeypatch, block=32)
+    a, b = objects_table([obj_w]).to_pandas(), objects_table([obj_t]).to_pandas()
+    assert (a.score > 0).all()
+    assert b.score.to_numpy() == pytest.approx(a.score.to_numpy(), abs=1e-12)
+
+
+def test_a_corrupt_chunk_of_the_truth_leaves_a_note_as_an_unreadable_mask_does(tmp_path,
+                                                                               monkeypatch):
+    grey = nuclei(9)
+    labels = instances(grey)
+    (row_w, _, _), _ = finished_both_ways(tmp_path, labels, grey, "instances", truth=labels,
+                                          monkeypatch=monkeypatch)
+    assert row_w["object_f1_50"] == 1.0
+    path = tmp_path / "truth/img.tif"
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        offset, count = page.dataoffsets[5], page.databytecounts[5]
+    data = bytearray(path.read_bytes())
+    data[offset:offset + count] = b"\xff" * count
+    path.write_bytes(bytes(data))
+    gt = GroundTruth(tmp_path / "truth", kind="instances", tolerance=2)
+    row = empty_row(image_id="img.png", method="m", kind="k", shard="000000", params="{}")
+    row.update(decode_s=0.0, segment_s=0.0)
+    monkeypatch.setattr(tiled_finish, "BLOCK", 64)
+    tiled_finish.finish_tiled_image(row, Segmentation(labels=on_disk(labels)),
+                                    str(tmp_path / "m.png"), Finishing("instances", gt),
+                                    edge_path=None, grey=ArraySource(grey))
+    assert row["status"] == "ok" and row["object_f1_50"] is None
+    assert row["gt_note"].startswith(f"ground truth unusable: {path}")
+
+
+def test_truth_read_whole_is_bounded_by_max_image_pixels(tmp_path, monkeypatch):
+    grey = nuclei(10)
+    labels = instances(grey)
+    (row_w, _, _), (row_t, _, _) = finished_both_ways(
+        tmp_path, labels, grey, "instances", truth=labels, tiled_truth=False,
+        monkeypatch=monkeypatch, max_pixels=labels.size - 1)
+    assert row_w["object_f1_50"] == 1.0  # the whole image's own path has no such limit here
+    assert row_t["object_f1_50"] is None and "max_image_pixels" in row_t["gt_note"]
+    (_, _, _), (row_ok, _, _) = finished_both_ways(
+        tmp_path, labels, grey, "instances", truth=labels, tiled_truth=False,
+        monkeypatch=monkeypatch, max_pixels=labels.size)
+    assert row_ok["object_f1_50"] == 1.0

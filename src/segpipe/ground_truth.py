@@ -98,25 +98,34 @@ class GroundTruth:
             )
         return labels, where, None
 
-    def open(self, image_id: str, shape: Sequence[int]) -> tuple[Any, str | None, str | None]:
+    def open(self, image_id: str, shape: Sequence[int], *,
+             max_pixels: int | None = None) -> tuple[Any, str | None, str | None]:
         """As :meth:`read`, but the labels as a tile source (``shape``, ``dtype``,
         ``read(rows, cols)``): a tiled TIFF mask is read one region at a time, never
-        whole; any other mask is read whole, as :meth:`read` reads it."""
+        whole; any other mask is read whole, as :meth:`read` reads it, unless the image
+        has more than ``max_pixels`` pixels (then a note says why there is no score)."""
         from segpipe.planes import split_plane
         from segpipe.tiles import ArraySource
 
+        found = self.source if self.is_coco else None
         if not self.is_coco:
             for rel in mask_candidates(split_plane(image_id)[0], self.pattern):
                 candidate = self.source / rel
                 if candidate.is_file():
                     tiled = _tiled_label_tiff(candidate)
                     if tiled is None:
+                        found = candidate
                         break
                     if tiled.shape != tuple(shape):
                         return None, str(candidate), (
                             f"ground truth {candidate} is {tiled.shape[1]}x{tiled.shape[0]} "
                             f"but the image is {shape[1]}x{shape[0]}")
                     return tiled, str(candidate), None
+        if found is not None and max_pixels is not None and shape[0] * shape[1] > max_pixels:
+            return None, None, (
+                f"ground truth unusable: {found} would be read whole, and the image "
+                f"({shape[1]}x{shape[0]}) is larger than max_image_pixels ({max_pixels}); "
+                "a mask of a tiled image is read tile by tile from a tiled TIFF only")
         labels, where, note = self.read(image_id, shape)
         return (None if labels is None else ArraySource(labels)), where, note
 

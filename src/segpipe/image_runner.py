@@ -88,7 +88,8 @@ def run_images(job: ShardJob, plan: ShardPlan, results: ShardResults) -> dict:
                 try:
                     objects = finish_tiled_image(row, seg, plan.mask_paths[image_id], how,
                                                  edge_path=plan.edge_paths[image_id],
-                                                 grey=opened.source, threads=job.threads)
+                                                 grey=opened.source, threads=job.threads,
+                                                 max_pixels=job.max_pixels)
                 finally:
                     close_all(seg.labels, seg.edge_map)
         except Exception as err:  # noqa: BLE001 - one bad image must not cost the other images of the shard

@@ -70,8 +70,8 @@ def grey_of(image: np.ndarray) -> np.ndarray:
     return image if image.ndim == 2 else luma(image)
 
 
-def contrast_scores(objects: np.ndarray, grey: np.ndarray, *,
-                    margin: int = SCORE_MARGIN) -> np.ndarray:
+def contrast_scores(objects: np.ndarray, grey: np.ndarray, *, margin: int = SCORE_MARGIN,
+                    image_background: float | None = None) -> np.ndarray:
     """A deterministic confidence per object: its contrast to its surroundings.
 
     ``|mean intensity inside - mean intensity of the background (label 0) pixels in the
@@ -87,6 +87,10 @@ def contrast_scores(objects: np.ndarray, grey: np.ndarray, *,
     objects : (M, N) ndarray of int
         Object ids 1..K (0 = background), as :func:`segpipe.evaluation.objects_of` gives.
     grey : (M, N) ndarray of uint8 or uint16
+    margin : int
+    image_background : float, optional
+        The mean background intensity (0..1) of the whole image, for ``objects`` that are
+        a region of a larger image; default: that of ``objects`` and ``grey``.
 
     Returns
     -------
@@ -115,7 +119,8 @@ def contrast_scores(objects: np.ndarray, grey: np.ndarray, *,
     sums = np.bincount(flat, weights=values.ravel(), minlength=n + 1)
     inside = sums[1:] / np.maximum(sizes[1:], 1)
     background = objects == 0
-    image_background = values[background].mean() if sizes[0] else None
+    if image_background is None and sizes[0]:
+        image_background = values[background].mean()
     height, width = objects.shape
     for i, box in enumerate(find_objects(objects), start=0):
         if box is None:
@@ -388,7 +393,8 @@ def measure_objects(objects: np.ndarray, grey: np.ndarray | None, *, image_id: s
                     scores: np.ndarray | Sequence[float] | None = None,
                     class_names: Sequence[str] | None = None,
                     shape: bool = True, only: np.ndarray | None = None,
-                    origin: tuple[int, int] = (0, 0)) -> dict[str, Any] | None:
+                    origin: tuple[int, int] = (0, 0),
+                    image_background: float | None = None) -> dict[str, Any] | None:
     """One row per object of an image, as columns for :data:`OBJECTS_SCHEMA`.
 
     The measurements are those of :func:`skimage.measure.regionprops_table` (area,
@@ -415,6 +421,8 @@ def measure_objects(objects: np.ndarray, grey: np.ndarray | None, *, image_id: s
     origin : (int, int)
         Where ``objects`` lies in the image: boxes and centroids are in the image's
         coordinates, computed as they are for the whole image.
+    image_background : float, optional
+        For a region: the whole image's mean background, for :func:`contrast_scores`.
 
     Returns
     -------
@@ -429,7 +437,7 @@ def measure_objects(objects: np.ndarray, grey: np.ndarray | None, *, image_id: s
     if ids.size == 0:
         return None
     if scores is None:
-        scores = contrast_scores(objects, grey)[ids - 1]
+        scores = contrast_scores(objects, grey, image_background=image_background)[ids - 1]
     else:
         scores = np.asarray(scores, np.float64)[ids - 1]
     columns = {

@@ -171,6 +171,8 @@ def _read_exactly(fd: int, buffer: memoryview, offset: int) -> None:
 def _write_exactly(fd: int, buffer: memoryview, offset: int) -> None:
     while len(buffer):
         done = os.pwritev(fd, [buffer], offset)
+        if done <= 0:
+            raise OSError(f"scratch labels: short write at byte {offset}")
         buffer, offset = buffer[done:], offset + done
 
 

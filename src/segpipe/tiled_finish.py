@@ -20,6 +20,7 @@ a few numbers per label.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,15 +37,16 @@ if TYPE_CHECKING:
 # The side of the blocks the finishing passes read: the chunks of a zarr mask, and four
 # rows of a TIFF mask's tiles, so that both writers take them without reshaping.
 BLOCK = 1024
-# Objects whose bounding box holds more pixels are measured from sums over the blocks:
-# area, centroid, box and intensities exactly, shape columns null (docs/tiles.md). Below
-# it, an object is measured whole, in a region read around it.
-MAX_OBJECT_BOX = 4096 * 4096
+# Objects whose bounding box is taller or wider are measured from sums over the blocks:
+# area, centroid, box and intensities exactly, shape columns null (docs/tiles.md). Smaller
+# ones are measured whole, in a region read around them: a block's region reaches at most
+# this far beyond its core, so it stays under (BLOCK + MAX_OBJECT_SIDE + 10)^2 pixels.
+MAX_OBJECT_SIDE = 1024
 
 
 def finish_tiled_image(row: dict[str, Any], seg: Segmentation, mask_path: str, how: Finishing,
                        *, edge_path: str | None, grey: TileSource | None,
-                       threads: int = 1) -> dict[str, Any] | None:
+                       threads: int = 1, max_pixels: int | None = None) -> dict[str, Any] | None:
     """:func:`segpipe.finish.finish_image` for a tiled segmentation (labels on disk).
 
     Parameters
@@ -57,6 +59,9 @@ def finish_tiled_image(row: dict[str, Any], seg: Segmentation, mask_path: str, h
         The image, read by region (grey or RGB): what the objects are measured on.
     threads : int
         The job's threads, over which blocks are spread.
+    max_pixels : int, optional
+        ``max_image_pixels``: a ground-truth mask that cannot be read by region (no tiled
+        TIFF) is read whole only for images up to this size.
 
     Returns
     -------
@@ -77,7 +82,8 @@ def finish_tiled_image(row: dict[str, Any], seg: Segmentation, mask_path: str, h
     row.update(tiled_label_stats(labels, how.meaning, n_objects, threads=threads))
     if how.ground_truth is not None:
         row.update(score_tiled(how.ground_truth, row["image_id"], labels, objects,
-                               pred_meaning=how.meaning, threads=threads))
+                               pred_meaning=how.meaning, threads=threads,
+                               max_pixels=max_pixels))
     measured = None
     if how.measures_objects and objects is not None:
         measured = measure_tiled_objects(objects, grey, image_id=row["image_id"],
@@ -142,26 +148,49 @@ def tiled_label_stats(labels: ScratchLabels, meaning: str, n_objects: int | None
 
 
 def score_tiled(truth: GroundTruth, image_id: str, labels: ScratchLabels,
-                objects: ScratchLabels | None, *, pred_meaning: str,
-                threads: int = 1) -> dict[str, Any]:
+                objects: ScratchLabels | None, *, pred_meaning: str, threads: int = 1,
+                max_pixels: int | None = None) -> dict[str, Any]:
     """:meth:`segpipe.ground_truth.GroundTruth.score` of a label image on disk, block by
-    block; the same scores (:class:`segpipe.evaluation.TiledScores`)."""
+    block; the same scores (:class:`segpipe.evaluation.TiledScores`). A truth mask that
+    is not a tiled TIFF is read whole only up to ``max_pixels``; one that fails while read
+    region by region (a corrupt chunk) leaves a note, as an unreadable one does whole."""
     from segpipe.evaluation import TRUTH_MEANING, TiledScores
 
-    source, where, note = truth.open(image_id, labels.shape)
+    source, where, note = truth.open(image_id, labels.shape, max_pixels=max_pixels)
     if source is None:
         return {"gt_path": where, "gt_note": note}
+
+    def read_truth(rows: slice, cols: slice) -> np.ndarray:
+        try:
+            return np.asarray(source.read(rows, cols))
+        except Exception as err:  # any decoding failure: the truth is unusable
+            raise _TruthUnreadable(f"{where}: {type(err).__name__}: {err}") from err
+
     scores = TiledScores(truth_kind=truth.kind, pred_meaning=pred_meaning,
                          tolerance=truth.tolerance)
+    try:
+        return {"gt_path": where, **_tiled_scores(scores, labels, objects, read_truth,
+                                                  TRUTH_MEANING[truth.kind], threads)}
+    except _TruthUnreadable as err:
+        return {"gt_path": None, "gt_note": f"ground truth unusable: {err}"}
+
+
+class _TruthUnreadable(Exception):
+    """A region of a ground-truth mask could not be read."""
+
+
+def _tiled_scores(scores: Any, labels: ScratchLabels, objects: ScratchLabels | None,
+                  read_truth: Callable[[slice, slice], np.ndarray], truth_meaning: str,
+                  threads: int) -> dict[str, Any]:
     truth_objects = None
-    if scores.needs_objects and TRUTH_MEANING[truth.kind] == "foreground":
-        truth_objects = label_components(lambda tile: source.read(*tile.core) > 0,
+    if scores.needs_objects and truth_meaning == "foreground":
+        truth_objects = label_components(lambda tile: read_truth(*tile.core) > 0,
                                          tile_grid(labels.shape, core=BLOCK),
                                          shape=labels.shape, connectivity=8,
                                          threads=threads).labels
 
     def count(tile: Tile) -> tuple:
-        pred, true = labels[tile.read], np.asarray(source.read(*tile.read))
+        pred, true = labels[tile.read], read_truth(*tile.read)
         pred_objects = true_objects = None
         if scores.needs_objects:
             pred_objects = pred[tile.inner] if objects is labels else objects[tile.core]
@@ -173,7 +202,7 @@ def score_tiled(truth: GroundTruth, image_id: str, labels: ScratchLabels,
     grid = tile_grid(labels.shape, core=BLOCK, margin=scores.halo)
     for counted in map_tiles(count, grid, threads=threads):
         scores.merge(counted)
-    return {"gt_path": where, **scores.result()}
+    return scores.result()
 
 
 def measure_tiled_objects(objects: ScratchLabels, grey: TileSource | None, *, image_id: str,
@@ -185,18 +214,21 @@ def measure_tiled_objects(objects: ScratchLabels, grey: TileSource | None, *, im
     region read around it: the block whose core holds its box's top-left corner reads
     its core grown down and right to the boxes of the objects it holds that way, and by
     :data:`segpipe.measure.SCORE_MARGIN` on every side (what the contrast score looks
-    at). Objects whose box holds more than :data:`MAX_OBJECT_BOX` pixels are measured
-    from sums over the blocks instead (:func:`_large_objects`).
+    at). Where that margin holds no background, the score compares with the mean
+    background of the whole image, summed over the blocks (exact up to float rounding).
+    Objects taller or wider than :data:`MAX_OBJECT_SIDE` are measured from sums over the
+    blocks instead (:func:`_large_objects`).
     """
     from segpipe.measure import SCORE_MARGIN, grey_of, measure_objects
 
     height, width = objects.shape
     grid = tile_grid(objects.shape, core=BLOCK)
-    top, left, bottom, right = _boxes(objects, grid, threads=threads)
+    (top, left, bottom, right), background = _boxes(objects, grey, grid, threads=threads)
     ids = np.flatnonzero(bottom > 0)  # bottom, right: exclusive; 0 for absent labels
     if ids.size == 0:
         return None
-    large = (bottom[ids] - top[ids]) * (right[ids] - left[ids]) > MAX_OBJECT_BOX
+    large = ((bottom[ids] - top[ids] > MAX_OBJECT_SIDE)
+             | (right[ids] - left[ids] > MAX_OBJECT_SIDE))
     small_ids, large_ids = ids[~large], ids[large]
     home_row = np.searchsorted([t.core[0].stop for t in grid if t.col == 0],
                                top[small_ids], side="right")
@@ -218,31 +250,43 @@ def measure_tiled_objects(objects: ScratchLabels, grey: TileSource | None, *, im
                                                     + SCORE_MARGIN))
         pixels = None if grey is None else grey_of(grey.read(rows, cols))
         return measure_objects(objects[rows, cols], pixels, image_id=image_id, method=method,
-                               shape=shape, only=mine, origin=(rows.start, cols.start))
+                               shape=shape, only=mine, origin=(rows.start, cols.start),
+                               image_background=background)
 
     parts = [part for part in map_tiles(measure, grid, threads=threads) if part is not None]
     if large_ids.size:
         parts.append(_large_objects(objects, grey, grid, large_ids, top, left, bottom, right,
-                                    image_id=image_id, method=method, shape=shape))
+                                    background, image_id=image_id, method=method,
+                                    shape=shape))
     return _merged_columns(parts)
 
 
-def _boxes(objects: ScratchLabels, grid: list[Tile], *,
-           threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _boxes(objects: ScratchLabels, grey: TileSource | None, grid: list[Tile], *,
+           threads: int) -> tuple[tuple[np.ndarray, ...], float | None]:
     """Every label's bounding box (top, left, bottom and right exclusive), indexed by
-    label; bottom is 0 where a label is absent."""
+    label (bottom is 0 where a label is absent), and the image's mean background
+    intensity on the 0..1 scale (None without ``grey`` or background)."""
     from scipy.ndimage import find_objects
 
-    def scan(tile: Tile) -> np.ndarray:
-        found = find_objects(objects[tile.core])
+    from segpipe.imageio import intensity_max
+    from segpipe.measure import grey_of
+
+    def scan(tile: Tile) -> tuple[np.ndarray, int, int, float]:
+        block = objects[tile.core]
+        found = find_objects(block)
         rows = [(k + 1, box[0].start, box[1].start, box[0].stop, box[1].stop)
                 for k, box in enumerate(found) if box is not None]
         boxes = np.array(rows, np.int64).reshape(-1, 5)
         boxes[:, 1:] += [tile.core[0].start, tile.core[1].start] * 2
-        return boxes
+        if grey is None:
+            return boxes, 0, 0, 1.0
+        pixels = grey_of(grey.read(*tile.core))
+        outside = block == 0
+        return (boxes, int(pixels[outside].sum(dtype=np.int64)), int(np.count_nonzero(outside)),
+                float(intensity_max(pixels.dtype)))
 
     found = list(map_tiles(scan, grid, threads=threads))
-    everything = np.concatenate(found) if found else np.zeros((0, 5), np.int64)
+    everything = np.concatenate([f[0] for f in found])
     n = int(everything[:, 0].max()) + 1 if len(everything) else 1
     top = np.full(n, np.iinfo(np.int64).max)
     left = np.full(n, np.iinfo(np.int64).max)
@@ -253,12 +297,14 @@ def _boxes(objects: ScratchLabels, grid: list[Tile], *,
     np.minimum.at(left, label, everything[:, 2])
     np.maximum.at(bottom, label, everything[:, 3])
     np.maximum.at(right, label, everything[:, 4])
-    return top, left, bottom, right
+    total, count = sum(f[1] for f in found), sum(f[2] for f in found)
+    background = total / found[0][3] / count if grey is not None and count else None
+    return (top, left, bottom, right), background
 
 
 def _large_objects(objects: ScratchLabels, grey: TileSource | None, grid: list[Tile],
                    ids: np.ndarray, top: np.ndarray, left: np.ndarray, bottom: np.ndarray,
-                   right: np.ndarray, *, image_id: str, method: str,
+                   right: np.ndarray, background: float | None, *, image_id: str, method: str,
                    shape: bool) -> dict[str, Any]:
     """Objects too large to read whole, from sums over the blocks: area, centroid and box
     exact, mean and max intensity exact up to the order of a float sum; eccentricity,
@@ -270,17 +316,14 @@ def _large_objects(objects: ScratchLabels, grey: TileSource | None, grid: list[T
     n = ids.size
     sums = np.zeros((4, n))  # pixels, row sum, column sum, intensity sum
     maxima = np.zeros(n)
-    background = np.zeros(2)  # intensity sum, pixels
     top_value = 1.0
     for tile, block in objects.blocks(grid):
         mask = np.isin(block, ids)
+        if not mask.any():
+            continue
         pixels = None if grey is None else grey_of(grey.read(*tile.core))
         if pixels is not None:
             top_value = float(intensity_max(pixels.dtype))
-            outside = block == 0
-            background += (pixels[outside].sum(dtype=np.float64), np.count_nonzero(outside))
-        if not mask.any():
-            continue
         rows, cols = np.nonzero(mask)
         which = np.searchsorted(ids, block[rows, cols])
         sums[0] += np.bincount(which, minlength=n)
@@ -292,12 +335,11 @@ def _large_objects(objects: ScratchLabels, grey: TileSource | None, grid: list[T
             np.maximum.at(maxima, which, values)
     area = sums[0].astype(np.int64)
     inside = sums[3] / area / top_value
-    outside = background[0] / background[1] / top_value if background[1] else None
     columns: dict[str, Any] = {
         "image_id": [image_id] * n, "method": [method] * n,
         "label": ids.astype(np.int32), "area": area,
         "bbox": np.stack([top[ids], left[ids], bottom[ids], right[ids]], axis=1).astype(np.int32),
-        "score": (np.abs(inside - outside) if grey is not None and outside is not None
+        "score": (np.abs(inside - background) if grey is not None and background is not None
                   else np.zeros(n)),
         "class_name": [None] * n,
     }
