@@ -233,9 +233,9 @@ def test_regions_read_to_measure_objects_stay_bounded(tmp_path, monkeypatch):
         return original(self, key)
 
     monkeypatch.setattr(ScratchLabels, "__getitem__", spy)
-    (_, obj_w, _), (_, obj_t, _) = finished_both_ways(tmp_path, labels, grey, "instances",
-                                                      monkeypatch=monkeypatch, block=40,
-                                                      suffix=".zarr")  # written by blocks
+    _, (_, obj_t, _) = finished_both_ways(tmp_path, labels, grey, "instances",
+                                          monkeypatch=monkeypatch, block=40,
+                                          suffix=".zarr")  # written by blocks
     assert max(h for h, w in seen) <= 40 + 60 + 2 * 5 and max(w for h, w in seen) <= 110
     b = objects_table([obj_t]).to_pandas().set_index("label")
     assert b.loc[[top + 1, top + 2], "eccentricity"].isna().all()
