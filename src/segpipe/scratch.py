@@ -88,10 +88,6 @@ class ScratchLabels:
         self._lut = _lut
 
     @property
-    def ndim(self) -> int:
-        return 2
-
-    @property
     def size(self) -> int:
         return self.shape[0] * self.shape[1]
 
@@ -175,7 +171,3 @@ def _write_exactly(fd: int, buffer: memoryview, offset: int) -> None:
             raise OSError(f"scratch labels: short write at byte {offset}")
         buffer, offset = buffer[done:], offset + done
 
-
-def as_array(labels: np.ndarray | ScratchLabels) -> np.ndarray:
-    """A label image as an ndarray (a scratch one read whole)."""
-    return labels if isinstance(labels, np.ndarray) else np.asarray(labels)

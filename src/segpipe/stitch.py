@@ -135,7 +135,12 @@ class Ownership:
     shape : (M, N)
         The image's shape.
     tiles : sequence of Tile
-        The grid (``Tiling.tiles_of(shape)``).
+        The grid (``Tiling.tiles_of(shape)``), in its order.
+
+    Raises
+    ------
+    ValueError
+        For an empty grid, or a grid out of order.
 
     Examples
     --------
@@ -149,6 +154,11 @@ class Ownership:
     """
 
     def __init__(self, shape: tuple[int, ...], tiles: Sequence[Tile]) -> None:
+        if not tiles:
+            raise ValueError("a grid needs at least one tile, got none")
+        for k, tile in enumerate(tiles):
+            if tile.index != k:
+                raise ValueError(f"tile {tile.index} is at position {k} of the grid")
         rows = {t.row: t for t in tiles}
         cols = {t.col: t for t in tiles}
         self.rows = _Axis([rows[r].core[0] for r in sorted(rows)],
@@ -168,6 +178,7 @@ class Ownership:
         owned = ((self.rows.owner(row_sees, top, bottom) == tile.row)
                  & (self.cols.owner(col_sees, left, right) == tile.col))
         return whole, owned
+
 
 class Stitcher:
     """Stitches the labels of a grid's tiles into one label image.
@@ -207,8 +218,6 @@ class Stitcher:
 
     def __init__(self, shape: tuple[int, ...], tiles: Sequence[Tile], *,
                  partition: bool = False, min_size: int = 1) -> None:
-        if not tiles:
-            raise ValueError("a grid needs at least one tile, got none")
         if min_size < 1:
             raise ValueError(f"min_size must be >= 1, got {min_size}")
         if partition and min_size > 1:
@@ -219,12 +228,8 @@ class Stitcher:
         self.partition = partition
         self.min_size = min_size
         self._tiles = list(tiles)
-        for k, tile in enumerate(self._tiles):
-            if tile.index != k:
-                raise ValueError(f"tile {tile.index} is at position {k} of the grid")
+        self._owners = Ownership(self.shape, self._tiles)  # checks the grid
         self._at = {(t.row, t.col): t for t in self._tiles}
-        self._owners = Ownership(self.shape, self._tiles)
-        self._rows, self._cols = self._owners.rows, self._owners.cols
         # Provisional labels, on disk: a stitched image is never held whole.
         self._labels: ScratchLabels | None = ScratchLabels(self.shape, np.uint32)
         self._waiting: dict[int, np.ndarray] = {}
@@ -376,8 +381,8 @@ class Stitcher:
 
     def _neighbours(self, tile: Tile) -> Iterator[Tile]:
         """The other tiles whose cores meet ``tile``'s read region."""
-        for r in self._rows.cores_meeting(tile.read[0]):
-            for c in self._cols.cores_meeting(tile.read[1]):
+        for r in self._owners.rows.cores_meeting(tile.read[0]):
+            for c in self._owners.cols.cores_meeting(tile.read[1]):
                 other = self._at.get((r, c))
                 if other is not None and other is not tile:
                     yield other

@@ -31,7 +31,7 @@ from segpipe.maskrcnn.weights import (
 from segpipe.methods import get_method
 from segpipe.planes import Reading
 from segpipe.scheduling import coalesce_reevaluation_timers
-from segpipe.tiles import Tiling, parse_tiling, tiled_job_bytes
+from segpipe.tiles import Tiling, parse_tiling, tiled_job_bytes, tiled_settings
 
 # Validate before any job runs; a mistake stops here with the key named, in one line:
 # the exception's frames would only bury the message.
@@ -124,7 +124,7 @@ def get_reading_settings(wildcards):
 
 def get_method_tiles(wildcards):
     """The method's tiles setting: its own, or the run's."""
-    return config["methods"][wildcards.method].get("tiles", config["tiles"])
+    return tiled_settings(config, config["methods"][wildcards.method])
 
 
 def get_method_settings(wildcards):

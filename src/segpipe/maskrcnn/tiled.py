@@ -157,14 +157,9 @@ class DetectionStitcher:
     """
 
     def __init__(self, shape: tuple[int, ...], tiles: Sequence[Tile]) -> None:
-        if not tiles:
-            raise ValueError("a grid needs at least one tile, got none")
         self.tiles = list(tiles)
-        for k, tile in enumerate(self.tiles):
-            if tile.index != k:
-                raise ValueError(f"tile {tile.index} is at position {k} of the grid")
         self.shape = (int(shape[0]), int(shape[1]))
-        self._rule = Ownership(self.shape, self.tiles)
+        self._rule = Ownership(self.shape, self.tiles)  # checks the grid
         self._kept: dict[int, list[_Kept]] = {}
 
     @property
