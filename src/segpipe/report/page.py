@@ -1,5 +1,6 @@
-"""The packed report: one self-contained HTML page with the leaderboard, the figures and
-every method's examples, open at once, no clicks needed.
+"""The packed report: one self-contained HTML page with the leaderboard, the figures, the
+training curves of the models the run trained and every method's examples, open at once,
+no clicks needed.
 
 The PNGs are embedded as base64 ``data:`` URIs and the style is inline, so the page is one
 file that opens offline, by mail or from a shared drive, with nothing beside it.
@@ -64,6 +65,16 @@ OBJECTS_CAPTION = (
     "components of a foreground): the area of each object and the objects per image, on "
     "log scales. Methods labelling classes or regions have no objects.")
 CAPTIONS["objects"] = {True: OBJECTS_CAPTION, False: OBJECTS_CAPTION}
+# The figure of segpipe.report.training, by its file name: it has a section of its own.
+TRAINING_FIGURE = "training"
+TRAINING_CAPTION = (
+    "Training, one row per model the run trained. Left: the training loss per epoch, the "
+    "mean over the epoch's iterations, each part of Mask R-CNN's loss thin and their total "
+    "thick, with the loss on the validation images dashed. Right: the COCO mask AP, AP50 and "
+    "AP75 on the validation images after each epoch. The dotted line and the star mark the "
+    "best epoch by validation mask AP, the one model.pt holds. A validation loss that "
+    "rises while the training loss falls, or an AP that falls, says the model is "
+    "overfitting its training images.")
 EXAMPLES_CAPTION = {
     True: ("Each method's best, median and worst images by the primary metric, left to "
            "right, with its label outlines in yellow over the image and the truth's in "
@@ -83,6 +94,13 @@ def _png(path: str | os.PathLike) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{alt}">'
 
 
+def _figure(path: str | os.PathLike, caption: str) -> str:
+    """A ``<figure>`` of the PNG at ``path``, with ``caption`` under it unless empty."""
+    return (f"<figure>{_png(path)}"
+            + (f"<figcaption>{html.escape(caption)}</figcaption>" if caption else "")
+            + "</figure>")
+
+
 def write_report_page(methods: pd.DataFrame, out_html: str | os.PathLike, *,
                       figures: Iterable[str | os.PathLike],
                       overlays: Iterable[str | os.PathLike], metric: str = "iou",
@@ -98,7 +116,9 @@ def write_report_page(methods: pd.DataFrame, out_html: str | os.PathLike, *,
         Where to write the page.
     figures : sequence of str or os.PathLike
         PNGs of :mod:`segpipe.report.figures`, in the order shown; a file's stem
-        (``quality_runtime``, ``distributions``, ``objects``) picks its caption.
+        (``quality_runtime``, ``distributions``, ``objects``) picks its caption. A
+        ``training.png`` (:func:`segpipe.report.training.plot_training`) goes in a
+        section of its own, "Training", after the figures.
     overlays : sequence of str or os.PathLike
         One PNG of examples per method (:func:`segpipe.report.plot_overlays`), named
         after the method.
@@ -110,8 +130,9 @@ def write_report_page(methods: pd.DataFrame, out_html: str | os.PathLike, *,
     Notes
     -----
     The page holds, top to bottom: what the run was, the leaderboard
-    (:func:`segpipe.report.leaderboard.leaderboard_table`), the figures and the
-    examples, each with a caption that says how to read it, with or without ground truth.
+    (:func:`segpipe.report.leaderboard.leaderboard_table`), the figures, the training
+    curves when the run trained a model, and the examples, each with a caption that says
+    how to read it, with or without ground truth.
 
     Raises
     ------
@@ -129,18 +150,24 @@ def write_report_page(methods: pd.DataFrame, out_html: str | os.PathLike, *,
     truth = (f"ground truth <code>{html.escape(str(ground_truth_dir))}</code>, primary "
              f"metric {html.escape(LABELS.get(metric, metric))}" if ground_truth_dir
              else "no ground truth")
+    figures = list(figures)
+    training = [p for p in figures if Path(p).stem == TRAINING_FIGURE]
+    sections = ["leaderboard", "figures", *(["training"] if training else []), "examples"]
     parts = [f'<p class="run">{what}, {len(methods)} methods; {truth}.</p>',
-             ('<nav><a href="#leaderboard">Leaderboard</a> · <a href="#figures">Figures</a>'
-              ' · <a href="#examples">Examples</a></nav>'),
+             "<nav>" + " · ".join(f'<a href="#{s}">{s.capitalize()}</a>' for s in sections)
+             + "</nav>",
              '<h2 id="leaderboard">Leaderboard</h2>',
              f'<div class="board">{leaderboard_table(methods, metric=metric)}</div>',
              '<h2 id="figures">Figures</h2>']
     for path in figures:
         stem = Path(path).stem
+        if stem == TRAINING_FIGURE:
+            continue
         caption = CAPTIONS[stem][scored.get(stem, False)] if stem in CAPTIONS else ""
-        parts.append(f"<figure>{_png(path)}"
-                     + (f"<figcaption>{html.escape(caption)}</figcaption>" if caption else "")
-                     + "</figure>")
+        parts.append(_figure(path, caption))
+    if training:
+        parts.append('<h2 id="training">Training</h2>')
+        parts += [_figure(path, TRAINING_CAPTION) for path in training]
     caption = EXAMPLES_CAPTION[scored["examples"]]
     parts += ['<h2 id="examples">Examples</h2>', f'<p class="note">{html.escape(caption)}</p>']
     for path in overlays:
