@@ -51,7 +51,7 @@ SHARD = "{shard}"
 # The rules that keep logs under logs/ (log_path): ``logs/{rule}.log`` or ``logs/{rule}/``.
 # A test checks this against the workflow's rules.
 LOG_RULES = ("fetch_maskrcnn_weights", "list_images", "merge_metrics", "pack_report",
-             "plot_objects", "plot_overlays", "plot_summary", "score_coco_ap",
+             "plot_objects", "plot_overlays", "plot_summary", "plot_training", "score_coco_ap",
              "segment_shard", "write_sample_images")
 
 # Every file name segpipe writes under out_dir, as patterns of the path relative to it
@@ -73,7 +73,7 @@ _WRITTEN = re.compile("|".join(f"(?:{p})" for p in (
     rf"evaluation/{_NAME}\.coco_ap\.json",
     r"summary/(?:metrics|methods|instances|objects)\.parquet",
     rf"summary/{_NAME}\.coco\.json",
-    r"report/(?:distributions|quality_runtime|objects)\.png",
+    r"report/(?:distributions|quality_runtime|objects|training)\.png",
     r"report/leaderboard\.html",
     rf"report/overlays/{_NAME}\.png",
     r"report\.html",

@@ -62,6 +62,27 @@ rule plot_objects:
         "../scripts/plot_objects.py"
 
 
+# The training curves of every model the run trains (train.smk): losses and validation
+# mask AP per epoch, the best epoch marked.
+rule plot_training:
+    input:
+        histories=expand(
+            os.path.join(LAYOUT.model("{name}"), "history.parquet"), name=TRAINED
+        ),
+        cards=expand(os.path.join(LAYOUT.model("{name}"), "model.json"), name=TRAINED),
+    output:
+        LAYOUT.report("training.png"),
+    log:
+        log_path("plot_training.log"),
+    conda:
+        "../../envs/classical.yaml"
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    script:
+        "../scripts/plot_training.py"
+
+
 # One HTML file that opens on everything: the leaderboard inline, the figures and the
 # examples embedded, nothing to click and nothing beside it to carry along.
 rule pack_report:
@@ -71,6 +92,7 @@ rule pack_report:
             LAYOUT.report("quality_runtime.png"),
             LAYOUT.report("distributions.png"),
             *([LAYOUT.report("objects.png")] if config["measure_objects"] else []),
+            *([LAYOUT.report("training.png")] if TRAINED else []),
         ],
         overlays=expand(LAYOUT.overlays(), method=METHODS),
     output:
