@@ -17,6 +17,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/samples.smk"
 include: "workflow/rules/manifest.smk"
 include: "workflow/rules/weights.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/report.smk"
@@ -32,6 +33,7 @@ rule all:
         LAYOUT.summary("methods.parquet"),
         LAYOUT.summary("instances.parquet"),
         expand(LAYOUT.coco(), method=BATCHED),
+        [list(model_outputs(name).values()) for name in TRAINED],
         report_figures() if config["report"] else [],
 
 

@@ -437,7 +437,8 @@ class BatchPipeline:
         and writers leave."""
         torch.set_num_threads(max(1, self.job.threads - self.workers - self.writers))
         options = {k: v for k, v in self.settings.items() if k not in RUN_SETTINGS}
-        self.model = self.job.spec.load(**options, weights_dir=self.job.weights_dir)
+        self.model = self.job.spec.load(**options, weights_dir=self.job.weights_dir,
+                                        models_dir=self.job.layout.path("models"))
         log.info("%s shard %s: %d images, batch size %d, %d loader workers, %d writers",
                  self.job.method, self.job.shard, len(self.plan.image_ids), self.batch_size,
                  self.workers, self.writers)

@@ -27,6 +27,7 @@ from segpipe.status import (
     results_dir,
     run_layout,
     status_counts,
+    training_lines,
 )
 from segpipe.workflow_files import workflow_root
 
@@ -100,6 +101,29 @@ def _parser() -> argparse.ArgumentParser:
                      help="the folder holds results of another config: record this one and "
                           "remove the results it makes stale (they are made again)")
     run.set_defaults(func=cmd_run)
+
+    train = commands.add_parser(
+        "train", help="train the config's Mask R-CNN models on your own labels",
+        description="Train the models of CONFIG's train section into "
+                    "DIR/results/models/NAME/ (model.pt, last.pt, history.parquet, "
+                    "model.json); nothing is segmented. Run the same command again after "
+                    "a kill and training resumes from last.pt. `segpipe run` with the same "
+                    "config trains them too, before the methods that use them. Arguments "
+                    "after the ones below are passed to Snakemake as they are.",
+    )
+    train.add_argument("config", type=Path, metavar="CONFIG", help="config file with a train section")
+    train.add_argument("--models", metavar="A,B", help="only these models of the train section")
+    train.add_argument("--out", type=Path, default=Path("segpipe-out"), metavar="DIR",
+                       help="output folder (default: ./segpipe-out)")
+    train.add_argument("-j", "--cores", type=int, default=os.cpu_count() or 1, metavar="N",
+                       help="cores to use (default: all)")
+    train.add_argument("--profile", metavar="NAME",
+                       help="a profile of profiles/ (e.g. slurm) or a profile folder")
+    train.add_argument("-n", "--dry-run", action="store_true",
+                       help="show what would run, run nothing")
+    train.add_argument("--force", action="store_true",
+                       help="the folder holds results of another config: record this one")
+    train.set_defaults(func=cmd_train, report=False, methods=None)
 
     methods = commands.add_parser(
         "methods", help="list the method kinds and their settings",
@@ -229,8 +253,51 @@ def cmd_run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         raise CommandError(str(err)) from None
 
 
+def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from segpipe.config import load_config_file
+    from segpipe.layout import Layout
+    from segpipe.runfolder import FolderBusy, lock_folder
+
+    try:
+        user = load_config_file(args.config) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise CommandError(f"cannot read {args.config}: {err}") from None
+    train = user.get("train") if isinstance(user, dict) else None
+    if not isinstance(train, dict) or not train:
+        raise CommandError(f"{args.config} has no train section (train: {{NAME: {{...}}}})")
+    names = sorted(train)
+    if args.models:
+        chosen = [m.strip() for m in args.models.split(",") if m.strip()]
+        unknown = sorted(set(chosen) - set(names))
+        if unknown:
+            raise CommandError(f"--models: {', '.join(unknown)} not in the train section "
+                               f"({', '.join(names)})")
+        names = chosen
+    # Nothing is segmented: the input folder only has to pass the checks, so a config
+    # without one takes the first model's.
+    first = train[names[0]]
+    input_dir = user.get("input_dir") or (first.get("input_dir") if isinstance(first, dict) else None)
+    config = run_config(input_dir or ".", config_file=args.config)
+    layout = Layout(config.get("out_dir", "results"))
+    targets = [f"{layout.model(name)}/{file}" for name in names
+               for file in ("model.pt", "history.parquet", "model.json")]
+    out = args.out.resolve()
+    try:
+        with lock_folder(out, what="train") as lock:
+            return _run_locked(args, [*extra, *targets], config, out, lock, summary=_trained)
+    except FolderBusy as err:
+        raise CommandError(str(err)) from None
+
+
+def _trained(out: Path, settings: dict[str, Any]) -> str:
+    """What `segpipe train` prints at the end: each model's state."""
+    from segpipe.status import training_lines
+
+    return "\n".join(training_lines(out))
+
+
 def _run_locked(args: argparse.Namespace, extra: Sequence[str], config: dict[str, Any],
-                out: Path, lock: int) -> int:
+                out: Path, lock: int, *, summary: Any = None) -> int:
     import tempfile
 
     from segpipe.config import load_schema, resolve_config
@@ -293,6 +360,9 @@ def _run_locked(args: argparse.Namespace, extra: Sequence[str], config: dict[str
         from segpipe.report import run_summary
 
         settings = resolve_config(config, schema)  # defaults filled in
+        if summary is not None:
+            print(summary(out, settings))
+            return code
         page = results_dir(out) / "report.html"
         drawn = settings["report"] and page.is_file()
         print(run_summary(out, results_dir(out), metric=settings["primary_metric"],
@@ -375,6 +445,8 @@ def cmd_status(args: argparse.Namespace, extra: Sequence[str]) -> int:
         raise CommandError(f"{args.out} is not a folder (give the --out of a run)")
     listed, rows = status_counts(args.out)
     print(f"{args.out}: " + ("not listed yet" if listed is None else f"{listed:,} images listed"))
+    for line in training_lines(args.out):
+        print(line)
     if not rows:
         print("no method has run")
         return 0

@@ -525,6 +525,9 @@ def resolve_config(config: dict[str, Any], schema: Mapping[str, Any], *,
     truth = config["ground_truth_dir"]
     if truth is not None and not Path(truth).exists():
         raise ConfigError("ground_truth_dir", f"{truth!r} does not exist")
+    from segpipe.training.settings import resolve_train
+
+    config["train"] = resolve_train(config, schema)
     return config
 
 
@@ -616,6 +619,10 @@ def compose_run_config(defaults: str | os.PathLike, schema: str | os.PathLike, *
         config["methods"] = chosen
     if config.get("ground_truth_dir"):
         config["ground_truth_dir"] = str(Path(config["ground_truth_dir"]).resolve())
+    if isinstance(config.get("train"), dict):
+        from segpipe.training.settings import absolute_paths
+
+        config["train"] = absolute_paths(config["train"])
     resolve_config(copy.deepcopy(config), load_schema(schema))
     return config
 

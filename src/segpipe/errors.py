@@ -155,10 +155,19 @@ class RunConfigError(ValueError):
     unknown method on the command line. The message says which and why."""
 
 
+class TrainingDataError(ValueError):
+    """A training set that cannot train (``segpipe.training``): the message names each bad
+    file and the cause, or the key to change."""
+
+
+class TrainingDiverged(RuntimeError):
+    """Training's loss became NaN or infinite: the message says when, and what to lower."""
+
+
 # segpipe's errors whose message says all a user needs, in one line: a workflow script
 # shows them without a traceback (see one_line_errors).
 ONE_LINE_ERRORS = (OutputError, ImageReadError, ConfigError, InputDirError,
-                   WeightsMissingError, RunConfigError)
+                   WeightsMissingError, RunConfigError, TrainingDataError, TrainingDiverged)
 
 
 @contextmanager

@@ -129,6 +129,52 @@ class GroundTruth:
         labels, where, note = self.read(image_id, shape)
         return (None if labels is None else ArraySource(labels)), where, note
 
+    def categories(self) -> list[tuple[int, str]]:
+        """The classes of the labels, as (id, name) by rising id: a COCO file's
+        categories, or the one class ``object`` of a mask folder."""
+        if not self.is_coco:
+            return [(1, "object")]
+        self._index()
+        return sorted((int(c["id"]), str(c["name"])) for c in self._coco.loadCats(
+            self._coco.getCatIds()))
+
+    def read_instances(self, image_id: str, shape: Sequence[int]) -> tuple[
+            np.ndarray | None, dict[int, int], str | None, str | None]:
+        """As :meth:`read`, with each label's class: ``(labels, {label: category id},
+        where, note)``. A mask folder's labels are all of category 1; a COCO file's are
+        its annotations' (crowd regions are left out: they are not instances)."""
+        if not self.is_coco:
+            labels, where, note = self.read(image_id, shape)
+            ids = [] if labels is None else np.unique(labels)
+            return labels, {int(i): 1 for i in ids if i}, where, note
+        entry = self._entry(image_id)
+        if entry is None:
+            return None, {}, None, f"no image with file_name {image_id!r} in {self.source}"
+        image, anns = entry
+        where = f"{self.source}#{image['file_name']}"
+        if (image["height"], image["width"]) != tuple(shape):
+            return None, {}, where, (
+                f"ground truth {where} is {image['width']}x{image['height']} but the image "
+                f"is {shape[1]}x{shape[0]}")
+        labels = np.zeros((image["height"], image["width"]), dtype=np.int32)
+        classes = {}
+        for ann in anns:
+            if ann.get("iscrowd"):
+                continue
+            number = len(classes) + 1
+            labels[self._coco.annToMask(ann) > 0] = number
+            classes[number] = int(ann["category_id"])
+        present = set(np.unique(labels).tolist())
+        return labels, {k: v for k, v in classes.items() if k in present}, where, None
+
+    def coco_file_names(self) -> list[str]:
+        """The ``file_name`` of every image of a COCO file."""
+        return sorted(self._index()["by_name"])
+
+    def _entry(self, image_id: str) -> tuple[dict, list] | None:
+        index = self._index()
+        return index["by_name"].get(image_id) or index["by_base"].get(PurePosixPath(image_id).name)
+
     def _read_file(self, image_id: str) -> tuple[np.ndarray | None, str]:
         candidates = mask_candidates(image_id, self.pattern)
         for rel in candidates:
@@ -140,8 +186,7 @@ class GroundTruth:
         return None, f"no ground-truth mask (looked for {shown})"
 
     def _read_coco(self, image_id: str) -> tuple[np.ndarray | None, str]:
-        index = self._index()
-        entry = index["by_name"].get(image_id) or index["by_base"].get(PurePosixPath(image_id).name)
+        entry = self._entry(image_id)
         if entry is None:
             return None, f"no image with file_name {image_id!r} in {self.source}"
         image, anns = entry

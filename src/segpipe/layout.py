@@ -52,7 +52,7 @@ SHARD = "{shard}"
 # A test checks this against the workflow's rules.
 LOG_RULES = ("fetch_maskrcnn_weights", "list_images", "merge_metrics", "pack_report",
              "plot_objects", "plot_overlays", "plot_summary", "plot_training", "score_coco_ap",
-             "segment_shard", "write_sample_images")
+             "segment_shard", "train_maskrcnn", "write_sample_images")
 
 # Every file name segpipe writes under out_dir, as patterns of the path relative to it
 # (see :func:`written_by_segpipe`). Anything else there is someone else's, and no cleanup
@@ -77,7 +77,7 @@ _WRITTEN = re.compile("|".join(f"(?:{p})" for p in (
     r"report/leaderboard\.html",
     rf"report/overlays/{_NAME}\.png",
     r"report\.html",
-    rf"models/{_NAME}/(?:model\.pt|last\.pt|history\.parquet|model\.json)",
+    rf"models/{_NAME}/(?:model\.pt|last\.pt|best\.pt|history\.parquet|model\.json)",
     # Leftovers of a killed write, in any folder of the tree.
     rf"(?:[^/]+/)*{_TEMPORARY}",
 )))

@@ -22,11 +22,18 @@ if (_SRC / "segpipe").is_dir():
 from segpipe.config import load_schema, resolve_config
 from segpipe.errors import ConfigError
 from segpipe.layout import SAMPLE_DIR, WEIGHTS_DIR, Layout, log_path, weights_path
-from segpipe.manifest import folder_fingerprint, read_shard, shard_names, shard_sizes
+from segpipe.manifest import (
+    folder_fingerprint,
+    iter_files,
+    read_shard,
+    shard_names,
+    shard_sizes,
+)
 from segpipe.maskrcnn.weights import (
     missing_weights_message,
     read_status,
     refresh_status,
+    resolve_weights,
 )
 from segpipe.methods import get_method
 from segpipe.planes import Reading
@@ -59,8 +66,10 @@ def report_figures():
         LAYOUT.report("leaderboard.html"),
         *expand(LAYOUT.overlays(), method=METHODS),
     ]
-    return figures + (
-        [LAYOUT.report("objects.png")] if config["measure_objects"] else []
+    return (
+        figures
+        + ([LAYOUT.report("objects.png")] if config["measure_objects"] else [])
+        + ([LAYOUT.report("training.png")] if TRAINED else [])
     )
 
 
@@ -69,15 +78,27 @@ SPECS = {m: get_method(config["methods"][m]["kind"]) for m in METHODS}
 # Methods of the batch runner have their own rule, the one device (GPU) rule.
 BATCHED = [m for m in METHODS if SPECS[m].runner == "batch"]
 PER_IMAGE = [m for m in METHODS if m not in BATCHED]
-# Model weights the jobs read, by method, for kinds that have them.
+# Models the run trains (rule train_maskrcnn), by name: results/models/{name}/.
+TRAINED = sorted(config["train"])
+# Model weights the jobs read, by method, for kinds that have them: {trained: NAME}
+# is the trained model's model.pt, so the DAG trains before it segments.
 WEIGHTS = {
-    m: SPECS[m].weights(config["methods"][m]) for m in METHODS if SPECS[m].weights
+    m: SPECS[m].weights(config["methods"][m], models_dir=LAYOUT.path("models"))
+    for m in METHODS
+    if SPECS[m].weights
+}
+# Weights training starts from (base: DEFAULT), fetched by the same rule.
+TRAIN_BASES = {
+    name: resolve_weights(
+        config["train"][name]["model"], config["train"][name]["base"]
+    )
+    for name in TRAINED
 }
 if workflow.is_main_process:
     # One pending scheduler wake-up at a time: without it the main process's CPU grows
     # with the square of the job count (see segpipe/scheduling.py).
     coalesce_reevaluation_timers()
-    for _source in WEIGHTS.values():
+    for _source in [*WEIGHTS.values(), *TRAIN_BASES.values()]:
         if _source.kind == "named":
             refresh_status(_source)
 
@@ -90,6 +111,7 @@ def one_of(names):
 wildcard_constraints:
     method=one_of(METHODS),
     shard=r"\d{6}",
+    name=one_of(TRAINED),
 
 
 def get_input_dir_dependency(wildcards):
@@ -195,11 +217,11 @@ def get_weights_input(wildcards):
         return []
     if source.kind == "named":
         return source.status_path
-    return [source.path] if source.kind == "path" else []
+    return [source.path] if source.kind in ("path", "trained") else []
 
 
 def get_weights_url(wildcards):
-    for source in WEIGHTS.values():
+    for source in [*WEIGHTS.values(), *TRAIN_BASES.values()]:
         if source.kind == "named" and source.path == weights_path(wildcards.file):
             return source.url
     raise ValueError(f"no configured method uses weights {wildcards.file}")
@@ -227,7 +249,7 @@ def get_weights_path(wildcards, output):
 def report_missing_weights():
     """End the run by saying which weights file to put where, if a fetch failed."""
     messages = set()
-    for source in WEIGHTS.values():
+    for source in [*WEIGHTS.values(), *TRAIN_BASES.values()]:
         status = read_status(source.status_path) if source.kind == "named" else None
         if status is not None and not status["ok"]:
             messages.add(missing_weights_message(status))
@@ -316,3 +338,59 @@ def get_out_dir(wildcards):
     """The run's out_dir: where a job's layout (masks, edge maps) is rooted, and where the
     listing removes the outputs of shards that are gone."""
     return OUT
+
+
+def model_outputs(name):
+    """What train_maskrcnn writes for model ``name`` (last.pt too, undeclared: a job's
+    outputs are deleted before it runs, and a killed training resumes from it)."""
+    folder = LAYOUT.model(name)
+    return {
+        "model": f"{folder}/model.pt",
+        "history": f"{folder}/history.parquet",
+        "card": f"{folder}/model.json",
+    }
+
+
+def get_train_inputs(wildcards):
+    """The base weights: the fetch rule's record (DEFAULT) or the checkpoint file."""
+    source = TRAIN_BASES[wildcards.name]
+    if source.kind == "named":
+        return [source.status_path]
+    return [source.path] if source.kind == "path" else []
+
+
+def get_train_settings(wildcards):
+    """The model's resolved settings; a change retrains it."""
+    return config["train"][wildcards.name]
+
+
+def get_train_fingerprint(wildcards):
+    """Changes when images are added to or removed from the model's folders: retrains."""
+    settings = config["train"][wildcards.name]
+    folders = [settings["input_dir"], settings["ground_truth_dir"]]
+    folders += [settings["val_dir"], settings["val_ground_truth_dir"]]
+    return [folder_fingerprint(f) if Path(f).is_dir() else f for f in folders if f]
+
+
+def get_train_gpus(wildcards):
+    """One GPU, unless the model trains on the CPU."""
+    return 0 if config["train"][wildcards.name]["device"] == "cpu" else 1
+
+
+def get_train_runtime(wildcards, attempt):
+    """Minutes: epochs x images at 1 s each on a GPU, 10 s on the CPU (a ResNet-50 at
+    512 px; docs/benchmarks.md), at least an hour, doubled at each retry."""
+    settings = config["train"][wildcards.name]
+    per_image = 10.0 if settings["device"] == "cpu" else 1.0
+    images = sum(1 for _ in iter_files(settings["input_dir"]))
+    return _minutes(settings["epochs"] * images * per_image, attempt, least=60)
+
+
+def get_train_mem_mb(wildcards, threads, attempt):
+    """The model, optimiser and a batch of crops (ResNet-50 at 512 px: under 8 GB of host
+    memory), plus one image per loader worker of the largest allowed."""
+    return (8000 + 500 * threads + _image_mb_of(8)) * attempt
+
+
+def _image_mb_of(bytes_per_pixel):
+    return int(bytes_per_pixel * config["max_image_pixels"] / 1e6)

@@ -41,11 +41,16 @@ class MaskRCNN:
     predictor : segpipe.maskrcnn.inference.Predictor
     class_names : list of str
         The name of each class id.
+    native : bool
+        Every image goes to the network at its own scale, not only tiles (a model
+        trained at native scale, :mod:`segpipe.training`).
     """
 
-    def __init__(self, predictor: Predictor, class_names: list[str]) -> None:
+    def __init__(self, predictor: Predictor, class_names: list[str], *,
+                 native: bool = False) -> None:
         self.predictor = predictor
         self.class_names = class_names
+        self.native = native
 
     @property
     def concurrent_batches(self) -> int:
@@ -62,7 +67,7 @@ class MaskRCNN:
     def canvas_of(self, height: int, width: int, *, native: bool = False) -> tuple[int, ...]:
         """The padded canvas an image of ``height x width`` is batched on: resized by
         ``min_size``/``max_size``, or at its own size when ``native`` (a tile)."""
-        return self.predictor.canvas_of(height, width, native=native)
+        return self.predictor.canvas_of(height, width, native=native or self.native)
 
     def predict(
         self,
@@ -80,6 +85,7 @@ class MaskRCNN:
         from segpipe.maskrcnn.inference import predict_with_backoff
 
         flags = [False] * len(tensors) if native is None else list(native)
+        flags = [own or self.native for own in flags]
 
         def predict(chunk: Sequence[tuple[torch.Tensor, bool]]) -> list[Detections]:
             return self.predictor([t for t, _ in chunk], native=[own for _, own in chunk])
@@ -159,11 +165,13 @@ def load_maskrcnn(
     compile: bool,
     canvas_step: int,
     weights_dir: str | os.PathLike = WEIGHTS_DIR,
+    models_dir: str | os.PathLike | None = None,
 ) -> MaskRCNN:
     """Build torchvision's Mask R-CNN with its weights, on ``device``, ready to predict.
 
     Parameters: those of :func:`segment_maskrcnn` (whose defaults are the schema's), all
-    given, and ``weights_dir``, where named weights are read from (never downloaded here).
+    given, ``weights_dir``, where named weights are read from (never downloaded here),
+    and ``models_dir``, where ``{trained: NAME}`` models are (``results/models``).
 
     Raises
     ------
@@ -177,20 +185,21 @@ def load_maskrcnn(
     from segpipe.maskrcnn.model import build_model, resolve_device
     from segpipe.maskrcnn.weights import missing_weights_message, read_status, resolve_weights
 
-    source = resolve_weights(model, weights, weights_dir=weights_dir)
+    source = resolve_weights(model, weights, weights_dir=weights_dir, models_dir=models_dir)
     status = read_status(source.status_path) if source.kind == "named" else None
     if status is not None and not status["ok"]:
         raise WeightsMissingError(missing_weights_message(status))
     dev = resolve_device(device)
-    net, names = build_model(model=model, weights=weights, seed=seed,
-                             score_threshold=score_threshold, max_detections=max_detections,
-                             min_size=min_size, max_size=max_size, device=dev,
-                             weights_dir=weights_dir)
+    net, names, native = build_model(model=model, weights=weights, seed=seed,
+                                     score_threshold=score_threshold,
+                                     max_detections=max_detections, min_size=min_size,
+                                     max_size=max_size, device=dev, weights_dir=weights_dir,
+                                     models_dir=models_dir)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # a handful of canvas shapes: tune each once
     predictor = Predictor(net, dev, mask_threshold=mask_threshold, amp=amp, amp_dtype=amp_dtype,
                           channels_last=channels_last, compile=compile, canvas_step=canvas_step)
-    return MaskRCNN(predictor, names)
+    return MaskRCNN(predictor, names, native=native)
 
 
 def segment_maskrcnn(

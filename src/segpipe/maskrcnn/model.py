@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -55,28 +55,174 @@ def resolve_device(device: str) -> torch.device:
     return device
 
 
+# A checkpoint segpipe writes (model.pt of a trained model): the network's description,
+# its class names and its weights, so that it loads by path with nothing else.
+CHECKPOINT_FORMAT = "segpipe-maskrcnn/1"
+# torchvision's resize bounds, where a network trained at native scale needs numbers.
+DEFAULT_MIN_SIZE, DEFAULT_MAX_SIZE = 800, 1333
+
+
+# Channels of the FPN and the heads on the small backbones (torchvision's are 256): half
+# the width costs half the time per CPU training step (0.87 s against 1.8 s for a batch
+# of four 160-px crops on 2 cores, docs/training.md) and is plenty for one or a few classes.
+SMALL_CHANNELS = 128
+SMALL_BACKBONES = ("resnet18", "resnet34")
+
+
+def build_network(architecture: Mapping[str, Any], *, score_threshold: float = 0.05,
+                  max_detections: int = 100, rois_per_image: int = 512,
+                  proposals_per_image: int = 2000) -> MaskRCNN:
+    """A Mask R-CNN with random weights, as ``architecture`` describes it.
+
+    Parameters
+    ----------
+    architecture : dict
+        ``model`` (the torchvision design: ``maskrcnn_resnet50_fpn`` or ``_v2``),
+        ``backbone`` (``resnet50`` as torchvision builds it; ``resnet18``, ``resnet34``
+        with an FPN and heads of :data:`SMALL_CHANNELS` channels), ``num_classes`` (the
+        background included), ``pretrained_layout`` (True: built as torchvision builds
+        the network it loads COCO weights into, with its frozen normalisation and
+        layers; False: every layer trains, batch norm included, as torchvision builds a
+        network without weights), ``min_size`` and ``max_size`` (None: native scale).
+    score_threshold, max_detections : float, int
+        Inference: torchvision's ``box_score_thresh`` and ``box_detections_per_img``.
+    rois_per_image, proposals_per_image : int
+        Training: ``box_batch_size_per_image`` and ``rpn_post_nms_top_n_train``.
+    """
+    from torch import nn
+    from torchvision.models.detection import MaskRCNN as TorchMaskRCNN
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+    from torchvision.models.detection.rpn import RPNHead
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    model, backbone = architecture["model"], architecture["backbone"]
+    pretrained = bool(architecture["pretrained_layout"])
+    native = architecture["min_size"] is None
+    kwargs = {
+        "box_score_thresh": score_threshold,
+        "box_detections_per_img": max_detections,
+        "box_batch_size_per_image": rois_per_image,
+        "rpn_post_nms_top_n_train": proposals_per_image,
+        "min_size": DEFAULT_MIN_SIZE if native else architecture["min_size"],
+        "max_size": DEFAULT_MAX_SIZE if native else architecture["max_size"] or DEFAULT_MAX_SIZE,
+        # Native scale: training crops reach the network as they are (inference does
+        # not use the transform's resize: segpipe.maskrcnn.inference resizes itself).
+        "_skip_resize": native,
+    }
+    num_classes = architecture["num_classes"]
+    if backbone == "resnet50":
+        if model == "maskrcnn_resnet50_fpn_v2":
+            # torchvision's own builder; without weights it makes every layer trainable,
+            # so the layers its COCO fine-tuning freezes are frozen here.
+            net = builder(model)(weights=None, weights_backbone=None,
+                                 num_classes=num_classes, **kwargs)
+            if pretrained:
+                _freeze_body(net, trainable_layers=3)
+            return net
+        # As torchvision's v1 builder: frozen batch norm and 3 trainable layers under
+        # COCO weights, else everything trains.
+        body = resnet_fpn_backbone(
+            backbone_name=backbone, weights=None,
+            norm_layer=FrozenBatchNorm2d if pretrained else nn.BatchNorm2d,
+            trainable_layers=3 if pretrained else 5)
+        return TorchMaskRCNN(body, num_classes=num_classes, **kwargs)
+    body = _small_fpn_backbone(backbone, SMALL_CHANNELS)
+    width = SMALL_CHANNELS
+    heads = {"mask_head": MaskRCNNHeads(width, [width] * 4, 1),
+             "box_predictor": FastRCNNPredictor(1024, num_classes),
+             "mask_predictor": MaskRCNNPredictor(width, width, num_classes)}
+    if model == "maskrcnn_resnet50_fpn_v2":
+        heads |= {
+            "rpn_head": RPNHead(width, 3, conv_depth=2),
+            "box_head": FastRCNNConvFCHead((width, 7, 7), [width] * 4, [1024],
+                                           norm_layer=nn.BatchNorm2d),
+            "mask_head": MaskRCNNHeads(width, [width] * 4, 1, norm_layer=nn.BatchNorm2d),
+        }
+    return TorchMaskRCNN(body, num_classes=None, **heads, **kwargs)
+
+
+def _small_fpn_backbone(backbone: str, channels: int) -> torch.nn.Module:
+    """A ResNet-18/34 with torchvision's FPN over its four stages, ``channels`` wide,
+    every layer trainable (there are no pretrained weights to keep)."""
+    from torch import nn
+    from torchvision.models import resnet18, resnet34
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+    body = {"resnet18": resnet18, "resnet34": resnet34}[backbone](norm_layer=nn.BatchNorm2d)
+    stages = {f"layer{i}": str(i - 1) for i in range(1, 5)}
+    return BackboneWithFPN(body, stages, [64, 128, 256, 512], channels,
+                           extra_blocks=LastLevelMaxPool())
+
+
+def _freeze_body(net: MaskRCNN, *, trainable_layers: int) -> None:
+    """Freeze the ResNet body's first layers as torchvision's COCO fine-tuning does."""
+    trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
+    for name, parameter in net.backbone.body.named_parameters():
+        if all(not name.startswith(layer) for layer in trainable):
+            parameter.requires_grad_(False)
+
+
+def is_checkpoint(state: object) -> bool:
+    """Whether a loaded file is a checkpoint segpipe wrote (not a bare state dict)."""
+    return isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A segpipe checkpoint (``model.pt``), loaded on the CPU, tensors only (no pickled
+    code runs).
+
+    Raises
+    ------
+    ValueError
+        If the file is not one segpipe wrote.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not is_checkpoint(state):
+        raise ValueError(f"{path} is not a checkpoint segpipe wrote (no {CHECKPOINT_FORMAT!r})")
+    return state
+
+
 def build_model(
     *, model: str, weights: str, seed: int, score_threshold: float, max_detections: int,
     min_size: int, max_size: int, device: torch.device | str,
-    weights_dir: str | os.PathLike = WEIGHTS_DIR,
-) -> tuple[MaskRCNN, list[str]]:
+    weights_dir: str | os.PathLike = WEIGHTS_DIR, models_dir: str | os.PathLike | None = None,
+) -> tuple[MaskRCNN, list[str], bool]:
     """A Mask R-CNN in eval mode on ``device``, with weights from a local file or random.
 
     Never downloads: named weights are read from ``weights_dir`` (the fetch rule puts
     them there), and the backbone is never fetched separately.
 
+    A checkpoint segpipe wrote (a trained model's ``model.pt``, by path or
+    ``{trained: NAME}`` under ``models_dir``) brings its own network, class names and
+    scale: ``model``, ``min_size`` and ``max_size`` are then not used.
+
     Returns
     -------
     model : torchvision.models.detection.MaskRCNN
     class_names : list of str
-        Name of each class index (COCO names for COCO-layout heads, else ``class_<i>``).
+        Name of each class index (COCO names for COCO-layout heads, a trained model's
+        own, else ``class_<i>``).
+    native : bool
+        Whether images go to the network at their own scale (a model trained so).
 
     Raises
     ------
     FileNotFoundError
         If the weights file is not there.
     """
-    source = resolve_weights(model, weights, weights_dir=weights_dir)
+    source = resolve_weights(model, weights, weights_dir=weights_dir, models_dir=models_dir)
+    if source.kind in ("path", "trained"):
+        state = torch.load(source.path, map_location="cpu", weights_only=True)
+        if is_checkpoint(state):
+            arch = state["architecture"]
+            net = build_network(arch, score_threshold=score_threshold,
+                                max_detections=max_detections)
+            net.load_state_dict(state["state_dict"])
+            net.eval().to(device)
+            return net, list(state["classes"]), arch["min_size"] is None
     kwargs = {
         "weights": None,
         "weights_backbone": None,
@@ -89,12 +235,11 @@ def build_model(
         torch.manual_seed(seed)
         net = builder(model)(num_classes=COCO_NUM_CLASSES, **kwargs)
     else:
-        state = torch.load(source.path, map_location="cpu", weights_only=True)
         num_classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0]
         net = builder(model)(num_classes=num_classes, **kwargs)
         net.load_state_dict(state)
     net.eval().to(device)
-    return net, class_names(source, net.roi_heads.box_predictor.cls_score.out_features)
+    return net, class_names(source, net.roi_heads.box_predictor.cls_score.out_features), False
 
 
 def class_names(source: WeightsSource, num_classes: int) -> list[str]:

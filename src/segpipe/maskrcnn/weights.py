@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from segpipe.errors import ConfigError
 from segpipe.imageio import write_bytes_atomic
-from segpipe.layout import WEIGHTS_DIR
+from segpipe.layout import WEIGHTS_DIR, Layout
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class WeightsSource:
 
     Attributes
     ----------
-    kind : {"named", "path", "none"}
+    kind : {"named", "path", "trained", "none"}
     path : str or None
         The file the model is loaded from (``None`` for random initialisation).
     url : str or None
@@ -63,19 +63,26 @@ class WeightsSource:
         return f"{self.path}.status.json" if self.kind == "named" else None
 
 
-def resolve_weights(model: str, weights: str, *, weights_dir: str | os.PathLike = WEIGHTS_DIR,
+def resolve_weights(model: str, weights: str | Mapping[str, str], *,
+                    weights_dir: str | os.PathLike = WEIGHTS_DIR,
+                    models_dir: str | os.PathLike | None = None,
                     key: str = "weights") -> WeightsSource:
     """Turn the ``weights`` setting into a :class:`WeightsSource`.
 
     ``none`` is random initialisation; a torchvision weights name (``DEFAULT``,
     ``COCO_V1``) is a file under ``weights_dir`` named as in its URL; anything with a
-    path separator or a ``.pth``/``.pt`` suffix is a local checkpoint.
+    path separator or a ``.pth``/``.pt`` suffix is a local checkpoint; ``{trained: NAME}``
+    is the model the run trains, ``models_dir/NAME/model.pt`` (default
+    ``results/models``).
 
     Raises
     ------
     ConfigError
         For an unknown weights name, naming ``key`` and the known names.
     """
+    if isinstance(weights, Mapping):
+        folder = models_dir if models_dir is not None else Layout().path("models")
+        return WeightsSource("trained", path=os.path.join(folder, weights["trained"], "model.pt"))
     if weights == "none":
         return WeightsSource("none")
     known = KNOWN_WEIGHTS[model]

@@ -57,6 +57,7 @@ def _check_maskrcnn(name: str, settings: Mapping[str, Any]) -> None:
     source = resolve_weights(settings["model"], settings["weights"], key=key)
     if source.kind == "path" and not Path(source.path).is_file():
         raise ConfigError(key, f"checkpoint file {source.path!r} does not exist")
+    # {trained: NAME} is checked against the train section by segpipe.config.
     if settings["min_size"] > settings["max_size"]:
         raise ConfigError(
             f"methods.{name}.min_size",
@@ -64,10 +65,11 @@ def _check_maskrcnn(name: str, settings: Mapping[str, Any]) -> None:
         )
 
 
-def _maskrcnn_weights(settings: Mapping[str, Any]) -> WeightsSource:
+def _maskrcnn_weights(settings: Mapping[str, Any], *,
+                      models_dir: str | None = None) -> WeightsSource:
     from segpipe.maskrcnn.weights import resolve_weights
 
-    return resolve_weights(settings["model"], settings["weights"])
+    return resolve_weights(settings["model"], settings["weights"], models_dir=models_dir)
 
 
 # bytes_per_pixel: peak memory beyond the decoded image on a 9 MP 8-bit image

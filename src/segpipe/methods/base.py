@@ -80,13 +80,13 @@ class MethodSpec:
         ``image``: the per-image runner calls ``segment`` on each image, one core per job.
         ``batch``: the batch runner, in the device rule, drives the model ``load`` gives.
     load : callable, optional
-        Batch kinds only: ``load(**settings, weights_dir=...)`` (the settings less the
+        Batch kinds only: ``load(**settings, weights_dir=..., models_dir=...)`` (the settings less the
         runner's own, ``batch_size``, ``workers``, ``writers``) gives a model with
         ``canvas_of(height, width)``, ``predict(tensors, batch_size, on_fail=...)``,
         ``class_names``, ``stage_s`` and, optionally, ``concurrent_batches`` (see
         :class:`segpipe.maskrcnn.MaskRCNN`).
     weights : callable, optional
-        ``weights(settings) -> segpipe.maskrcnn.weights.WeightsSource``: the model file
+        ``weights(settings, models_dir=...) -> segpipe.maskrcnn.weights.WeightsSource``: the model file
         the kind's jobs read, so that the workflow fetches named weights once before any
         job and re-runs the jobs when the file changes.
     edge_maps : bool
