@@ -34,12 +34,63 @@ def test_every_kind_and_setting_is_documented():
     kinds = [spec.kind for spec in builtin_kinds(SCHEMA)]
     assert {"threshold", "multi_threshold", "edges", "kmeans", "watershed", "superpixels",
             "region_growing", "maskrcnn"} <= set(kinds)
-    sections = re.split(r"\n### `kind: ", text)[1:]
+    # The last kind's section ends where the next part (## Training models) begins.
+    kinds_part = text.split("\n## Method kinds\n", 1)[1].split("\n## ", 1)[0]
+    sections = re.split(r"\n### `kind: ", kinds_part)[1:]
     assert [s.split("`", 1)[0] for s in sections] == kinds
     for kind, section in zip(kinds, sections):
         for setting in SCHEMA["$defs"][kind]["properties"]:
             if setting != "kind":
                 assert f"\n| `{setting}` |" in section, (kind, setting)
+
+
+def _training_part(text):
+    return text.split("\n## Training models\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_every_training_setting_is_documented():
+    text = REFERENCE.read_text(encoding="utf-8")
+    assert "| [`train`](#train) | a mapping of model names to their settings: " \
+           "[Training models](#training-models) | `{}` |" in text
+    part = _training_part(text)
+    model = SCHEMA["$defs"]["train_model"]
+    rows = [line.split(" | ", 1)[0] for line in part.splitlines() if line.startswith("| `")]
+    expected = []
+    for setting, node in model["properties"].items():
+        expected.append(f"| `{setting}`")
+        expected += [f"| `{setting}.{sub}`" for sub in node.get("properties", {})]
+    assert rows == expected
+    assert {"| `augment.flip`", "| `augment.rotate90`", "| `augment.scale`",
+            "| `augment.intensity`"} <= set(rows)
+    for setting in model["required"]:
+        assert f"\n| `{setting}` | a non-empty string | none (required) |" in part
+    # The reading keys refer to the top-level ones: their values, the run's as defaults,
+    # and their own descriptions rather than the top-level ones.
+    assert ("\n| `z` | `null`, an integer, `max`, `mean` or `all` | the run's [`z`](#z) | "
+            "As the top-level z;") in part
+    assert "| the run's [`intensity_range`](#intensity_range) | As the top-level" in part
+    assert "| the run's [`channel`](#channel) | As the top-level channel;" in part
+
+
+def test_a_changed_training_default_shows():
+    schema = copy.deepcopy(SCHEMA)
+    model = schema["$defs"]["train_model"]
+    model["properties"]["epochs"]["default"] = 77
+    model["properties"]["augment"]["properties"]["scale"]["default"] = 0.5
+    model["properties"]["z"]["default"] = "max"  # its own default beats the run's
+    part = _training_part(render(schema, builtin_kinds(schema)))
+    assert "\n| `epochs` | an integer ≥ 1 | `77` | Passes over the training images. |" in part
+    assert "\n| `augment.scale` | a number in 0..0.9 | `0.5` | Scale jitter:" in part
+    assert "\n| `z` | `null`, an integer, `max`, `mean` or `all` | `max` |" in part
+    assert "the run's [`z`]" not in part
+
+
+def test_weights_of_maskrcnn_name_a_trained_model():
+    text = REFERENCE.read_text(encoding="utf-8")
+    assert "\n| `weights` | a non-empty string or `{trained: NAME}` | `DEFAULT` |" in text
+    # Without the names' pattern the mapping is described by its keys.
+    weights = SCHEMA["$defs"]["maskrcnn"]["properties"]["weights"]
+    assert value_text(weights, {}) == "a non-empty string or a mapping with `trained`"
 
 
 def test_defaults_and_descriptions_come_from_the_schema():
@@ -87,11 +138,24 @@ def test_value_text(node, words):
 
 
 def test_a_reference_takes_the_block_and_keeps_its_own_default():
-    defs = {"side": {"enum": ["bright", "dark"], "description": "Which side."}}
+    schema = {"$defs": {"side": {"enum": ["bright", "dark"], "description": "Which side."}}}
     node = {"$ref": "#/$defs/side", "default": "dark"}
-    assert value_text(node, defs) == "`bright` or `dark`"
-    assert default_text(node, defs) == "`dark`"
+    assert value_text(node, schema) == "`bright` or `dark`"
+    assert default_text(node, schema) == "`dark`"
     assert default_text({"type": "integer"}, {}, required=True) == "none (required)"
+
+
+def test_a_reference_to_a_top_level_key_takes_the_runs_value():
+    schema = {"properties": {"z": {"enum": ["max", "mean"], "default": "max",
+                                   "description": "The run's planes."}}}
+    node = {"$ref": "#/properties/z", "description": "The model's planes."}
+    assert value_text(node, schema) == "`max` or `mean`"
+    assert default_text(node, schema) == "the run's [`z`](#z)"
+    assert default_text({**node, "default": "mean"}, schema) == "`mean`"
+    table = "\n".join(config_reference._settings_table({"z": node}, schema))
+    assert "| `z` | `max` or `mean` | the run's [`z`](#z) | The model's planes. |" in table
+    with pytest.raises(ValueError, match="'#/properties/t'"):
+        value_text({"$ref": "#/properties/t"}, schema)
 
 
 def test_main_writes_and_checks(tmp_path, capsys):

@@ -3,8 +3,12 @@
 Every key, its type and allowed values, its default and its description are written once,
 in ``workflow/schemas/config.schema.yaml``; this module renders them as Markdown: the
 top-level keys first, then the settings of each method kind (the schema's per-kind
-``$defs`` blocks, in registry order, with what the registry says about their labels).
-Regenerate the file after changing the schema, from the repository root::
+``$defs`` blocks, in registry order, with what the registry says about their labels), then
+the settings of a model of the ``train`` section (``$defs.train_model``; a mapping setting
+such as ``augment`` gets a row per key, ``augment.flip``). A setting that refers to a
+top-level key (``$ref: "#/properties/channel"``) and has no default of its own takes the
+run's value of that key, and says so. Regenerate the file after changing the schema, from
+the repository root::
 
     python -m segpipe.config_reference      # or: make docs
 
@@ -72,6 +76,37 @@ What each kind does and what its labels mean: [docs/methods.md](../docs/methods.
 `segpipe methods [KIND]` prints the same settings on the command line.
 """
 
+_TRAINING_INTRO = """\
+## Training models
+
+Each entry of `train` is `NAME: {input_dir: DIR, ground_truth_dir: DIR, SETTING: VALUE,
+...}`: a Mask R-CNN that the rule `train_maskrcnn` trains on your own labels into
+`results/models/NAME/` (`model.pt`, `last.pt`, `history.parquet`, `model.json`). The name
+is yours (letters, digits and `_`, starting with a letter). A `maskrcnn` method segments
+with it by name, so one config trains on one folder and scores the model beside the other
+methods on another:
+
+```yaml
+train:
+  nuclei: {input_dir: data/train, ground_truth_dir: data/train_masks, backbone: resnet18, base: none}
+methods:
+  nuclei: {kind: maskrcnn, weights: {trained: nuclei}}
+  ws: {kind: watershed}
+```
+
+A setting left out takes the default below; the image reading settings left out take the
+run's. `augment.flip` is the key `flip` of the mapping `augment`:
+`augment: {flip: false}` keeps the other augmentations at their defaults. `segpipe train
+CONFIG` trains the models alone; `segpipe run` trains them too, before the methods that
+use them. How training works, resuming, and what to expect:
+[docs/training.md](../docs/training.md).
+"""
+
+# Top-level keys whose entries are named by the user and documented in a section of their
+# own: the key's value in words links to that section.
+_NAMED_ENTRIES = {"methods": ("method names", "Method kinds"),
+                  "train": ("model names", "Training models")}
+
 
 # How a kind's image is decoded (MethodSpec.colour), in words.
 _INPUTS = {"grey": "the grey image", "rgb": "the RGB image (a grey image as three equal channels)"}
@@ -96,15 +131,46 @@ def _code(value: Any) -> str:
     return f"`{json.dumps(value)}`"
 
 
-def _resolve(node: dict, defs: dict) -> dict:
-    """``node`` with a ``$ref`` to ``#/$defs/NAME`` replaced by that block; keys written
-    beside the reference (a default, a description) win over the block's."""
+def _target(ref: str, schema: dict) -> dict:
+    """The part of ``schema`` that the reference ``ref`` (``#/$defs/NAME``,
+    ``#/properties/KEY``: a JSON pointer into the same document) points to."""
+    if not ref.startswith("#/"):
+        raise ValueError(f"$ref {ref!r}: only references into the schema itself (#/...) "
+                         "are rendered")
+    node: Any = schema
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, dict) or part not in node:
+            raise ValueError(f"$ref {ref!r}: the schema has no {part!r} there")
+        node = node[part]
+    return node
+
+
+def _resolve(node: dict, schema: dict) -> dict:
+    """``node`` with a ``$ref`` replaced by what it points to; keys written beside the
+    reference (a default, a description) win over the target's."""
     if "$ref" not in node:
         return node
-    target = defs[node["$ref"].rsplit("/", 1)[-1]]
-    merged = {**_resolve(target, defs), **node}
+    merged = {**_resolve(_target(node["$ref"], schema), schema), **node}
     del merged["$ref"]
     return merged
+
+
+def _inherited_key(node: dict) -> str | None:
+    """The top-level key whose run value a setting takes when left out: the one it refers
+    to (``$ref: "#/properties/KEY"``), unless it has a default of its own."""
+    key = node.get("$ref", "").removeprefix("#/properties/")
+    if "default" in node or key == node.get("$ref", "") or "/" in key:
+        return None
+    return key
+
+
+def _name_patterns(schema: dict) -> set[str]:
+    """The patterns of the names a user gives (the keys of ``methods``, ``train``): a
+    string setting with one of them names such an entry."""
+    return {node["propertyNames"]["pattern"]
+            for node in schema.get("properties", {}).values()
+            if isinstance(node, dict) and "pattern" in node.get("propertyNames", {})}
 
 
 def _number(value: float) -> str:
@@ -130,13 +196,13 @@ def _bounds(node: dict) -> str:
     return text
 
 
-def _alternatives(node: dict, defs: dict) -> list[dict]:
+def _alternatives(node: dict, schema: dict) -> list[dict]:
     """The kinds of value ``node`` allows, one schema per kind (``oneOf``, ``anyOf`` and
-    ``type`` lists taken apart)."""
-    node = _resolve(node, defs)
+    ``type`` lists taken apart; references resolved against the root ``schema``)."""
+    node = _resolve(node, schema)
     for key in ("oneOf", "anyOf"):
         if key in node:
-            return [alt for sub in node[key] for alt in _alternatives(sub, defs)]
+            return [alt for sub in node[key] for alt in _alternatives(sub, schema)]
     types = node.get("type")
     if isinstance(types, list):
         rest = {k: v for k, v in node.items() if k != "type"}
@@ -144,7 +210,7 @@ def _alternatives(node: dict, defs: dict) -> list[dict]:
     return [node]
 
 
-def _phrase(alt: dict, defs: dict, *, plural: bool = False) -> str:
+def _phrase(alt: dict, schema: dict, *, plural: bool = False) -> str:
     """One kind of value in words: `an integer ≥ 1`, `` `auto` ``, `a list of 2 numbers`."""
     if "const" in alt:
         return _code(alt["const"])
@@ -169,8 +235,8 @@ def _phrase(alt: dict, defs: dict, *, plural: bool = False) -> str:
             return "non-empty strings" if plural else "a non-empty string"
         return noun
     if kind == "array":
-        items = _alternatives(alt.get("items", {}), defs)
-        what = " or ".join(_phrase(i, defs, plural=True) for i in items) or "values"
+        items = _alternatives(alt.get("items", {}), schema)
+        what = " or ".join(_phrase(i, schema, plural=True) for i in items) or "values"
         low, high = alt.get("minItems"), alt.get("maxItems")
         if low is not None and low == high:
             count = f"{low} "
@@ -182,6 +248,14 @@ def _phrase(alt: dict, defs: dict, *, plural: bool = False) -> str:
             count = ""
         return ("lists" if plural else "a list") + f" of {count}{what}"
     if kind == "object" or "properties" in alt or "additionalProperties" in alt:
+        names = _name_patterns(schema)
+        fields = alt.get("properties", {})
+        if (alt.get("additionalProperties") is False and fields
+                and set(alt.get("required", ())) == set(fields)
+                and all(_resolve(f, schema).get("pattern") in names for f in fields.values())):
+            # A mapping that only names an entry of the config, such as {trained: NAME}.
+            pairs = ", ".join(f"{k}: NAME" for k in fields)
+            return f"`{{{pairs}}}`"
         if "properties" in alt:
             keys = ", ".join(f"`{k}`" for k in alt["properties"])
             return ("mappings" if plural else "a mapping") + f" with {keys}"
@@ -189,15 +263,15 @@ def _phrase(alt: dict, defs: dict, *, plural: bool = False) -> str:
     return "any value"
 
 
-def value_text(node: dict, defs: dict) -> str:
+def value_text(node: dict, schema: dict) -> str:
     """What may be written for a setting, in words: its types and allowed values.
 
     Parameters
     ----------
     node : dict
         The setting's JSON schema.
-    defs : dict
-        The schema's ``$defs``, for references.
+    schema : dict
+        The whole config schema, that references (``$ref: "#/$defs/NAME"``) point into.
 
     Returns
     -------
@@ -213,9 +287,9 @@ def value_text(node: dict, defs: dict) -> str:
     'a list of 2 numbers'
     """
     phrases = []
-    for alt in _alternatives(node, defs):
+    for alt in _alternatives(node, schema):
         # Each allowed value of an enum stands beside the other alternatives.
-        for phrase in ([_code(v) for v in alt["enum"]] if "enum" in alt else [_phrase(alt, defs)]):
+        for phrase in ([_code(v) for v in alt["enum"]] if "enum" in alt else [_phrase(alt, schema)]):
             if phrase not in phrases:
                 phrases.append(phrase)
     if len(phrases) <= 2:
@@ -226,41 +300,72 @@ def value_text(node: dict, defs: dict) -> str:
     return joint.join(phrases[:-1]) + last + phrases[-1]
 
 
-def default_text(node: dict, defs: dict, *, required: bool = False) -> str:
+def default_text(node: dict, schema: dict, *, required: bool = False) -> str:
     """The setting's default as the config would spell it, or why there is none.
+
+    Parameters
+    ----------
+    node : dict
+        The setting's JSON schema.
+    schema : dict
+        The whole config schema, that references point into.
+    required : bool
+        Whether the setting must be given.
+
+    Returns
+    -------
+    str
+        Markdown: the default in backticks, the run's value of the top-level key that a
+        ``$ref: "#/properties/KEY"`` without a default of its own takes, or none.
 
     Examples
     --------
     >>> default_text({"default": None}, {}), default_text({"type": "number"}, {})
     ('`null`', 'none')
+    >>> default_text({"$ref": "#/properties/z"}, {"properties": {"z": {"default": None}}})
+    "the run's [`z`](#z)"
     """
-    node = _resolve(node, defs)
+    inherited = _inherited_key(node)
+    if inherited is not None:
+        return f"the run's [`{inherited}`](#{inherited.lower()})"
+    node = _resolve(node, schema)
     if "default" in node:
         return _code(node["default"])
     return "none (required)" if required else "none"
 
 
-def _settings_table(properties: dict, defs: dict, *, required: tuple = ()) -> list[str]:
-    lines = ["| setting | value | default | description |", "|---|---|---|---|"]
+def _setting_rows(properties: dict, schema: dict, *, required: tuple = (),
+                  prefix: str = "") -> list[str]:
+    """A table row per setting; a setting that is a mapping of its own settings (not one
+    choice among other values) is followed by a row per key, ``augment.flip``."""
+    rows = []
     for key, node in properties.items():
         if key == "kind":
             continue
-        resolved = _resolve(node, defs)
-        lines.append(
-            f"| `{key}` | {_cell(value_text(node, defs))} | "
-            f"{_cell(default_text(node, defs, required=key in required))} | "
+        resolved = _resolve(node, schema)
+        rows.append(
+            f"| `{prefix}{key}` | {_cell(value_text(node, schema))} | "
+            f"{_cell(default_text(node, schema, required=key in required))} | "
             f"{_cell(_words(resolved.get('description')))} |"
         )
-    return lines
+        if "properties" in resolved:
+            rows += _setting_rows(resolved["properties"], schema, prefix=f"{prefix}{key}.",
+                                  required=tuple(resolved.get("required", ())))
+    return rows
 
 
-def _blocks_inside(node: dict, defs: dict) -> list[dict]:
+def _settings_table(properties: dict, schema: dict, *, required: tuple = ()) -> list[str]:
+    return ["| setting | value | default | description |", "|---|---|---|---|",
+            *_setting_rows(properties, schema, required=required)]
+
+
+def _blocks_inside(node: dict, schema: dict) -> list[dict]:
     """Mappings with named keys that a value of ``node`` may be (for a settings table)."""
     blocks = []
-    for alt in _alternatives(node, defs):
+    for alt in _alternatives(node, schema):
         extra = alt.get("additionalProperties")
         if isinstance(extra, dict) and "$ref" in extra:
-            alt = _resolve(extra, defs)
+            alt = _resolve(extra, schema)
         if "properties" in alt:
             blocks.append(alt)
     return blocks
@@ -297,13 +402,16 @@ def render(schema: dict, kinds: list[MethodSpec]) -> str:
     defs = schema.get("$defs", {})
     properties = schema["properties"]
     required = tuple(schema.get("required", ()))
-    methods_value = "a mapping of method names to their settings: [Method kinds](#method-kinds)"
 
     def value(key: str, node: dict) -> str:
-        return methods_value if key == "methods" else value_text(node, defs)
+        if key in _NAMED_ENTRIES:
+            noun, section = _NAMED_ENTRIES[key]
+            anchor = section.lower().replace(" ", "-")
+            return f"a mapping of {noun} to their settings: [{section}](#{anchor})"
+        return value_text(node, schema)
 
     def default(key: str, node: dict) -> str:
-        return default_text(node, defs, required=key in required)
+        return default_text(node, schema, required=key in required)
 
     out = [_INTRO, "## Top-level keys", ""]
     if schema.get("description"):
@@ -314,12 +422,12 @@ def render(schema: dict, kinds: list[MethodSpec]) -> str:
                    f"{_cell(default(key, node))} |")
     out.append("")
     for key, node in properties.items():
-        out += [f"### `{key}`", "", _words(_resolve(node, defs).get("description")), "",
+        out += [f"### `{key}`", "", _words(_resolve(node, schema).get("description")), "",
                 f"- Value: {value(key, node)}", f"- Default: {default(key, node)}", ""]
-        if key == "methods":  # its settings are the kinds' blocks, below
+        if key in _NAMED_ENTRIES:  # their settings have sections of their own, below
             continue
-        for block in _blocks_inside(node, defs):
-            out += _settings_table(block["properties"], defs,
+        for block in _blocks_inside(node, schema):
+            out += _settings_table(block["properties"], schema,
                                    required=tuple(block.get("required", ())))
             out.append("")
     out.append(_METHODS_INTRO)
@@ -330,9 +438,14 @@ def render(schema: dict, kinds: list[MethodSpec]) -> str:
         facts = f"Labels: {labels}. Input: {_INPUTS.get(spec.colour, spec.colour)}. Runs {runs}."
         out += [f"### `kind: {spec.kind}`", "", _words(block.get("description")), "",
                 facts, "",
-                *_settings_table(block.get("properties", {}), defs,
+                *_settings_table(block.get("properties", {}), schema,
                                  required=tuple(block.get("required", ()))),
                 ""]
+    if "train" in properties:
+        out.append(_TRAINING_INTRO)
+        for block in _blocks_inside(properties["train"], schema):
+            out += [*_settings_table(block["properties"], schema,
+                                     required=tuple(block.get("required", ()))), ""]
     return "\n".join(out).rstrip() + "\n"
 
 
