@@ -200,7 +200,7 @@ def config_with(tmp_path, **train):
     ({"z": "all"}, "train.nuclei.z", "not supported for training"),
     ({"min_size": 900, "max_size": 800}, "train.nuclei.min_size", "larger than max_size"),
     ({"max_size": 800}, "train.nuclei.max_size", "only used with min_size"),
-    ({"epochs": 0}, "train.nuclei.epochs", ""),
+    ({"epochs": 0}, "train.nuclei.epochs", "minimum"),
     ({"ground_truth_pattern": "{stm}.png"}, "train.nuclei.ground_truth_pattern", "unknown placeholder"),
 ])
 def test_config_mistakes_name_the_key(tmp_path, monkeypatch, train, key, message):
@@ -324,14 +324,16 @@ def test_model_pt_round_trips_into_the_method(trained, tiny_set):
     image, _ = ellipses(99)
     rgb = np.dstack([image] * 3)
     found, = segment_maskrcnn([rgb], weights=str(folder / "model.pt"), device="cpu",
-                              score_threshold=0.0)
+                              score_threshold=0.0, canvas_step=32)
     assert found.labels.shape == image.shape
-    # At native scale, as trained: the same numbers as the network on the raw image.
+    # At native scale, as trained (the method's min_size, 800, is not used): the same
+    # numbers as the network given the image at its own size.
     from segpipe.maskrcnn.model import build_network
 
     net = build_network(state["architecture"], score_threshold=0.0)
     net.load_state_dict(state["state_dict"])
     net.eval()
+    net.transform.min_size, net.transform.max_size = (64,), 64
     with torch.no_grad():
         direct = net([torch.from_numpy(rgb.transpose(2, 0, 1).astype(np.float32) / 255)])[0]
     assert len(found) == len(direct["scores"])
@@ -373,3 +375,18 @@ def test_history_values_are_finite_losses_and_aps(trained):
         assert all(math.isfinite(row[k]) for k in ("loss", "loss_mask", "val_loss", "lr"))
         assert 0 <= row["val_ap"] <= row["val_ap50"] <= 1
         assert row["images"] == 6 or row["images"] == 5
+
+
+def test_a_changed_model_makes_only_the_methods_using_it_stale():
+    from segpipe.runfolder import config_changes
+
+    model = {"input_dir": "/x", "ground_truth_dir": "/y"}
+    methods = {"learned": {"kind": "maskrcnn", "weights": {"trained": "a"}},
+               "otsu": {"kind": "threshold"}}
+    old = {"input_dir": "/in", "train": {"a": model}, "methods": methods}
+    same = {"input_dir": "/in", "train": {"a": {**model, "epochs": 30}}, "methods": methods}
+    assert not config_changes(old, same, SCHEMA).matters  # a default spelled out
+    new = {"input_dir": "/in", "train": {"a": {**model, "epochs": 5}}, "methods": methods}
+    change = config_changes(old, new, SCHEMA)
+    assert change.models == ["a"] and change.methods == ["learned"]
+    assert not change.everything and change.matters

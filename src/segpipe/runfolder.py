@@ -19,7 +19,7 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,16 @@ def _comparable(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[st
             if kind in schema["$defs"]:
                 methods[name] = {**method_defaults(schema, kind), **settings}
         config["methods"] = methods
+    train = config.get("train")
+    if isinstance(train, dict) and "train_model" in schema.get("$defs", {}):
+        from segpipe.training.settings import train_defaults
+
+        defaults = train_defaults(schema)
+        config["train"] = {
+            name: {**defaults, **settings,
+                   "augment": {**defaults["augment"], **settings.get("augment", {})}}
+            if isinstance(settings, dict) else settings
+            for name, settings in train.items()}
     return config
 
 
@@ -159,17 +169,21 @@ class ConfigChange:
         config.
     summary : bool
         The merged summary (and report) is stale.
+    models : list of str
+        Trained models (``train.<name>``) whose settings changed or are gone: their
+        folders are stale, and so are the methods that use them.
     """
 
     keys: list[str]
     everything: bool
     methods: list[str]
     summary: bool
+    models: list[str] = field(default_factory=list)
 
     @property
     def matters(self) -> bool:
         """Whether the change makes any result stale (not only neutral keys)."""
-        return self.everything or bool(self.methods) or self.summary
+        return self.everything or bool(self.methods) or self.summary or bool(self.models)
 
 
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any],
@@ -191,12 +205,24 @@ def config_changes(old: Mapping[str, Any], new: Mapping[str, Any],
     old, new = _comparable(old, schema), _comparable(new, schema)
     keys = _differences(old, new, "")
     old_methods, new_methods = old.get("methods") or {}, new.get("methods") or {}
-    stale = sorted(m for m in old_methods if new_methods.get(m) != old_methods[m])
-    top = {k for k in set(old) | set(new) if k != "methods" and old.get(k) != new.get(k)}
+    old_train, new_train = old.get("train") or {}, new.get("train") or {}
+    # A retrained model makes the methods that segment with it stale, and nothing else.
+    models = sorted(n for n in old_train if new_train.get(n) != old_train[n])
+    stale = sorted(m for m in old_methods if new_methods.get(m) != old_methods[m]
+                   or _trained_by(old_methods[m]) in models)
+    top = {k for k in set(old) | set(new)
+           if k not in ("methods", "train") and old.get(k) != new.get(k)}
     everything = bool(top - NEUTRAL_KEYS - SUMMARY_KEYS)
     added = set(new_methods) - set(old_methods)
     summary = everything or bool(stale) or bool(added) or bool(top & SUMMARY_KEYS)
-    return ConfigChange(keys=keys, everything=everything, methods=stale, summary=summary)
+    return ConfigChange(keys=keys, everything=everything, methods=stale, summary=summary,
+                        models=models)
+
+
+def _trained_by(settings: object) -> str | None:
+    """The ``train`` model a method's ``weights: {trained: NAME}`` names, if any."""
+    weights = settings.get("weights") if isinstance(settings, dict) else None
+    return weights.get("trained") if isinstance(weights, dict) else None
 
 
 def describe(change: ConfigChange, limit: int = 8) -> str:
@@ -223,6 +249,7 @@ def remove_stale(layout: Layout, change: ConfigChange) -> Removal:
     # not of every method's.
     tops = [layout.path(tree, method) for method in change.methods
             for tree in ("masks", "edges", "metrics", "objects", "instances")]
+    tops += [layout.model(name) for name in change.models]
     if change.summary:
         tops += [layout.path("summary"), layout.path("report")]
     removal = Removal()

@@ -58,8 +58,11 @@ def augment(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *,
         low, high = math.log(1 - settings["scale"]), math.log(1 + settings["scale"])
         factor = math.exp(rng.uniform(low, high))
     # The region, in the image's pixels, that becomes the crop after scaling.
-    side = crop_size / factor if crop_size is not None else math.inf
-    rows, cols = min(height, round(side)), min(width, round(side))
+    if crop_size is None:
+        rows, cols = height, width
+    else:
+        side = round(crop_size / factor)
+        rows, cols = min(height, side), min(width, side)
     top = int(rng.integers(0, height - rows + 1))
     left = int(rng.integers(0, width - cols + 1))
     image = image[top:top + rows, left:left + cols]

@@ -160,6 +160,18 @@ class TrainingSet:
         TrainingDataError
             Naming the file: unreadable image or mask, no mask, a mask of another size.
         """
+        image, labels, classes = self._read_raw(sample)
+        ids = np.unique(labels)
+        ids = ids[ids != 0]
+        lut = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=np.int32)
+        lut[ids] = np.arange(1, ids.size + 1, dtype=np.int32)
+        index = np.zeros(ids.size + 1, dtype=np.int64)
+        for new, old in enumerate(ids.tolist(), start=1):
+            index[new] = self.category_index[classes[old]]
+        return image, lut[labels], index
+
+    def _read_raw(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, dict[int, int]]:
+        """The image, its labels as the file holds them, and each label's category id."""
         from segpipe.imageio import read_image
 
         try:
@@ -177,14 +189,7 @@ class TrainingSet:
             raise TrainingDataError(
                 f"{sample.path} is its own mask: set ground_truth_pattern "
                 f"({self.key}.ground_truth_pattern), or exclude the masks from the images")
-        ids = np.unique(labels)
-        ids = ids[ids != 0]
-        lut = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=np.int32)
-        lut[ids] = np.arange(1, ids.size + 1, dtype=np.int32)
-        index = np.zeros(ids.size + 1, dtype=np.int64)
-        for new, old in enumerate(ids.tolist(), start=1):
-            index[new] = self.category_index[classes[old]]
-        return image, lut[labels], index
+        return image, labels, classes
 
     def check(self) -> dict[str, int]:
         """Read every image and mask once; fail naming the bad files.
@@ -205,11 +210,11 @@ class TrainingSet:
         counts = {"train": 0, "val": 0, "negatives": 0, "objects": 0}
         for sample in self.samples:
             try:
-                _, labels, _ = self.read(sample)
+                _, labels, classes = self._read_raw(sample)
             except TrainingDataError as err:
                 problems.append(str(err))
                 continue
-            if self.truth[sample.split].is_coco is False:
+            if not self.truth[sample.split].is_coco:
                 region = classes_not_instances(labels)
                 if region is not None:
                     problems.append(
@@ -219,7 +224,7 @@ class TrainingSet:
                         "one from a binary mask)")
                     continue
             counts[sample.split] += 1
-            n = int(labels.max())
+            n = len(classes)
             counts["objects"] += n
             counts["negatives"] += n == 0
         if problems:
@@ -313,20 +318,24 @@ def classes_not_instances(labels: np.ndarray) -> tuple[int, int] | None:
     """
     from scipy import ndimage as ndi
 
-    ids = np.unique(labels)
-    ids = ids[ids != 0]
+    # The labels as 1..K (a mask's ids may be any values, 255 for a binary PNG).
+    ids, compact = np.unique(labels, return_inverse=True)
+    compact = compact.reshape(labels.shape)
+    if ids.size and ids[0] == 0:
+        ids = ids[1:]
+    else:
+        compact = compact + 1
     if not ids.size:
         return None
     fragmented, worst = 0, (0, 0)
-    boxes = ndi.find_objects(labels.astype(np.int64, copy=False))
-    for i in ids.tolist():
-        box = boxes[i - 1]
-        parts, n = ndi.label(labels[box] == i, structure=np.ones((3, 3), bool))
+    for k, (value, box) in enumerate(zip(ids.tolist(), ndi.find_objects(compact),
+                                         strict=True), start=1):
+        parts, _ = ndi.label(compact[box] == k, structure=np.ones((3, 3), bool))
         sizes = np.bincount(parts.ravel())[1:]
         regions = int((sizes >= REGION_MIN_PIXELS).sum())
         if regions >= 2:
             fragmented += 1
-            worst = max(worst, (regions, i))
+            worst = max(worst, (regions, value))
     if fragmented * 2 > ids.size:
         return worst[1], worst[0]
     return None

@@ -554,8 +554,11 @@ def _better(row: Mapping[str, float], best: Mapping[str, float] | None) -> bool:
 
 
 def _duration(seconds: float) -> str:
-    """>>> _duration(42), _duration(660), _duration(7300)
-    ('42 s', '11 min', '2.0 h')"""
+    """A time left, in the unit that reads best.
+
+    >>> _duration(42), _duration(660), _duration(7300)
+    ('42 s', '11 min', '2.0 h')
+    """
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
