@@ -92,6 +92,15 @@ def test_adding_images_keeps_every_old_image_on_its_side(tmp_path):
     assert set(after.values()) == {"train", "val"}
 
 
+def test_val_dir_finds_its_masks_beside_it_as_the_training_masks_are(tmp_path):
+    write_set(tmp_path / "train", 4)
+    write_set(tmp_path / "val", 2, start=50)
+    data = TrainingSet("m", settings(tmp_path / "train",
+                                     val_dir=str(tmp_path / "val" / "images")))
+    assert str(data.truth["val"].source) == str(tmp_path / "val" / "masks")
+    assert data.check()["val"] == 2
+
+
 def test_val_dir_holds_the_validation_images(tmp_path):
     write_set(tmp_path / "a", 4)
     write_set(tmp_path / "b", 3, start=50)

@@ -188,12 +188,14 @@ def profile_dir(profile: str) -> Path:
 
 def snakemake_command(out: str | os.PathLike, *, cores: int, profile: str | None = None,
                       dry_run: bool = False, extra: Iterable[str] = (),
-                      configfile: str | os.PathLike | None = None) -> list[str]:
+                      configfile: str | os.PathLike | None = None,
+                      targets: Iterable[str] = ()) -> list[str]:
     """The Snakemake command line of a run in ``out`` (its working directory), with its
-    recorded config or ``configfile``."""
+    recorded config or ``configfile``, making ``targets`` (default: rule all)."""
     configfile = Path(out) / RUN_CONFIG if configfile is None else configfile
-    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(out),
-               "--cores", str(cores), "--configfile", str(configfile)]
+    # Targets before the options: --configfile takes every word that follows it.
+    command = [sys.executable, "-m", "snakemake", *targets, "-s", str(SNAKEFILE), "-d",
+               str(out), "--cores", str(cores), "--configfile", str(configfile)]
     if profile:
         command += ["--workflow-profile", str(profile_dir(profile))]
     if dry_run:
@@ -284,7 +286,8 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     out = args.out.resolve()
     try:
         with lock_folder(out, what="train") as lock:
-            return _run_locked(args, [*extra, *targets], config, out, lock, summary=_trained)
+            return _run_locked(args, extra, config, out, lock, summary=_trained,
+                               targets=targets)
     except FolderBusy as err:
         raise CommandError(str(err)) from None
 
@@ -297,7 +300,8 @@ def _trained(out: Path, settings: dict[str, Any]) -> str:
 
 
 def _run_locked(args: argparse.Namespace, extra: Sequence[str], config: dict[str, Any],
-                out: Path, lock: int, *, summary: Any = None) -> int:
+                out: Path, lock: int, *, summary: Any = None,
+                targets: Sequence[str] = ()) -> int:
     import tempfile
 
     from segpipe.config import load_schema, resolve_config
@@ -339,7 +343,8 @@ def _run_locked(args: argparse.Namespace, extra: Sequence[str], config: dict[str
             configfile = out / RUN_CONFIG
             record_config(out, config)
         command = snakemake_command(out, cores=args.cores, profile=args.profile,
-                                    dry_run=args.dry_run, extra=extra, configfile=configfile)
+                                    dry_run=args.dry_run, extra=extra, configfile=configfile,
+                                    targets=targets)
         env = snakemake_env(args.profile, extra)
         if args.dry_run:
             print(listing_summary(config), file=sys.stderr)

@@ -107,9 +107,8 @@ class TrainingSet:
         self.roots = {"train": settings["input_dir"]}
         if settings["val_dir"] is not None:
             self.roots["val"] = settings["val_dir"]
-            self.truth["val"] = GroundTruth(
-                settings["val_ground_truth_dir"] or settings["ground_truth_dir"],
-                kind="instances", pattern=settings["ground_truth_pattern"])
+            self.truth["val"] = GroundTruth(val_truth_source(settings), kind="instances",
+                                            pattern=settings["ground_truth_pattern"])
         else:
             self.truth["val"] = self.truth["train"]
         self.samples = self._list()
@@ -290,6 +289,27 @@ class TrainingSet:
             if truth.is_coco:
                 digest.update(_file_digest(truth.source))
         return digest.hexdigest()
+
+
+def val_truth_source(settings: Mapping[str, Any]) -> str:
+    """Where the ``val_dir`` images' labels are: ``val_ground_truth_dir`` when given;
+    else the folder (or COCO file) that stands to ``val_dir`` as ``ground_truth_dir``
+    stands to ``input_dir``, when it exists (``train/images`` and ``train/masks`` give
+    ``val/masks`` for ``val/images``); else ``ground_truth_dir`` itself.
+
+    >>> val_truth_source({"val_ground_truth_dir": None, "input_dir": "/d/train/images",
+    ...                   "ground_truth_dir": "/nonexistent/masks", "val_dir": "/d/val/images"})
+    '/nonexistent/masks'
+    """
+    if settings["val_ground_truth_dir"] is not None:
+        return settings["val_ground_truth_dir"]
+    truth = Path(settings["ground_truth_dir"])
+    try:
+        relative = truth.relative_to(Path(settings["input_dir"]).parent)
+    except ValueError:
+        return str(truth)
+    mirrored = Path(settings["val_dir"]).parent / relative
+    return str(mirrored) if mirrored.exists() else str(truth)
 
 
 def _file_digest(path: str | os.PathLike) -> bytes:
