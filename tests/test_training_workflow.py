@@ -46,7 +46,8 @@ def test_a_model_trained_in_the_dag_is_used_and_scored_by_name(tmp_path):
     text = yaml.safe_load(config.read_text())
     text["ground_truth_dir"] = str(test / "masks")
     config.write_text(yaml.safe_dump(text))
-    proc = segpipe("run", test / "images", "--config", config, "--out", tmp_path / "out", "-j", 2)
+    proc = segpipe("run", test / "images", "--config", config, "--out", tmp_path / "out", "-j", 2,
+                   "--report")
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = tmp_path / "out" / "results" / "models" / "tiny"
     assert {p.name for p in folder.iterdir()} == {"model.pt", "last.pt", "history.parquet",
@@ -58,6 +59,9 @@ def test_a_model_trained_in_the_dag_is_used_and_scored_by_name(tmp_path):
     instances = pq.read_table(tmp_path / "out" / "results" / "summary" / "instances.parquet")
     learned = [r for r in instances.to_pylist() if r["method"] == "learned"]
     assert {r["class_name"] for r in learned} <= {"object"}
+    report = tmp_path / "out" / "results" / "report"
+    assert (report / "training.png").stat().st_size > 0
+    assert "Training" in (tmp_path / "out" / "results" / "report.html").read_text()
     status = segpipe("status", tmp_path / "out")
     assert "model tiny: trained" in status.stdout, status.stdout
 
@@ -87,8 +91,8 @@ def test_segpipe_train_killed_with_sigkill_resumes_to_the_same_bytes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = (killed_out / "logs" / "train_maskrcnn" / "tiny.log").read_text()
     assert "resuming after epoch" in log
-    a = whole_dir = tmp_path / "whole" / "results" / "models" / "tiny"
-    assert model.read_bytes() == (a / "model.pt").read_bytes()
+    whole_dir = tmp_path / "whole" / "results" / "models" / "tiny"
+    assert model.read_bytes() == (whole_dir / "model.pt").read_bytes()
     drop = ["seconds"]
     assert pq.read_table(model.parent / "history.parquet").drop(drop).equals(
         pq.read_table(whole_dir / "history.parquet").drop(drop))
