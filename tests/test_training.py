@@ -399,3 +399,33 @@ def test_a_changed_model_makes_only_the_methods_using_it_stale():
     change = config_changes(old, new, SCHEMA)
     assert change.models == ["a"] and change.methods == ["learned"]
     assert not change.everything and change.matters
+
+
+def test_dataloader_workers_do_not_change_the_model(trained, tiny_set, tmp_path):
+    folder, _ = trained
+    Trainer("m", settings(tiny_set, epochs=3, workers=2), tmp_path, threads=1).run()
+    assert (tmp_path / "model.pt").read_bytes() == (folder / "model.pt").read_bytes()
+
+
+def test_a_small_image_on_a_large_canvas_pools_from_the_right_level(trained):
+    """torchvision infers the ROI poolers' scales at the first call from the canvas; a
+    64-px image on a 256-px canvas made it infer half the true scales, for every later
+    call too (segpipe.maskrcnn.model.pin_roi_scales)."""
+    from segpipe.maskrcnn.inference import Predictor, to_chw_tensor
+    from segpipe.maskrcnn.model import FPN_SCALES, build_network, load_checkpoint
+
+    folder, _ = trained
+    state = load_checkpoint(folder / "model.pt")
+    image = to_chw_tensor(np.dstack([ellipses(7)[0]] * 3))
+    results = []
+    for steps in ((256, 32), (32, 256)):
+        net = build_network(state["architecture"], score_threshold=0.0)
+        net.load_state_dict(state["state_dict"])
+        net.eval()
+        found = [Predictor(net, torch.device("cpu"), mask_threshold=0.5, canvas_step=step)(
+            [image], native=[True])[0] for step in steps]
+        assert net.roi_heads.box_roi_pool.scales == list(FPN_SCALES)
+        results.append({step: f for step, f in zip(steps, found)})
+    for step in (32, 256):
+        a, b = results[0][step], results[1][step]
+        assert np.array_equal(a.labels, b.labels) and np.array_equal(a.scores, b.scores)

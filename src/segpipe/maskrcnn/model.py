@@ -120,14 +120,14 @@ def build_network(architecture: Mapping[str, Any], *, score_threshold: float = 0
                                  num_classes=num_classes, **kwargs)
             if pretrained:
                 _freeze_body(net, trainable_layers=3)
-            return net
+            return pin_roi_scales(net)
         # As torchvision's v1 builder: frozen batch norm and 3 trainable layers under
         # COCO weights, else everything trains.
         body = resnet_fpn_backbone(
             backbone_name=backbone, weights=None,
             norm_layer=FrozenBatchNorm2d if pretrained else nn.BatchNorm2d,
             trainable_layers=3 if pretrained else 5)
-        return TorchMaskRCNN(body, num_classes=num_classes, **kwargs)
+        return pin_roi_scales(TorchMaskRCNN(body, num_classes=num_classes, **kwargs))
     body = _small_fpn_backbone(backbone, SMALL_CHANNELS)
     width = SMALL_CHANNELS
     heads = {"mask_head": MaskRCNNHeads(width, [width] * 4, 1),
@@ -140,7 +140,7 @@ def build_network(architecture: Mapping[str, Any], *, score_threshold: float = 0
                                            norm_layer=nn.BatchNorm2d),
             "mask_head": MaskRCNNHeads(width, [width] * 4, 1, norm_layer=nn.BatchNorm2d),
         }
-    return TorchMaskRCNN(body, num_classes=None, **heads, **kwargs)
+    return pin_roi_scales(TorchMaskRCNN(body, num_classes=None, **heads, **kwargs))
 
 
 def _small_fpn_backbone(backbone: str, channels: int) -> torch.nn.Module:
@@ -155,6 +155,33 @@ def _small_fpn_backbone(backbone: str, channels: int) -> torch.nn.Module:
     stages = {f"layer{i}": str(i - 1) for i in range(1, 5)}
     return BackboneWithFPN(body, stages, [64, 128, 256, 512], channels,
                            extra_blocks=LastLevelMaxPool())
+
+
+# The strides of the FPN levels the ROI heads pool from ('0'..'3'): 4, 8, 16, 32.
+FPN_SCALES = (1 / 4, 1 / 8, 1 / 16, 1 / 32)
+
+
+def pin_roi_scales(net: MaskRCNN) -> MaskRCNN:
+    """Give the ROI poolers their levels' true scales.
+
+    torchvision's ``MultiScaleRoIAlign`` infers each level's scale once, at its first
+    call, from the feature map's size over the largest image's, rounded to a power of 2.
+    A canvas padded to more than 1.41 times an image's side (a small image or tile at
+    native scale on a 128-px canvas step: 160 px on 256) makes it infer half the true
+    scale, and the first batch of a process decides for every later one: boxes then pool
+    features from the wrong place. The scales are the backbone's strides, so they are set
+    here, once. Where the inference was right (every resized image) nothing changes.
+    """
+    from torchvision.ops.poolers import initLevelMapper
+
+    for pool in (net.roi_heads.box_roi_pool, net.roi_heads.mask_roi_pool):
+        if len(pool.featmap_names) != len(FPN_SCALES):
+            raise ValueError(f"expected {len(FPN_SCALES)} pooled FPN levels, got "
+                             f"{pool.featmap_names}")
+        pool.scales = list(FPN_SCALES)
+        pool.map_levels = initLevelMapper(2, 5, canonical_scale=pool.canonical_scale,
+                                          canonical_level=pool.canonical_level)
+    return net
 
 
 def _freeze_body(net: MaskRCNN, *, trainable_layers: int) -> None:
@@ -238,6 +265,7 @@ def build_model(
         num_classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0]
         net = builder(model)(num_classes=num_classes, **kwargs)
         net.load_state_dict(state)
+    pin_roi_scales(net)
     net.eval().to(device)
     return net, class_names(source, net.roi_heads.box_predictor.cls_score.out_features), False
 

@@ -417,15 +417,20 @@ class Trainer:
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
             total = 0.0
+            size = self.settings["batch_size"]
             with torch.no_grad():
-                for sample in samples:
-                    image, labels, index = self.data.read(sample)
-                    top = 65535.0 if image.dtype == np.uint16 else 255.0
-                    x = torch.from_numpy(image.transpose(2, 0, 1).astype(np.float32) / top)
-                    target = {k: torch.from_numpy(v).to(device)
-                              for k, v in targets_of(labels, index).items()}
-                    losses = net([x.to(device)], [target])
-                    total += float(sum(losses.values()))
+                # In batches, as training runs: the mean over images of batch means.
+                for first in range(0, len(samples), size):
+                    xs, targets = [], []
+                    for sample in samples[first:first + size]:
+                        image, labels, index = self.data.read(sample)
+                        top = 65535.0 if image.dtype == np.uint16 else 255.0
+                        xs.append(torch.from_numpy(
+                            image.transpose(2, 0, 1).astype(np.float32) / top).to(device))
+                        targets.append({k: torch.from_numpy(v).to(device)
+                                        for k, v in targets_of(labels, index).items()})
+                    losses = net(xs, targets)
+                    total += float(sum(losses.values())) * len(xs)
         net.eval()
         predictor = Predictor(net, device, mask_threshold=VAL_MASK_THRESHOLD,
                               amp=self.settings["amp"], canvas_step=32)
