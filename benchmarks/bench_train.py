@@ -192,7 +192,7 @@ def ellipses(args: argparse.Namespace) -> None:
     table = markdown_table(
         ["method", "AP50", "AP", "AP75", "object F1 @0.5"],
         [[m, _fmt(rows[m]["coco_ap50"]), _fmt(rows[m]["coco_ap"]), _fmt(rows[m]["coco_ap75"]),
-          _fmt(rows[m].get("object_f1_50"))] for m in ("trained", "untrained", "otsu")])
+          _fmt(rows[m].get("object_f1_50_mean"))] for m in ("trained", "untrained", "otsu")])
     curve = markdown_table(
         ["epoch", "loss", "val loss", "val AP", "val AP50", "s"],
         [[r["epoch"], f"{r['loss']:.3f}", f"{r['val_loss']:.3f}", f"{r['val_ap']:.3f}",
@@ -255,7 +255,7 @@ def dsb(args: argparse.Namespace) -> None:
     table = markdown_table(
         ["method", "AP50", "AP", "object F1 @0.5", "object F1 mean"],
         [[m, _fmt(rows[m]["coco_ap50"]), _fmt(rows[m]["coco_ap"]),
-          _fmt(rows[m].get("object_f1_50")), _fmt(rows[m].get("object_f1_mean"))]
+          _fmt(rows[m].get("object_f1_50_mean")), _fmt(rows[m].get("object_f1_mean_mean"))]
          for m in ("trained", "watershed")])
     command = "python benchmarks/bench_train.py " + " ".join(sys.argv[1:])
     body = (
