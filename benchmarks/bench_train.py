@@ -221,7 +221,7 @@ def dsb(args: argparse.Namespace) -> None:
     from segpipe.training.data import list_image_ids
 
     source = Path(args.dsb)
-    work = WORK / "dsb"
+    work = WORK / ("dsb-" + "-".join(map(str, args.anchors)))
     shutil.rmtree(work, ignore_errors=True)
     ids = list_image_ids(source / "images", include=None, exclude=[])
     held = set(ids[::4])  # every fourth image, by name: 15 of 60
@@ -237,7 +237,8 @@ def dsb(args: argparse.Namespace) -> None:
              "ground_truth_dir": str(work / "train" / "masks"),
              "base": "none", "backbone": args.backbone, "epochs": args.epochs,
              "batch_size": 4, "crop_size": args.crop, "rois_per_image": 128,
-             "proposals_per_image": 300, "device": args.device}
+             "proposals_per_image": 300, "device": args.device,
+             "anchor_sizes": args.anchors}
     config = {"ground_truth_dir": str(work / "test" / "masks"), "primary_metric": "coco_ap50",
               "train": {"dsb": model},
               "methods": {"trained": {"kind": "maskrcnn", "weights": {"trained": "dsb"},
@@ -259,17 +260,18 @@ def dsb(args: argparse.Namespace) -> None:
          for m in ("trained", "watershed")])
     command = "python benchmarks/bench_train.py " + " ".join(sys.argv[1:])
     body = (
-        "## DSB 2018: a model trained on 45 development images against watershed (benchmarks/bench_train.py dsb)\n\n"
+        f"## DSB 2018: a model trained on 45 development images against watershed, anchors {args.anchors} (benchmarks/bench_train.py dsb)\n\n"
         f"- Command: `{command}` (alone on the machine)\n- Date: {now()}; code: {revision()}\n"
         f"- Machine: {machine()}\n"
         f"- Base `none` (no COCO weights can be fetched here), backbone {args.backbone}, "
-        f"{args.epochs} epochs, crops of {args.crop} px, batch 4, rois 128, proposals 300; "
+        f"{args.epochs} epochs, crops of {args.crop} px, batch 4, rois 128, proposals 300, "
+        f"anchor sizes {args.anchors}; "
         f"{card['counts']['train']} train and {card['counts']['val']} validation images; "
         "every fourth image by name (15) held out, segmented and scored.\n"
         f"- Wall time: **{wall / 60:.1f} min**, training job "
         f"**{_train_job_seconds(out, 'dsb') / 60:.1f} min**; best epoch "
         f"{card['best']['epoch']} (val AP {card['best']['val_ap']:.3f}).\n\n" + table)
-    write_section(DOCS, "train-dsb", body)
+    write_section(DOCS, "train-dsb-anchors-" + "-".join(map(str, args.anchors)), body)
     print(body)
 
 
@@ -300,6 +302,7 @@ def main() -> None:
     d.add_argument("--backbone", default="resnet18")
     d.add_argument("--epochs", type=int, default=30)
     d.add_argument("--crop", type=int, default=256)
+    d.add_argument("--anchors", type=int, nargs=5, default=[32, 64, 128, 256, 512])
     d.set_defaults(func=dsb)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))

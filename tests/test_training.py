@@ -429,3 +429,16 @@ def test_a_small_image_on_a_large_canvas_pools_from_the_right_level(trained):
     for step in (32, 256):
         a, b = results[0][step], results[1][step]
         assert np.array_equal(a.labels, b.labels) and np.array_equal(a.scores, b.scores)
+
+
+def test_anchor_sizes_travel_with_the_model(tiny_set, tmp_path):
+    from segpipe.maskrcnn.model import build_model
+
+    Trainer("m", settings(tiny_set, epochs=1, anchor_sizes=[8, 16, 32, 64, 128]), tmp_path,
+            threads=1).run()
+    net, names, native = build_model(model="maskrcnn_resnet50_fpn_v2",
+                                     weights=str(tmp_path / "model.pt"), seed=0,
+                                     score_threshold=0.5, max_detections=10, min_size=800,
+                                     max_size=1333, device="cpu")
+    assert net.rpn.anchor_generator.sizes == ((8,), (16,), (32,), (64,), (128,))
+    assert names == ["__background__", "object"] and native

@@ -11,7 +11,7 @@ every start, and importing torchvision costs seconds.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from segpipe.layout import WEIGHTS_DIR
@@ -151,7 +151,7 @@ class MaskRCNN:
 def load_maskrcnn(
     *,
     model: str,
-    weights: str,
+    weights: str | Mapping[str, str],
     seed: int,
     score_threshold: float,
     mask_threshold: float,
@@ -206,7 +206,7 @@ def segment_maskrcnn(
     images: Sequence[np.ndarray],
     *,
     model: str = "maskrcnn_resnet50_fpn_v2",
-    weights: str = "DEFAULT",
+    weights: str | Mapping[str, str] = "DEFAULT",
     seed: int = 0,
     score_threshold: float = 0.5,
     mask_threshold: float = 0.5,
@@ -235,10 +235,12 @@ def segment_maskrcnn(
     ----------
     images : list of (M, N, 3) ndarray of uint8 or uint16
     model : {"maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2"}
-    weights : str
+    weights : str or dict
         ``DEFAULT`` or another torchvision weights name (read from ``resources/weights``),
-        a path to a checkpoint (a state dict), or ``none`` for random weights seeded by
-        ``seed``.
+        a path to a checkpoint (a state dict, or a ``model.pt`` segpipe trained, which
+        brings its own network, classes and scale: ``model``, ``min_size`` and
+        ``max_size`` are then not used), ``{"trained": NAME}`` (``results/models/NAME/
+        model.pt``), or ``none`` for random weights seeded by ``seed``.
     seed : int
         Seeds the random initialisation of ``weights: none``.
     score_threshold, mask_threshold : float
@@ -283,7 +285,7 @@ def maskrcnn_tiled(
     tiling: Tiling,
     threads: int = 1,
     model: str = "maskrcnn_resnet50_fpn_v2",
-    weights: str = "DEFAULT",
+    weights: str | Mapping[str, str] = "DEFAULT",
     seed: int = 0,
     score_threshold: float = 0.5,
     mask_threshold: float = 0.5,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -83,12 +83,22 @@ def build_network(architecture: Mapping[str, Any], *, score_threshold: float = 0
         background included), ``pretrained_layout`` (True: built as torchvision builds
         the network it loads COCO weights into, with its frozen normalisation and
         layers; False: every layer trains, batch norm included, as torchvision builds a
-        network without weights), ``min_size`` and ``max_size`` (None: native scale).
+        network without weights), ``min_size`` and ``max_size`` (None: native scale),
+        and optionally ``anchor_sizes`` (one per FPN level; torchvision's by default).
     score_threshold, max_detections : float, int
         Inference: torchvision's ``box_score_thresh`` and ``box_detections_per_img``.
     rois_per_image, proposals_per_image : int
         Training: ``box_batch_size_per_image`` and ``rpn_post_nms_top_n_train``.
     """
+    net = _network(architecture, score_threshold=score_threshold,
+                   max_detections=max_detections, rois_per_image=rois_per_image,
+                   proposals_per_image=proposals_per_image)
+    set_anchor_sizes(net, architecture.get("anchor_sizes", DEFAULT_ANCHOR_SIZES))
+    return pin_roi_scales(net)
+
+
+def _network(architecture: Mapping[str, Any], *, score_threshold: float,
+             max_detections: int, rois_per_image: int, proposals_per_image: int) -> MaskRCNN:
     from torch import nn
     from torchvision.models.detection import MaskRCNN as TorchMaskRCNN
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
@@ -120,14 +130,14 @@ def build_network(architecture: Mapping[str, Any], *, score_threshold: float = 0
                                  num_classes=num_classes, **kwargs)
             if pretrained:
                 _freeze_body(net, trainable_layers=3)
-            return pin_roi_scales(net)
+            return net
         # As torchvision's v1 builder: frozen batch norm and 3 trainable layers under
         # COCO weights, else everything trains.
         body = resnet_fpn_backbone(
             backbone_name=backbone, weights=None,
             norm_layer=FrozenBatchNorm2d if pretrained else nn.BatchNorm2d,
             trainable_layers=3 if pretrained else 5)
-        return pin_roi_scales(TorchMaskRCNN(body, num_classes=num_classes, **kwargs))
+        return TorchMaskRCNN(body, num_classes=num_classes, **kwargs)
     body = _small_fpn_backbone(backbone, SMALL_CHANNELS)
     width = SMALL_CHANNELS
     heads = {"mask_head": MaskRCNNHeads(width, [width] * 4, 1),
@@ -140,7 +150,7 @@ def build_network(architecture: Mapping[str, Any], *, score_threshold: float = 0
                                            norm_layer=nn.BatchNorm2d),
             "mask_head": MaskRCNNHeads(width, [width] * 4, 1, norm_layer=nn.BatchNorm2d),
         }
-    return pin_roi_scales(TorchMaskRCNN(body, num_classes=None, **heads, **kwargs))
+    return TorchMaskRCNN(body, num_classes=None, **heads, **kwargs)
 
 
 def _small_fpn_backbone(backbone: str, channels: int) -> torch.nn.Module:
@@ -159,6 +169,22 @@ def _small_fpn_backbone(backbone: str, channels: int) -> torch.nn.Module:
 
 # The strides of the FPN levels the ROI heads pool from ('0'..'3'): 4, 8, 16, 32.
 FPN_SCALES = (1 / 4, 1 / 8, 1 / 16, 1 / 32)
+
+
+# torchvision's anchors: one size per FPN level, three aspect ratios each.
+DEFAULT_ANCHOR_SIZES = (32, 64, 128, 256, 512)
+ANCHOR_RATIOS = (0.5, 1.0, 2.0)
+
+
+def set_anchor_sizes(net: MaskRCNN, sizes: Sequence[int]) -> MaskRCNN:
+    """Give the RPN anchors of ``sizes`` pixels (one per FPN level); the RPN head's
+    outputs per location (three ratios) stay, so any design takes them."""
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+    if tuple(sizes) != DEFAULT_ANCHOR_SIZES:
+        net.rpn.anchor_generator = AnchorGenerator(tuple((int(s),) for s in sizes),
+                                                   (ANCHOR_RATIOS,) * len(sizes))
+    return net
 
 
 def pin_roi_scales(net: MaskRCNN) -> MaskRCNN:

@@ -58,7 +58,8 @@ RESULT_SETTINGS = (
     "input_dir", "include", "exclude", "ground_truth_dir", "ground_truth_pattern",
     "val_fraction", "val_dir", "val_ground_truth_dir", "base", "model", "backbone", "epochs",
     "batch_size", "lr", "warmup_epochs", "weight_decay", "amp", "seed", "crop_size",
-    "min_size", "max_size", "rois_per_image", "proposals_per_image", "augment", "channel",
+    "min_size", "max_size", "anchor_sizes", "rois_per_image", "proposals_per_image",
+    "augment", "channel",
     "z", "time", "intensity_range",
 )
 MOMENTUM = 0.9
@@ -164,7 +165,8 @@ def build_for_training(settings: Mapping[str, Any], classes: Sequence[str], *,
     arch = {"model": settings["model"], "backbone": settings["backbone"],
             "num_classes": len(classes), "pretrained_layout": base != "none",
             "min_size": settings["min_size"],
-            "max_size": settings["max_size"] if settings["min_size"] is not None else None}
+            "max_size": settings["max_size"] if settings["min_size"] is not None else None,
+            "anchor_sizes": list(settings["anchor_sizes"])}
     heads = {"rois_per_image": settings["rois_per_image"],
              "proposals_per_image": settings["proposals_per_image"],
              "score_threshold": VAL_SCORE_THRESHOLD, "max_detections": VAL_MAX_DETECTIONS}
@@ -188,7 +190,8 @@ def build_for_training(settings: Mapping[str, Any], classes: Sequence[str], *,
                     f"{'native scale' if old['min_size'] is None else 'min_size ' + str(old['min_size'])}"
                     f"; set {key}.{k} to {old[k]!r} to train on from it")
         arch["pretrained_layout"] = old["pretrained_layout"]
-        net = build_network({**old, "num_classes": old["num_classes"]}, **heads)
+        net = build_network({**old, "num_classes": old["num_classes"],
+                             "anchor_sizes": arch["anchor_sizes"]}, **heads)
         net.load_state_dict(state["state_dict"])
     else:
         if settings["backbone"] != "resnet50":
