@@ -50,8 +50,8 @@ def throughput(args: argparse.Namespace) -> None:
     import resource
 
     import torch
-
     from make_ellipses import ellipse_image
+
     from segpipe.maskrcnn.model import build_network
     from segpipe.training.augment import augment, crop_rng, targets_of
     from segpipe.training.settings import default_model
@@ -152,13 +152,14 @@ def _history(out: Path, name: str) -> list[dict]:
     return pq.read_table(out / "results" / "models" / name / "history.parquet").to_pylist()
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None or value != value else f"{value:.3f}"
+def _fmt(value: float | None) -> str:
+    import math
+
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def ellipses(args: argparse.Namespace) -> None:
     import yaml
-
     from make_ellipses import write_set
 
     work = WORK / "ellipses"

@@ -1,6 +1,7 @@
 """Training Mask R-CNN on one's own labels (segpipe.training): the split, the checks of
 bad input, augmentations, checkpoints, and resuming to the same bytes."""
 
+import itertools
 import json
 import math
 
@@ -10,7 +11,6 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from conftest import ROOT
 from segpipe.config import load_schema, resolve_config
 from segpipe.errors import ConfigError, TrainingDataError
 from segpipe.training.augment import augment, crop_rng, targets_of
@@ -23,6 +23,8 @@ from segpipe.training.loop import (
     lr_factor,
 )
 from segpipe.training.settings import default_model, train_defaults
+
+from conftest import ROOT
 
 SCHEMA = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
 
@@ -273,8 +275,8 @@ def test_targets_are_the_instances_boxes_and_masks():
 def test_the_schedule_warms_up_then_decays_to_zero():
     values = [lr_factor(i, total=50, warmup=5) for i in range(51)]
     assert values[0] == pytest.approx(1e-3) and values[5] == 1.0
-    assert all(a <= b for a, b in zip(values[:5], values[1:6]))
-    assert all(a >= b for a, b in zip(values[5:], values[6:]))
+    assert all(a <= b for a, b in itertools.pairwise(values[:6]))
+    assert all(a >= b for a, b in itertools.pairwise(values[5:]))
     assert values[-1] == 0.0
 
 
@@ -307,7 +309,7 @@ def history(folder):
 
 
 def test_training_writes_the_models_files(trained, tiny_set):
-    folder, card = trained
+    folder, _ = trained
     assert sorted(p.name for p in folder.iterdir()) == [
         "history.parquet", "last.pt", "model.json", "model.pt"]
     table = pq.read_table(folder / "history.parquet")

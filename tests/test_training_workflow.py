@@ -11,7 +11,6 @@ import time
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from test_training import write_set
 
 pytestmark = pytest.mark.e2e

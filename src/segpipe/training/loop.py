@@ -31,7 +31,7 @@ import os
 import platform
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,8 @@ from segpipe.imageio import write_bytes_atomic
 from segpipe.layout import WEIGHTS_DIR
 from segpipe.training.augment import augment, crop_rng, targets_of
 from segpipe.training.data import Sample, TrainingSet
+
+LRScheduler = torch.optim.lr_scheduler.LRScheduler
 
 log = logging.getLogger(__name__)
 
@@ -275,8 +277,7 @@ class Trainer:
 
     def __init__(self, name: str, settings: Mapping[str, Any], folder: str | os.PathLike, *,
                  threads: int = 1, weights_dir: str | os.PathLike = WEIGHTS_DIR,
-                 stop_after: int | None = None,
-                 on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 stop_after: int | None = None) -> None:
         self.name = name
         self.settings = settings
         self.key = f"train.{name}"
@@ -284,7 +285,6 @@ class Trainer:
         self.threads = threads
         self.weights_dir = weights_dir
         self.stop_after = stop_after
-        self.on_epoch = on_epoch
 
     def run(self) -> dict[str, Any]:
         """Train (or resume), then write ``model.pt``, ``history.parquet``, ``model.json``.
@@ -312,7 +312,7 @@ class Trainer:
         workers = self._workers(cuda)
         torch.set_num_threads(max(1, self.threads - workers))
         data_hash = data.fingerprint()
-        self.fingerprint = fingerprint(s, data_hash)
+        self.resume_key = fingerprint(s, data_hash)
         random.seed(s["seed"])
         np.random.seed(s["seed"] % 2**32)
         net, arch = build_for_training(s, data.classes, weights_dir=self.weights_dir,
@@ -356,8 +356,6 @@ class Trainer:
             state["epoch"] = epoch
             self._save_last(state, net, optimizer, scheduler, scaler)
             self._log_epoch(state, time.monotonic() - start, epoch - state["resumed_from"])
-            if self.on_epoch is not None:
-                self.on_epoch(row)
             if self.stop_after is not None and epoch >= self.stop_after and epoch < s["epochs"]:
                 raise KeyboardInterrupt(f"stopped after epoch {epoch} (stop_after)")
         return self._finish(state, data, counts, data_hash, arch, device)
@@ -368,8 +366,10 @@ class Trainer:
             return max(0, self.threads // 2) if cuda else 0
         return int(workers)
 
-    def _train_epoch(self, net, loader, optimizer, scheduler, scaler, params, device,
-                     epoch) -> tuple[dict[str, float], int]:
+    def _train_epoch(self, net: torch.nn.Module, loader: torch.utils.data.DataLoader,
+                     optimizer: torch.optim.Optimizer, scheduler: LRScheduler,
+                     scaler: torch.amp.GradScaler, params: list[torch.nn.Parameter],
+                     device: torch.device, epoch: int) -> tuple[dict[str, float], int]:
         net.train()
         sums = dict.fromkeys(LOSS_PARTS, 0.0)
         images = 0
@@ -401,7 +401,8 @@ class Trainer:
             torch.cuda.synchronize(device)
         return sums, images
 
-    def _validate(self, net, arch, device, samples) -> dict[str, float]:
+    def _validate(self, net: torch.nn.Module, arch: Mapping[str, Any], device: torch.device,
+                  samples: Sequence[Sample]) -> dict[str, float]:
         """Validation loss (train-mode losses with batch norm frozen, under a generator
         of its own) and mask AP (``MaskAP``, class-agnostic) on the whole validation
         images, decoded again each epoch (nothing of the set is held between epochs)."""
@@ -448,14 +449,16 @@ class Trainer:
         return {"val_loss": total / len(samples), "val_ap": result["coco_ap"],
                 "val_ap50": result["coco_ap50"], "val_ap75": result["coco_ap75"]}
 
-    def _checkpoint(self, net, arch, classes) -> dict[str, Any]:
+    def _checkpoint(self, net: torch.nn.Module, arch: Mapping[str, Any],
+                    classes: Sequence[str]) -> dict[str, Any]:
         from segpipe.maskrcnn.model import CHECKPOINT_FORMAT
 
         weights = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
         return {"format": CHECKPOINT_FORMAT, "architecture": dict(arch),
                 "classes": list(classes), "state_dict": weights}
 
-    def _resume(self, net, optimizer, scheduler, scaler) -> dict[str, Any]:
+    def _resume(self, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                scheduler: LRScheduler, scaler: torch.amp.GradScaler) -> dict[str, Any]:
         fresh = {"epoch": 0, "history": [], "best": None, "resumed_from": 0, "seconds": 0.0}
         path = self.files["last"]
         if not path.is_file():
@@ -465,7 +468,7 @@ class Trainer:
         except Exception as err:  # noqa: BLE001 - any unreadable file means start over
             log.warning("%s: cannot read %s (%s); training starts over", self.key, path, err)
             return fresh
-        if last.get("fingerprint") != self.fingerprint:
+        if last.get("fingerprint") != self.resume_key:
             log.info("%s: %s is from other settings or data; training starts over",
                      self.key, path)
             return fresh
@@ -483,9 +486,11 @@ class Trainer:
                 "best": last["best"], "resumed_from": last["epoch"],
                 "seconds": sum(r["seconds"] for r in last["history"])}
 
-    def _save_last(self, state, net, optimizer, scheduler, scaler) -> None:
+    def _save_last(self, state: dict[str, Any], net: torch.nn.Module,
+                   optimizer: torch.optim.Optimizer, scheduler: LRScheduler,
+                   scaler: torch.amp.GradScaler) -> None:
         last = {
-            "fingerprint": self.fingerprint,
+            "fingerprint": self.resume_key,
             "epoch": state["epoch"],
             "history": state["history"],
             "best": state["best"],
@@ -497,7 +502,7 @@ class Trainer:
         }
         write_bytes_atomic(self.files["last"], _torch_bytes(last))
 
-    def _log_epoch(self, state, elapsed: float, epochs_done: int) -> None:
+    def _log_epoch(self, state: dict[str, Any], elapsed: float, epochs_done: int) -> None:
         row, best, epochs = state["history"][-1], state["best"], self.settings["epochs"]
         per_epoch = elapsed / max(1, epochs_done)
         left = per_epoch * (epochs - row["epoch"])
@@ -506,7 +511,8 @@ class Trainer:
         log.info("epoch %d/%d · loss %.4f · %s · %.1f s/epoch · about %s left", row["epoch"],
                  epochs, row["loss"], val, per_epoch, _duration(left))
 
-    def _finish(self, state, data, counts, data_hash, arch, device) -> dict[str, Any]:
+    def _finish(self, state: dict[str, Any], data: TrainingSet, counts: Mapping[str, int],
+                data_hash: str, arch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
         import pyarrow as pa
         import pyarrow.parquet as pq
         import torchvision
@@ -530,7 +536,7 @@ class Trainer:
             "splits": {split: [x.image_id for x in data.split(split)] for split in ("train", "val")},
             "counts": counts,
             "data_hash": data_hash,
-            "fingerprint": self.fingerprint,
+            "fingerprint": self.resume_key,
             "versions": {"segpipe": segpipe.__version__, "torch": torch.__version__,
                          "torchvision": torchvision.__version__, "numpy": np.__version__,
                          "python": platform.python_version()},
