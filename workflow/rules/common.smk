@@ -78,7 +78,7 @@ SPECS = {m: get_method(config["methods"][m]["kind"]) for m in METHODS}
 # Methods of the batch runner have their own rule, the one device (GPU) rule.
 BATCHED = [m for m in METHODS if SPECS[m].runner == "batch"]
 PER_IMAGE = [m for m in METHODS if m not in BATCHED]
-# Models the run trains (rule train_maskrcnn), by name: results/models/{name}/.
+# Models the run trains (train_maskrcnn jobs), by name, into results/models/{name}/.
 TRAINED = sorted(config["train"])
 # Model weights the jobs read, by method, for kinds that have them: {trained: NAME}
 # is the trained model's model.pt, so the DAG trains before it segments.
@@ -89,9 +89,7 @@ WEIGHTS = {
 }
 # Weights training starts from (base: DEFAULT), fetched by the same rule.
 TRAIN_BASES = {
-    name: resolve_weights(
-        config["train"][name]["model"], config["train"][name]["base"]
-    )
+    name: resolve_weights(config["train"][name]["model"], config["train"][name]["base"])
     for name in TRAINED
 }
 if workflow.is_main_process:
