@@ -12,7 +12,7 @@ import itertools
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -300,7 +300,8 @@ def _trained(out: Path, settings: dict[str, Any]) -> str:
 
 
 def _run_locked(args: argparse.Namespace, extra: Sequence[str], config: dict[str, Any],
-                out: Path, lock: int, *, summary: Any = None,
+                out: Path, lock: int, *,
+                summary: Callable[[Path, dict[str, Any]], str] | None = None,
                 targets: Sequence[str] = ()) -> int:
     import tempfile
 

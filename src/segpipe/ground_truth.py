@@ -147,7 +147,7 @@ class GroundTruth:
             labels, where, note = self.read(image_id, shape)
             ids = [] if labels is None else np.unique(labels)
             return labels, {int(i): 1 for i in ids if i}, where, note
-        entry = self._entry(image_id)
+        entry = self.coco_entry(image_id)
         if entry is None:
             return None, {}, None, f"no image with file_name {image_id!r} in {self.source}"
         image, anns = entry
@@ -171,7 +171,9 @@ class GroundTruth:
         """The ``file_name`` of every image of a COCO file."""
         return sorted(self._index()["by_name"])
 
-    def _entry(self, image_id: str) -> tuple[dict, list] | None:
+    def coco_entry(self, image_id: str) -> tuple[dict, list] | None:
+        """A COCO file's (image, annotations) of ``image_id``: by file_name, or by base
+        name when that is unambiguous; None when the file has no such image."""
         index = self._index()
         return index["by_name"].get(image_id) or index["by_base"].get(PurePosixPath(image_id).name)
 
@@ -186,7 +188,7 @@ class GroundTruth:
         return None, f"no ground-truth mask (looked for {shown})"
 
     def _read_coco(self, image_id: str) -> tuple[np.ndarray | None, str]:
-        entry = self._entry(image_id)
+        entry = self.coco_entry(image_id)
         if entry is None:
             return None, f"no image with file_name {image_id!r} in {self.source}"
         image, anns = entry

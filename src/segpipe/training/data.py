@@ -262,7 +262,7 @@ class TrainingSet:
             ids = [s.image_id for s in self.split(split)] or [
                 s.image_id for s in self.samples]
             names = truth.coco_file_names()
-            if not any(truth._entry(i) is not None for i in ids):
+            if not any(truth.coco_entry(i) is not None for i in ids):
                 raise TrainingDataError(
                     f"{truth.source}: none of its {len(names)} file_name entries "
                     f"({', '.join(names[:3]) or 'none'}{', ...' if len(names) > 3 else ''}) "
