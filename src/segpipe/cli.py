@@ -294,8 +294,6 @@ def cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def _trained(out: Path, settings: dict[str, Any]) -> str:
     """What `segpipe train` prints at the end: each model's state."""
-    from segpipe.status import training_lines
-
     return "\n".join(training_lines(out))
 
 
