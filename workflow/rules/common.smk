@@ -376,8 +376,10 @@ def get_train_gpus(wildcards):
 
 
 def get_train_runtime(wildcards, attempt):
-    """Minutes: epochs x images at 1 s each on a GPU, 10 s on the CPU (a ResNet-50 at
-    512 px; docs/benchmarks.md), at least an hour, doubled at each retry."""
+    """Minutes: epochs x images at 1 s each on a GPU, 10 s on the CPU, at least an hour,
+    doubled at each retry. Generous guesses: the one measured rate is a ResNet-18 on
+    160-px images, about 0.33 s per image and epoch on 2 CPU cores (docs/benchmarks.md,
+    "Training on synthetic ellipses"); ResNet-50 and GPUs are unmeasured."""
     settings = config["train"][wildcards.name]
     per_image = 10.0 if settings["device"] == "cpu" else 1.0
     images = sum(1 for _ in iter_files(settings["input_dir"]))
@@ -385,8 +387,9 @@ def get_train_runtime(wildcards, attempt):
 
 
 def get_train_mem_mb(wildcards, threads, attempt):
-    """The model, optimiser and a batch of crops (ResNet-50 at 512 px: under 8 GB of host
-    memory), plus one image per loader worker of the largest allowed."""
+    """8 GB for the model, optimiser and a batch of crops (a guess for a ResNet-50 on
+    512-px crops; unmeasured without a GPU), 500 MB per thread, and one image of the
+    largest allowed at 8 bytes a pixel."""
     return (8000 + 500 * threads + _image_mb_of(8)) * attempt
 
 
