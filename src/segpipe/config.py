@@ -481,7 +481,8 @@ def resolve_config(config: dict[str, Any], schema: Mapping[str, Any], *,
     ConfigError
         Naming the key: a schema violation, a key that is not a string or is given twice
         in a file, a number that is not finite, more than :data:`MAX_METHODS` methods, or
-        a check of a method kind.
+        a check of a method kind, or of a model of the ``train`` section
+        (:func:`segpipe.training.settings.resolve_train`).
     """
     config = replace_methods_from(copy.deepcopy(config), configfiles, command_line)
     check_keys_and_numbers(config)
@@ -574,7 +575,8 @@ def compose_run_config(defaults: str | os.PathLike, schema: str | os.PathLike, *
     defaults : path
         The workflow's ``config/config.yaml``.
     input_dir : path
-        Made absolute, as is ``ground_truth_dir``, so the record holds in any folder.
+        Made absolute, as are ``ground_truth_dir`` and the ``train`` section's folders,
+        so the record holds in any folder.
     config_file : path, optional
     methods : str, optional
         Comma-separated names: methods of the config, or kinds run with their defaults.
