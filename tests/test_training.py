@@ -444,3 +444,28 @@ def test_anchor_sizes_travel_with_the_model(tiny_set, tmp_path):
                                      max_size=1333, device="cpu")
     assert net.rpn.anchor_generator.sizes == ((8,), (16,), (32,), (64,), (128,))
     assert names == ["__background__", "object"] and native
+
+
+@pytest.mark.parametrize("model", ["maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2"])
+def test_coco_layout_weights_get_new_predictors_and_frozen_stages(model, tiny_set, tmp_path):
+    """base: DEFAULT (or a COCO-layout file) loads into the network torchvision builds for
+    COCO weights (v1: frozen batch norm), gets predictors for the data's classes, and
+    keeps the first stages frozen as torchvision's fine-tuning does."""
+    from segpipe.maskrcnn.model import COCO_NUM_CLASSES, build_network
+    from segpipe.training.loop import build_for_training
+
+    arch = {"model": model, "backbone": "resnet50", "num_classes": COCO_NUM_CLASSES,
+            "pretrained_layout": True, "min_size": None, "max_size": None}
+    torch.manual_seed(5)
+    coco = build_network(arch)
+    torch.save(coco.state_dict(), tmp_path / "coco.pth")
+    s = settings(tiny_set, backbone="resnet50", model=model, base=str(tmp_path / "coco.pth"))
+    net, built = build_for_training(s, ["__background__", "object"])
+    assert built["pretrained_layout"] and built["num_classes"] == 2
+    assert net.roi_heads.box_predictor.cls_score.out_features == 2
+    assert net.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 2
+    body = dict(net.backbone.body.named_parameters())
+    assert not any(p.requires_grad for k, p in body.items() if k.startswith(("conv1", "layer1")))
+    assert all(p.requires_grad for k, p in body.items() if k.startswith("layer4"))
+    kept = net.backbone.body.layer3[0].conv1.weight
+    assert torch.equal(kept, coco.backbone.body.layer3[0].conv1.weight)
