@@ -107,20 +107,14 @@ class GroundTruth:
         from segpipe.planes import split_plane
         from segpipe.tiles import ArraySource
 
-        found = self.source if self.is_coco else None
-        if not self.is_coco:
-            for rel in mask_candidates(split_plane(image_id)[0], self.pattern):
-                candidate = self.source / rel
-                if candidate.is_file():
-                    tiled = _tiled_label_tiff(candidate)
-                    if tiled is None:
-                        found = candidate
-                        break
-                    if tiled.shape != tuple(shape):
-                        return None, str(candidate), (
-                            f"ground truth {candidate} is {tiled.shape[1]}x{tiled.shape[0]} "
-                            f"but the image is {shape[1]}x{shape[0]}")
-                    return tiled, str(candidate), None
+        found = self.source if self.is_coco else self.mask_path(split_plane(image_id)[0])
+        tiled = None if self.is_coco or found is None else _tiled_label_tiff(found)
+        if tiled is not None:
+            if tiled.shape != tuple(shape):
+                return None, str(found), (
+                    f"ground truth {found} is {tiled.shape[1]}x{tiled.shape[0]} "
+                    f"but the image is {shape[1]}x{shape[0]}")
+            return tiled, str(found), None
         if found is not None and max_pixels is not None and shape[0] * shape[1] > max_pixels:
             return None, None, (
                 f"ground truth unusable: {found} would be read whole, and the image "
@@ -177,12 +171,20 @@ class GroundTruth:
         index = self._index()
         return index["by_name"].get(image_id) or index["by_base"].get(PurePosixPath(image_id).name)
 
-    def _read_file(self, image_id: str) -> tuple[np.ndarray | None, str]:
-        candidates = mask_candidates(image_id, self.pattern)
-        for rel in candidates:
+    def mask_path(self, image_id: str) -> Path | None:
+        """The mask file of ``image_id`` in a mask folder: the first of
+        :func:`mask_candidates` that exists, or None."""
+        for rel in mask_candidates(image_id, self.pattern):
             candidate = self.source / rel
             if candidate.is_file():
-                return _as_label_map(read_label_image(candidate), candidate), str(candidate)
+                return candidate
+        return None
+
+    def _read_file(self, image_id: str) -> tuple[np.ndarray | None, str]:
+        candidate = self.mask_path(image_id)
+        if candidate is not None:
+            return _as_label_map(read_label_image(candidate), candidate), str(candidate)
+        candidates = mask_candidates(image_id, self.pattern)
         shown = (f"{self.source / candidates[0]}" if len(candidates) == 1
                  else f"{self.source / PurePosixPath(candidates[0]).with_suffix('.*')}")
         return None, f"no ground-truth mask (looked for {shown})"

@@ -277,14 +277,9 @@ class TrainingSet:
             digest.update(f"{sample.split}\0{sample.image_id}\0".encode("utf-8", "surrogateescape"))
             digest.update(_file_digest(sample.path))
             truth = self.truth[sample.split]
-            if not truth.is_coco:
-                from segpipe.ground_truth import mask_candidates
-
-                for rel in mask_candidates(sample.image_id, truth.pattern):
-                    candidate = truth.source / rel
-                    if candidate.is_file():
-                        digest.update(_file_digest(candidate))
-                        break
+            mask = None if truth.is_coco else truth.mask_path(sample.image_id)
+            if mask is not None:
+                digest.update(_file_digest(mask))
         for truth in {id(t): t for t in self.truth.values()}.values():
             if truth.is_coco:
                 digest.update(_file_digest(truth.source))

@@ -405,7 +405,8 @@ class Trainer:
                   samples: Sequence[Sample]) -> dict[str, float]:
         """Validation loss (train-mode losses with batch norm frozen, under a generator
         of its own) and mask AP (``MaskAP``, class-agnostic) on the whole validation
-        images, decoded again each epoch (nothing of the set is held between epochs)."""
+        images. They are decoded once an epoch, a batch at a time, and serve both
+        (nothing of the set is held between epochs)."""
         from segpipe.evaluation import MaskAP
         from segpipe.maskrcnn.inference import Predictor, to_chw_tensor
         from segpipe.rle import encode_objects
@@ -413,37 +414,32 @@ class Trainer:
         if not samples:
             return {"val_loss": math.nan, "val_ap": math.nan, "val_ap50": math.nan,
                     "val_ap75": math.nan}
-        devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.settings["seed"] + VAL_SEED_OFFSET)
-            net.train()
-            for module in net.modules():
-                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                    module.eval()
-            total = 0.0
-            size = self.settings["batch_size"]
-            with torch.no_grad():
-                # In batches, as training runs: the mean over images of batch means.
-                for first in range(0, len(samples), size):
-                    xs, targets = [], []
-                    for sample in samples[first:first + size]:
-                        image, labels, index = self.data.read(sample)
-                        top = 65535.0 if image.dtype == np.uint16 else 255.0
-                        xs.append(torch.from_numpy(
-                            image.transpose(2, 0, 1).astype(np.float32) / top).to(device))
-                        targets.append({k: torch.from_numpy(v).to(device)
-                                        for k, v in targets_of(labels, index).items()})
-                    losses = net(xs, targets)
-                    total += float(sum(losses.values())) * len(xs)
-        net.eval()
         predictor = Predictor(net, device, mask_threshold=VAL_MASK_THRESHOLD,
                               amp=self.settings["amp"], canvas_step=32)
         native = arch["min_size"] is None
         ap = MaskAP()
-        for sample in samples:
-            image, labels, _ = self.data.read(sample)
-            found, = predictor([to_chw_tensor(image)], native=[native])
-            ap.add_image(sample.image_id, encode_objects(labels), found.rles(), found.scores)
+        total = 0.0
+        size = self.settings["batch_size"]
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(self.settings["seed"] + VAL_SEED_OFFSET)
+            # In batches, as training runs: the loss is the mean over images of batch means.
+            for first in range(0, len(samples), size):
+                chunk = samples[first:first + size]
+                read = [self.data.read(sample) for sample in chunk]
+                _loss_mode(net)
+                xs = [torch.from_numpy(image.transpose(2, 0, 1).astype(np.float32)
+                                       / (65535.0 if image.dtype == np.uint16 else 255.0)
+                                       ).to(device) for image, _, _ in read]
+                targets = [{k: torch.from_numpy(v).to(device)
+                            for k, v in targets_of(labels, index).items()}
+                           for _, labels, index in read]
+                total += float(sum(net(xs, targets).values())) * len(xs)
+                net.eval()  # inference draws nothing random
+                for sample, (image, labels, _) in zip(chunk, read, strict=True):
+                    found, = predictor([to_chw_tensor(image)], native=[native])
+                    ap.add_image(sample.image_id, encode_objects(labels), found.rles(),
+                                 found.scores)
         result = ap.result()
         net.train()
         return {"val_loss": total / len(samples), "val_ap": result["coco_ap"],
@@ -553,6 +549,15 @@ class Trainer:
         log.info("%s: best epoch %s (val AP %s); model in %s", self.key, state["best"]["epoch"],
                  state["best"]["val_ap"], self.files["model"])
         return card
+
+
+def _loss_mode(net: torch.nn.Module) -> None:
+    """Train mode, for torchvision to return losses, with batch norm on its running
+    statistics: a validation pass must not move them."""
+    net.train()
+    for module in net.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def _better(row: Mapping[str, float], best: Mapping[str, float] | None) -> bool:
