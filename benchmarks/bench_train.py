@@ -52,7 +52,7 @@ def throughput(args: argparse.Namespace) -> None:
     import torch
     from make_ellipses import ellipse_image
 
-    from segpipe.maskrcnn.model import build_network
+    from segpipe.maskrcnn.model import SMALL_CHANNELS, build_network
     from segpipe.training.augment import augment, crop_rng, targets_of
     from segpipe.training.settings import default_model
 
@@ -60,6 +60,8 @@ def throughput(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     arch = {"model": args.model or default_model(args.backbone), "backbone": args.backbone,
             "num_classes": 2, "pretrained_layout": False, "min_size": None, "max_size": None}
+    if args.channels is not None:
+        arch["channels"] = args.channels
     net = build_network(arch, rois_per_image=args.rois, proposals_per_image=args.proposals)
     net.to(device).train()
     if device.type == "cuda":
@@ -109,28 +111,47 @@ def throughput(args: argparse.Namespace) -> None:
         peak = f"{torch.cuda.max_memory_allocated(device) / 1e9:.2f} GB (CUDA)"
     else:
         peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB (RSS)"
-    row = [args.device, arch["backbone"], arch["model"], args.crop, args.batch,
+    width = args.channels or (256 if args.backbone == "resnet50" else SMALL_CHANNELS)
+    row = [arch["backbone"], arch["model"], width, args.crop, args.batch,
            "on" if scaler.is_enabled() else "off", args.rois, args.proposals,
-           f"{rate:.1f}", f"{seconds / args.iterations * 1000:.0f}", peak]
+           f"{rate:.1f}", f"{seconds / args.iterations * 1000:.0f}", peak,
+           "python benchmarks/bench_train.py " + " ".join(sys.argv[1:]), now(), revision()]
     print(json.dumps(row))
-    command = "python benchmarks/bench_train.py " + " ".join(sys.argv[1:])
-    header = ["device", "backbone", "model", "crop", "batch", "AMP", "rois", "proposals",
-              "images/s", "ms/step", "peak memory"]
-    body = (f"## Training steps per second (benchmarks/bench_train.py throughput)\n\n"
-            f"- Command: `{command}`\n- Date: {now()}; code: {revision()}\n"
+    # Each command keeps its own row (keyed by its settings); the table shows them all.
+    kind = args.device.split(":")[0]
+    store = WORK / f"throughput-{kind}.json"
+    rows = json.loads(store.read_text()) if store.exists() else {}
+    rows[json.dumps(row[:8])] = row
+    store.parent.mkdir(parents=True, exist_ok=True)
+    store.write_text(json.dumps(rows, indent=1))
+    header = ["backbone", "model", "channels", "crop", "batch", "AMP", "rois", "proposals",
+              "images/s", "ms/step", "peak memory", "command", "date", "code"]
+    body = (f"## Training steps per second, {kind} (benchmarks/bench_train.py throughput)\n\n"
             f"- Machine: {machine(device)}\n"
-            f"- {args.iterations} steps timed after {args.warmup} warm-up steps, random "
-            f"weights, crops of synthetic ellipses (about 3 to 12 objects per 160 px); "
-            f"forward, backward and SGD step, data already on the device.\n\n"
-            + markdown_table(header, [row]))
-    write_section(DOCS, f"train-throughput-{args.device.split(':')[0]}", body)
+            f"- Each row: one command (in the row), {args.iterations} steps timed after "
+            f"{args.warmup} warm-up steps (as the command says), random weights, crops of "
+            "synthetic ellipses (about 3 to 12 objects per 160 px); forward, backward and "
+            "SGD step, data already on the device. *channels*: the FPN and heads' width.\n\n"
+            + markdown_table(header, [[*r[:11], f"`{r[11]}`", *r[12:]]
+                                      for r in rows.values()]))
+    write_section(DOCS, f"train-throughput-{kind}", body)
 
 
-def _segpipe(*args: str) -> tuple[int, float]:
+def _run(work: Path, config: dict, images: Path, cores: int) -> tuple[Path, float]:
+    """`segpipe run` of ``images`` with ``config`` into ``work/out``: the folder and the
+    wall time."""
+    import yaml
+
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    out = work / "out"
     start = time.perf_counter()
-    code = subprocess.call([sys.executable, "-m", "segpipe.cli", *args],
+    code = subprocess.call([sys.executable, "-m", "segpipe.cli", "run", str(images),
+                            "--config", str(work / "config.yaml"), "--out", str(out),
+                            "-j", str(cores)],
                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    return code, time.perf_counter() - start
+    if code:
+        raise SystemExit(f"segpipe run failed ({code}); see {out / 'logs'}")
+    return out, time.perf_counter() - start
 
 
 def _train_job_seconds(out: Path, name: str) -> float:
@@ -159,7 +180,6 @@ def _fmt(value: float | None) -> str:
 
 
 def ellipses(args: argparse.Namespace) -> None:
-    import yaml
     from make_ellipses import write_set
 
     work = WORK / "ellipses"
@@ -180,13 +200,7 @@ def ellipses(args: argparse.Namespace) -> None:
             "otsu": {"kind": "threshold", "method": "otsu"},
         },
     }
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
-    code, wall = _segpipe("run", str(data / "test" / "images"), "--config",
-                          str(work / "config.yaml"), "--out", str(work / "out"), "-j",
-                          str(args.cores))
-    if code:
-        raise SystemExit(f"segpipe run failed ({code}); see {work / 'out' / 'logs'}")
-    out = work / "out"
+    out, wall = _run(work, config, data / "test" / "images", args.cores)
     rows = _method_rows(out)
     history = _history(out, "ellipses")
     card = json.loads((out / "results" / "models" / "ellipses" / "model.json").read_text())
@@ -217,7 +231,6 @@ def ellipses(args: argparse.Namespace) -> None:
 
 
 def dsb(args: argparse.Namespace) -> None:
-    import yaml
 
     from segpipe.training.data import list_image_ids
 
@@ -245,13 +258,7 @@ def dsb(args: argparse.Namespace) -> None:
               "methods": {"trained": {"kind": "maskrcnn", "weights": {"trained": "dsb"},
                                       "device": args.device},
                           "watershed": {"kind": "watershed"}}}
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
-    code, wall = _segpipe("run", str(work / "test" / "images"), "--config",
-                          str(work / "config.yaml"), "--out", str(work / "out"), "-j",
-                          str(args.cores))
-    if code:
-        raise SystemExit(f"segpipe run failed ({code}); see {work / 'out' / 'logs'}")
-    out = work / "out"
+    out, wall = _run(work, config, work / "test" / "images", args.cores)
     rows = _method_rows(out)
     card = json.loads((out / "results" / "models" / "dsb" / "model.json").read_text())
     table = markdown_table(
@@ -283,6 +290,8 @@ def main() -> None:
     t.add_argument("--device", default="cuda")
     t.add_argument("--backbone", default="resnet50", choices=["resnet50", "resnet18", "resnet34"])
     t.add_argument("--model", default=None)
+    t.add_argument("--channels", type=int, default=None,
+                   help="FPN and head width of resnet18/34 (default: segpipe's, 128)")
     t.add_argument("--crop", type=int, default=512)
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--rois", type=int, default=512)

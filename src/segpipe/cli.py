@@ -85,15 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--methods", metavar="A,B",
                      help="only these methods of the config, by name; a kind name not in the "
                           "config runs that kind with its defaults (e.g. otsu,watershed)")
-    run.add_argument("--out", type=Path, default=Path("segpipe-out"), metavar="DIR",
-                     help="output folder: results/, logs/ and the run's config "
-                          "(default: ./segpipe-out)")
-    run.add_argument("-j", "--cores", type=int, default=os.cpu_count() or 1, metavar="N",
-                     help="cores to use (default: all)")
-    run.add_argument("--profile", metavar="NAME",
-                     help="a profile of profiles/ (e.g. slurm) or a profile folder")
-    run.add_argument("-n", "--dry-run", action="store_true",
-                     help="show what would run, run nothing")
+    _add_run_options(run)
     run.add_argument("--report", action="store_true",
                      help="also draw the report (results/report/) and pack it into one page, "
                           "results/report.html; `segpipe report` does it later")
@@ -113,14 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("config", type=Path, metavar="CONFIG", help="config file with a train section")
     train.add_argument("--models", metavar="A,B", help="only these models of the train section")
-    train.add_argument("--out", type=Path, default=Path("segpipe-out"), metavar="DIR",
-                       help="output folder (default: ./segpipe-out)")
-    train.add_argument("-j", "--cores", type=int, default=os.cpu_count() or 1, metavar="N",
-                       help="cores to use (default: all)")
-    train.add_argument("--profile", metavar="NAME",
-                       help="a profile of profiles/ (e.g. slurm) or a profile folder")
-    train.add_argument("-n", "--dry-run", action="store_true",
-                       help="show what would run, run nothing")
+    _add_run_options(train)
     train.add_argument("--force", action="store_true",
                        help="the folder holds results of another config: record this one")
     train.set_defaults(func=cmd_train, report=False, methods=None)
@@ -164,6 +149,19 @@ def _parser() -> argparse.ArgumentParser:
                        help="also clean an out_dir outside DIR (only segpipe's files there)")
     clean.set_defaults(func=cmd_clean)
     return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a command that runs the workflow (run, train)."""
+    parser.add_argument("--out", type=Path, default=Path("segpipe-out"), metavar="DIR",
+                        help="output folder: results/, logs/ and the run's config "
+                             "(default: ./segpipe-out)")
+    parser.add_argument("-j", "--cores", type=int, default=os.cpu_count() or 1, metavar="N",
+                        help="cores to use (default: all)")
+    parser.add_argument("--profile", metavar="NAME",
+                        help="a profile of profiles/ (e.g. slurm) or a profile folder")
+    parser.add_argument("-n", "--dry-run", action="store_true",
+                        help="show what would run, run nothing")
 
 
 def run_config(input_dir: str | os.PathLike, *, config_file: str | os.PathLike | None = None,

@@ -63,8 +63,8 @@ DEFAULT_MIN_SIZE, DEFAULT_MAX_SIZE = 800, 1333
 
 
 # Channels of the FPN and the heads on the small backbones (torchvision's are 256): half
-# the width costs half the time per CPU training step (0.87 s against 1.8 s for a batch
-# of four 160-px crops on 2 cores, docs/training.md) and is plenty for one or a few classes.
+# the width halves a CPU training step (docs/benchmarks.md, "Training steps per second")
+# and is plenty for one or a few classes.
 SMALL_CHANNELS = 128
 SMALL_BACKBONES = ("resnet18", "resnet34")
 
@@ -138,8 +138,9 @@ def _network(architecture: Mapping[str, Any], *, score_threshold: float,
             norm_layer=FrozenBatchNorm2d if pretrained else nn.BatchNorm2d,
             trainable_layers=3 if pretrained else 5)
         return TorchMaskRCNN(body, num_classes=num_classes, **kwargs)
-    body = _small_fpn_backbone(backbone, SMALL_CHANNELS)
-    width = SMALL_CHANNELS
+    # "channels" is for benchmarks/bench_train.py (what the narrower width buys).
+    width = architecture.get("channels", SMALL_CHANNELS)
+    body = _small_fpn_backbone(backbone, width)
     heads = {"mask_head": MaskRCNNHeads(width, [width] * 4, 1),
              "box_predictor": FastRCNNPredictor(1024, num_classes),
              "mask_predictor": MaskRCNNPredictor(width, width, num_classes)}
